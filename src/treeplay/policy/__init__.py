@@ -1,0 +1,1 @@
+"""treeplay.policy stage."""

@@ -1,0 +1,75 @@
+"""Records of the policy stage: sampling requests and completions.
+
+Contract every backend keeps:
+- A request continues the *code* `prefix` (task.prefix + golden[:offset]) for `task`; the backend
+  renders the model prompt around it (chat template or plain completion, per model config) and
+  the completion's text continues exactly after `prefix`, so `prefix + completion.text` is the
+  branch program.
+- `token_ids` are the generated tokens (after any stop truncation) and `logprobs[i]` is the
+  log-probability of `token_ids[i]` under the model's *raw* distribution (log-softmax of the
+  unprocessed logits, before temperature/top-p), so they can serve as DPO reference values.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+from treeplay.tasks.records import Task
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    temperature: float = 1.0
+    top_p: float = 0.95
+    max_new_tokens: int = 128
+    stop: tuple[str, ...] = ()
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class SampleRequest:
+    task: Task
+    prefix: str
+    n: int = 1
+    params: SamplingParams = field(default_factory=SamplingParams)
+    request_id: str = ""
+
+
+@dataclass(frozen=True)
+class Completion:
+    request_id: str
+    index: int  # 0..n-1 within its request
+    text: str
+    token_ids: tuple[int, ...]
+    logprobs: tuple[float, ...]
+    finish_reason: str  # "stop" (stop rule / EOS) or "length"
+    prompt_token_count: int = 0
+
+
+@dataclass(frozen=True)
+class ScoreRequest:
+    """Score a given continuation (e.g. the golden suffix) after `prefix`: one reference forward."""
+
+    task: Task
+    prefix: str
+    continuation: str
+    request_id: str = ""
+
+
+@dataclass(frozen=True)
+class Scored:
+    request_id: str
+    token_ids: tuple[int, ...]
+    logprobs: tuple[float, ...]
+
+
+@runtime_checkable
+class Policy(Protocol):
+    """A model that samples and scores continuations of code prefixes."""
+
+    model_id: str
+
+    def sample(self, requests: list[SampleRequest]) -> list[Completion]: ...
+
+    def score(self, requests: list[ScoreRequest]) -> list[Scored]: ...

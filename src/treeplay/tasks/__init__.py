@@ -1,0 +1,1 @@
+"""treeplay.tasks stage."""

@@ -1,0 +1,1 @@
+"""treeplay.tree stage."""
