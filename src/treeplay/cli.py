@@ -16,13 +16,35 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 
-STAGES = ("tasks", "policy", "oracle", "tree", "train", "eval")
+# Each module defines `register(app)`; order = order in --help.
+COMMAND_MODULES = (
+    "treeplay.tasks.cli",
+    "treeplay.policy.cli",
+    "treeplay.oracle.cli",
+    "treeplay.oracle.sandbox.cli",
+    "treeplay.tree.cli",
+    "treeplay.train.cli",
+    "treeplay.eval.cli",
+    "treeplay.pipeline_cli",
+)
+
+
+@app.callback()
+def _root() -> None:
+    """Tree-like Self-Play: teach code LLMs to write secure code from their own mistakes."""
+
+
+@app.command("version")
+def version() -> None:
+    """Print treeplay's version."""
+    from treeplay import __version__
+
+    typer.echo(__version__)
 
 
 def _register_stages() -> None:
-    for stage in STAGES:
-        module = importlib.import_module(f"treeplay.{stage}.cli")
-        module.register(app)
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(app)
 
 
 _register_stages()

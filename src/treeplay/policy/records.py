@@ -60,8 +60,10 @@ class ScoreRequest:
 @dataclass(frozen=True)
 class Scored:
     request_id: str
-    token_ids: tuple[int, ...]
-    logprobs: tuple[float, ...]
+    token_ids: tuple[int, ...]  # tokens of the continuation, as the model sees them after the prompt
+    logprobs: tuple[float, ...]  # raw log-prob of each token given everything before it
+    entropies: tuple[float, ...] = ()  # entropy (nats) of the raw next-token distribution at each token
+    char_offsets: tuple[int, ...] = ()  # start of each token in `continuation` (token boundaries)
 
 
 @runtime_checkable
