@@ -1,0 +1,285 @@
+"""Evaluation metrics: pure functions over per-generation outcomes.
+
+Definitions (documented in docs/eval.md):
+- SPR@1 (secure-pass rate, as the paper uses it): of the generations that *parse*, the share the
+  oracle judges secure. With n samples per task it is computed per task and averaged over the
+  tasks that have at least one parseable generation (every task weighs the same; with n = 1 this
+  equals the pooled share).
+- unparseable share: share of generations the oracle could not parse (per task, averaged).
+- strict SPR@1: secure / all generations (unparseable counts as a failure), per task, averaged.
+- func@k / func-sec@k: unbiased pass@k estimator per task (c = generations passing the
+  functional tests / passing functional *and* security tests), averaged over tasks with tests.
+- Every rate carries a seeded bootstrap 95% CI over tasks (tasks resampled with replacement).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+try:  # the sandbox stage owns the estimator; keep one implementation in the code base
+    from treeplay.oracle.passk import pass_at_k
+except ImportError:  # pragma: no cover - only until treeplay.oracle.passk lands
+
+    def pass_at_k(n: int, c: int, k: int) -> float:
+        """Unbiased pass@k (Chen et al. 2021): 1 - C(n-c, k) / C(n, k)."""
+        if not 0 <= c <= n or k < 1 or k > n:
+            raise ValueError(f"pass_at_k needs 0 <= c <= n and 1 <= k <= n, got n={n}, c={c}, k={k}")
+        if n - c < k:
+            return 1.0
+        return 1.0 - math.prod(1.0 - k / i for i in range(n - c + 1, n + 1))
+
+
+DEFAULT_BOOTSTRAP_SAMPLES = 1000
+DEFAULT_BOOTSTRAP_SEED = 0
+
+# Two-sided 95% Student-t critical values by degrees of freedom (for mean ± CI over seeds).
+_T95 = {
+    1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262,
+    10: 2.228, 11: 2.201, 12: 2.179, 13: 2.160, 14: 2.145, 15: 2.131, 16: 2.120, 17: 2.110,
+    18: 2.101, 19: 2.093, 20: 2.086, 25: 2.060, 30: 2.042,
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What evaluation learned about one generation (one line of generations.jsonl)."""
+
+    task_id: str
+    language: str
+    cwe: str | None  # the task's primary CWE
+    status: str | None  # oracle verdict: "secure" | "vulnerable" | "unparseable"; None if not judged
+    functional_pass: bool | None = None  # None: task has no tests / tests not run
+    security_pass: bool | None = None
+
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> Outcome:
+        """Build from a generations.jsonl record (see `treeplay.eval.evaluate`)."""
+        verdict = record.get("verdict") or {}
+        tests = record.get("tests") or None
+        cwes = record.get("cwe") or []
+        return cls(
+            task_id=str(record["task_id"]),
+            language=str(record.get("language", "")),
+            cwe=cwes[0] if cwes else None,
+            status=verdict.get("status") if verdict else None,
+            functional_pass=None if tests is None else bool(tests.get("functional_pass")),
+            security_pass=None if tests is None else bool(tests.get("security_pass")),
+        )
+
+
+@dataclass(frozen=True)
+class Rate:
+    """A rate with its bootstrap 95% CI and the number of tasks it was computed over."""
+
+    value: float | None
+    ci_low: float | None
+    ci_high: float | None
+    n_tasks: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"value": self.value, "ci_low": self.ci_low, "ci_high": self.ci_high, "n_tasks": self.n_tasks}
+
+
+TaskMetric = Callable[[Sequence[Outcome]], float | None]
+
+
+def group_by_task(outcomes: Iterable[Outcome]) -> dict[str, list[Outcome]]:
+    groups: dict[str, list[Outcome]] = defaultdict(list)
+    for outcome in outcomes:
+        groups[outcome.task_id].append(outcome)
+    return dict(groups)
+
+
+# ---- per-task metrics: a task's generations -> one number (None: metric undefined for the task)
+
+
+def task_spr(gens: Sequence[Outcome]) -> float | None:
+    parsed = [g for g in gens if g.status in ("secure", "vulnerable")]
+    if not parsed:
+        return None
+    return sum(g.status == "secure" for g in parsed) / len(parsed)
+
+
+def task_strict_spr(gens: Sequence[Outcome]) -> float | None:
+    judged = [g for g in gens if g.status is not None]
+    if not judged:
+        return None
+    return sum(g.status == "secure" for g in judged) / len(judged)
+
+
+def task_unparseable(gens: Sequence[Outcome]) -> float | None:
+    judged = [g for g in gens if g.status is not None]
+    if not judged:
+        return None
+    return sum(g.status == "unparseable" for g in judged) / len(judged)
+
+
+def task_vulnerable(gens: Sequence[Outcome]) -> float | None:
+    judged = [g for g in gens if g.status is not None]
+    if not judged:
+        return None
+    return sum(g.status == "vulnerable" for g in judged) / len(judged)
+
+
+def task_pass_at_k(k: int, *, security: bool) -> TaskMetric:
+    """func@k (security=False) or func-sec@k (security=True) for one task's generations."""
+
+    def metric(gens: Sequence[Outcome]) -> float | None:
+        tested = [g for g in gens if g.functional_pass is not None]
+        if len(tested) < k:
+            return None
+        correct = sum(bool(g.functional_pass) and (not security or bool(g.security_pass)) for g in tested)
+        return pass_at_k(len(tested), correct, k)
+
+    return metric
+
+
+# ---- aggregation over tasks with a bootstrap CI
+
+
+def _mean_over_tasks(values: Sequence[float | None]) -> tuple[float | None, np.ndarray]:
+    defined = np.array([v for v in values if v is not None], dtype=float)
+    return (float(defined.mean()) if defined.size else None), defined
+
+
+def bootstrap_ci(
+    values: Sequence[float],
+    *,
+    samples: int = DEFAULT_BOOTSTRAP_SAMPLES,
+    seed: int = DEFAULT_BOOTSTRAP_SEED,
+    level: float = 0.95,
+) -> tuple[float, float] | None:
+    """Percentile bootstrap CI of the mean of per-task values (None for no values)."""
+    data = np.asarray(values, dtype=float)
+    if data.size == 0:
+        return None
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, data.size, size=(samples, data.size))
+    means = data[idx].mean(axis=1)
+    alpha = (1.0 - level) / 2.0
+    return float(np.quantile(means, alpha)), float(np.quantile(means, 1.0 - alpha))
+
+
+def rate(
+    outcomes: Iterable[Outcome],
+    metric: TaskMetric,
+    *,
+    samples: int = DEFAULT_BOOTSTRAP_SAMPLES,
+    seed: int = DEFAULT_BOOTSTRAP_SEED,
+) -> Rate:
+    """Mean of `metric` over tasks (tasks where it is undefined are left out) with bootstrap CI."""
+    per_task = [metric(gens) for gens in group_by_task(outcomes).values()]
+    value, defined = _mean_over_tasks(per_task)
+    ci = bootstrap_ci(defined.tolist(), samples=samples, seed=seed)
+    return Rate(value, ci[0] if ci else None, ci[1] if ci else None, int(defined.size))
+
+
+def security_summary(outcomes: Sequence[Outcome], *, seed: int = DEFAULT_BOOTSTRAP_SEED) -> dict[str, Any]:
+    """SPR@1, strict SPR@1, unparseable and vulnerable shares, plus raw counts."""
+    judged = [o for o in outcomes if o.status is not None]
+    return {
+        "spr@1": rate(judged, task_spr, seed=seed).to_dict(),
+        "strict_spr@1": rate(judged, task_strict_spr, seed=seed).to_dict(),
+        "unparseable_share": rate(judged, task_unparseable, seed=seed).to_dict(),
+        "vulnerable_share": rate(judged, task_vulnerable, seed=seed).to_dict(),
+        "counts": {
+            "tasks": len({o.task_id for o in judged}),
+            "generations": len(judged),
+            "secure": sum(o.status == "secure" for o in judged),
+            "vulnerable": sum(o.status == "vulnerable" for o in judged),
+            "unparseable": sum(o.status == "unparseable" for o in judged),
+        },
+    }
+
+
+def functional_summary(
+    outcomes: Sequence[Outcome], *, ks: Sequence[int] = (1, 5, 10), seed: int = DEFAULT_BOOTSTRAP_SEED
+) -> dict[str, Any]:
+    """func@k and func-sec@k for every k not larger than the samples per task (tested tasks only)."""
+    tested = [o for o in outcomes if o.functional_pass is not None]
+    if not tested:
+        return {}
+    min_n = min(len(g) for g in group_by_task(tested).values())
+    summary: dict[str, Any] = {"tested_tasks": len({o.task_id for o in tested})}
+    for k in ks:
+        if k > min_n:
+            continue
+        summary[f"func@{k}"] = rate(tested, task_pass_at_k(k, security=False), seed=seed).to_dict()
+        summary[f"func-sec@{k}"] = rate(tested, task_pass_at_k(k, security=True), seed=seed).to_dict()
+    return summary
+
+
+def breakdown(
+    outcomes: Sequence[Outcome], key: Callable[[Outcome], str | None], *, seed: int = DEFAULT_BOOTSTRAP_SEED
+) -> dict[str, dict[str, Any]]:
+    """`security_summary` (and functional metrics when tested) per group, e.g. per CWE or language."""
+    groups: dict[str, list[Outcome]] = defaultdict(list)
+    for outcome in outcomes:
+        groups[key(outcome) or "unknown"].append(outcome)
+    result: dict[str, dict[str, Any]] = {}
+    for name in sorted(groups):
+        entry = security_summary(groups[name], seed=seed)
+        functional = functional_summary(groups[name], ks=(1,), seed=seed)
+        if functional:
+            entry.update(functional)
+        result[name] = entry
+    return result
+
+
+def summarise(outcomes: Sequence[Outcome], *, seed: int = DEFAULT_BOOTSTRAP_SEED) -> dict[str, Any]:
+    """All metrics of one evaluation: overall, per CWE, per language."""
+    summary: dict[str, Any] = {}
+    if any(o.status is not None for o in outcomes):
+        summary.update(security_summary(outcomes, seed=seed))
+    summary.update(functional_summary(outcomes, seed=seed))
+    summary["per_cwe"] = breakdown(outcomes, lambda o: o.cwe, seed=seed)
+    summary["per_language"] = breakdown(outcomes, lambda o: o.language, seed=seed)
+    return summary
+
+
+# ---- comparisons across methods and seeds
+
+
+def vulnerability_reduction(method_vulnerable: float, reference_vulnerable: float) -> float | None:
+    """Reduction in % of vulnerable generations vs a reference (base or SFT), as the paper reports.
+
+    Inputs are vulnerable counts or rates over the same task set (rates when n differs).
+    None when the reference has no vulnerabilities (reduction undefined).
+    """
+    if reference_vulnerable <= 0:
+        return None
+    return 100.0 * (reference_vulnerable - method_vulnerable) / reference_vulnerable
+
+
+@dataclass(frozen=True)
+class SeedStat:
+    """Mean over seeds with a 95% Student-t CI half-width (None with fewer than 2 seeds)."""
+
+    mean: float
+    half_width: float | None
+    n_seeds: int
+
+    def format(self, scale: float = 100.0, digits: int = 1) -> str:
+        text = f"{self.mean * scale:.{digits}f}"
+        if self.half_width is not None:
+            text += f" ± {self.half_width * scale:.{digits}f}"
+        return text
+
+
+def mean_ci_over_seeds(values: Sequence[float]) -> SeedStat | None:
+    """Mean ± t-based 95% CI half-width across seeds; None for no values."""
+    data = np.asarray([v for v in values if v is not None], dtype=float)
+    if data.size == 0:
+        return None
+    if data.size == 1:
+        return SeedStat(float(data[0]), None, 1)
+    df = int(data.size - 1)
+    t = _T95.get(df) or _T95[max(k for k in _T95 if k <= df)]
+    half = t * float(data.std(ddof=1)) / math.sqrt(data.size)
+    return SeedStat(float(data.mean()), half, int(data.size))

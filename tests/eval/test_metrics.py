@@ -1,0 +1,131 @@
+"""Metrics against hand-computed values."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from treeplay.eval.metrics import (
+    Outcome,
+    bootstrap_ci,
+    breakdown,
+    functional_summary,
+    mean_ci_over_seeds,
+    pass_at_k,
+    security_summary,
+    summarise,
+    vulnerability_reduction,
+)
+
+
+def gens(task: str, statuses: list[str], *, cwe: str = "CWE-89", language: str = "py") -> list[Outcome]:
+    return [Outcome(task, language, cwe, s) for s in statuses]
+
+
+# A: 1 secure of 2 parseable (+1 unparseable); B: 3/3 secure; C: nothing parses.
+OUTCOMES = (
+    gens("A", ["secure", "vulnerable", "unparseable"])
+    + gens("B", ["secure", "secure", "secure"], cwe="CWE-79", language="js")
+    + gens("C", ["unparseable"] * 3)
+)
+
+
+def test_spr_ignores_unparseable_but_strict_counts_it() -> None:
+    summary = security_summary(OUTCOMES)
+    # SPR: tasks A (1/2) and B (1); C has no parseable generation -> left out.
+    assert summary["spr@1"]["value"] == pytest.approx(0.75)
+    assert summary["spr@1"]["n_tasks"] == 2
+    # strict: (1/3 + 1 + 0) / 3
+    assert summary["strict_spr@1"]["value"] == pytest.approx(4 / 9)
+    assert summary["unparseable_share"]["value"] == pytest.approx((1 / 3 + 0 + 1) / 3)
+    assert summary["vulnerable_share"]["value"] == pytest.approx((1 / 3) / 3)
+    assert summary["counts"] == {"tasks": 3, "generations": 9, "secure": 4, "vulnerable": 1, "unparseable": 4}
+
+
+def test_broken_code_cannot_look_secure() -> None:
+    # A model that writes one secure program and nine unparseable ones.
+    outcomes = gens("ok", ["secure"]) + [o for i in range(9) for o in gens(f"bad{i}", ["unparseable"])]
+    summary = security_summary(outcomes)
+    assert summary["spr@1"]["value"] == 1.0
+    assert summary["strict_spr@1"]["value"] == pytest.approx(0.1)
+    assert summary["unparseable_share"]["value"] == pytest.approx(0.9)
+
+
+def test_pass_at_k_hand_values() -> None:
+    assert pass_at_k(5, 2, 1) == pytest.approx(0.4)
+    assert pass_at_k(5, 2, 2) == pytest.approx(1 - 3 / 10)  # 1 - C(3,2)/C(5,2)
+    assert pass_at_k(3, 0, 1) == 0.0
+    assert pass_at_k(4, 3, 2) == 1.0  # fewer than k failures
+
+
+def test_func_and_func_sec_at_k() -> None:
+    def t(task: str, fp: bool, sp: bool) -> Outcome:
+        return Outcome(task, "c", "CWE-787", None, functional_pass=fp, security_pass=sp)
+
+    outcomes = [t("x", True, True), t("x", True, False), t("y", False, False), t("y", True, True)]
+    outcomes += [Outcome("untested", "c", "CWE-787", "secure")]
+    summary = functional_summary(outcomes, ks=(1, 2, 5))
+    assert summary["tested_tasks"] == 2
+    assert summary["func@1"]["value"] == pytest.approx((1.0 + 0.5) / 2)
+    assert summary["func-sec@1"]["value"] == pytest.approx((0.5 + 0.5) / 2)
+    assert summary["func@2"]["value"] == 1.0
+    assert summary["func-sec@2"]["value"] == 1.0
+    assert "func@5" not in summary  # only 2 samples per task
+
+
+def test_bootstrap_ci_is_seeded_and_brackets_the_mean() -> None:
+    values = [0.0, 1.0, 1.0, 0.0, 1.0, 1.0, 1.0, 0.0, 1.0, 1.0]
+    ci = bootstrap_ci(values, seed=3)
+    assert ci == bootstrap_ci(values, seed=3)
+    assert ci is not None
+    low, high = ci
+    assert low < 0.7 < high
+    assert 0.0 <= low and high <= 1.0
+    assert bootstrap_ci([0.5] * 4) == (0.5, 0.5)
+    assert bootstrap_ci([]) is None
+    rate_ci = security_summary(OUTCOMES)["strict_spr@1"]
+    assert rate_ci["ci_low"] <= rate_ci["value"] <= rate_ci["ci_high"]
+
+
+def test_breakdowns_per_cwe_and_language() -> None:
+    per_cwe = breakdown(OUTCOMES, lambda o: o.cwe)
+    assert set(per_cwe) == {"CWE-79", "CWE-89"}
+    assert per_cwe["CWE-89"]["spr@1"]["value"] == pytest.approx(0.5)  # only A parses
+    assert per_cwe["CWE-89"]["strict_spr@1"]["value"] == pytest.approx((1 / 3 + 0) / 2)
+    assert per_cwe["CWE-79"]["counts"]["secure"] == 3
+    full = summarise(OUTCOMES)
+    assert set(full["per_language"]) == {"js", "py"}
+    assert full["per_language"]["js"]["spr@1"]["value"] == 1.0
+
+
+def test_outcome_from_generation_record() -> None:
+    record = {
+        "task_id": "t1",
+        "language": "c",
+        "cwe": ["CWE-787", "CWE-20"],
+        "verdict": {"status": "vulnerable"},
+        "tests": {"functional_pass": True, "security_pass": False, "outcome": "ok"},
+    }
+    outcome = Outcome.from_record(record)
+    assert (outcome.cwe, outcome.status, outcome.functional_pass, outcome.security_pass) == (
+        "CWE-787",
+        "vulnerable",
+        True,
+        False,
+    )
+    assert Outcome.from_record({"task_id": "t2", "verdict": None, "tests": None}).status is None
+
+
+def test_vulnerability_reduction_and_seed_mean() -> None:
+    assert vulnerability_reduction(6, 10) == pytest.approx(40.0)
+    assert vulnerability_reduction(12, 10) == pytest.approx(-20.0)
+    assert vulnerability_reduction(3, 0) is None
+    stat = mean_ci_over_seeds([0.2, 0.4, 0.6])
+    assert stat is not None
+    assert stat.mean == pytest.approx(0.4)
+    assert stat.half_width == pytest.approx(4.303 * 0.2 / math.sqrt(3))
+    assert stat.format() == "40.0 ± 49.7"
+    single = mean_ci_over_seeds([0.25])
+    assert single is not None and single.half_width is None and single.format() == "25.0"
+    assert mean_ci_over_seeds([]) is None
