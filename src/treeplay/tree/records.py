@@ -52,6 +52,8 @@ class Tree:
     # reference log-probs of the golden suffix after each trunk node: node id -> (token_ids, logprobs)
     golden_scores: dict[str, dict[str, list[Any]]] = field(default_factory=dict)
     stats: dict[str, Any] = field(default_factory=dict)
+    # snapshot of the task (`Task.to_dict()`), so pairs/show/stats need only the trees file
+    task: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -74,3 +76,82 @@ class Pair:
     rejected_ref_logprobs: tuple[float, ...] | None = None
     reference_model: str | None = None
     round: int = 0
+
+
+# --- JSON round-trip (additive helpers; records are written with treeplay.jsonl.to_jsonable) ---
+
+
+def node_from_dict(data: dict[str, Any]) -> Node:
+    return Node(
+        id=str(data["id"]),
+        parent=data.get("parent"),
+        branch_of_parent=data.get("branch_of_parent"),
+        char_offset=int(data["char_offset"]),
+        token_offset=data.get("token_offset"),
+        strategy=str(data["strategy"]),
+        prefix_hash=str(data["prefix_hash"]),
+        depth=int(data.get("depth", 1)),
+    )
+
+
+def branch_from_dict(data: dict[str, Any]) -> Branch:
+    return Branch(
+        node_id=str(data["node_id"]),
+        prefix=str(data["prefix"]),
+        completion=str(data["completion"]),
+        token_ids=tuple(int(t) for t in data.get("token_ids") or ()),
+        logprobs=tuple(float(x) for x in data.get("logprobs") or ()),
+        label=data["label"],
+        findings=tuple(data.get("findings") or ()),
+        cwe=data.get("cwe"),
+        first_flagged_line=data.get("first_flagged_line"),
+        finish_reason=str(data.get("finish_reason", "stop")),
+        tests=data.get("tests"),
+    )
+
+
+def tree_from_dict(data: dict[str, Any]) -> Tree:
+    """Inverse of `to_jsonable(tree)`; KeyError names a missing field."""
+    return Tree(
+        task_id=str(data["task_id"]),
+        golden=data.get("golden"),
+        golden_source=data["golden_source"],
+        nodes=tuple(node_from_dict(n) for n in data["nodes"]),
+        branches=tuple(branch_from_dict(b) for b in data["branches"]),
+        round=int(data.get("round", 0)),
+        model_id=str(data.get("model_id", "")),
+        config_hash=str(data.get("config_hash", "")),
+        golden_scores=dict(data.get("golden_scores") or {}),
+        stats=dict(data.get("stats") or {}),
+        task=data.get("task"),
+    )
+
+
+def pair_from_dict(data: dict[str, Any]) -> Pair:
+    """Inverse of `to_jsonable(pair)`; KeyError names a missing field."""
+
+    def _ints(key: str) -> tuple[int, ...] | None:
+        value = data.get(key)
+        return None if value is None else tuple(int(v) for v in value)
+
+    def _floats(key: str) -> tuple[float, ...] | None:
+        value = data.get(key)
+        return None if value is None else tuple(float(v) for v in value)
+
+    return Pair(
+        task_id=str(data["task_id"]),
+        node_id=str(data["node_id"]),
+        mode=data["mode"],
+        language=str(data["language"]),
+        cwe=data.get("cwe"),
+        instruction=str(data["instruction"]),
+        prefix=str(data["prefix"]),
+        chosen=str(data["chosen"]),
+        rejected=str(data.get("rejected", "")),
+        chosen_token_ids=_ints("chosen_token_ids"),
+        chosen_ref_logprobs=_floats("chosen_ref_logprobs"),
+        rejected_token_ids=_ints("rejected_token_ids"),
+        rejected_ref_logprobs=_floats("rejected_ref_logprobs"),
+        reference_model=data.get("reference_model"),
+        round=int(data.get("round", 0)),
+    )

@@ -1,0 +1,131 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from _tree_fixtures import GOLDEN, PREFIX
+
+from treeplay.jsonl import append_jsonl, read_jsonl, repair_truncated_tail, to_jsonable
+from treeplay.tasks.records import Task
+from treeplay.tree.builder import (
+    TreeConfig,
+    choose_golden,
+    derive_seed,
+    done_task_ids,
+    node_prefix,
+    rebranch_offset,
+    select_within_budget,
+)
+from treeplay.tree.offsets import line_number_start
+from treeplay.tree.records import Branch, Node, Tree, tree_from_dict
+from treeplay.tree.strategies import PlacedNode
+
+NODE_AT = GOLDEN.index("    cur.execute")
+VULN_COMPLETION = (
+    "    cur.execute(\"SELECT * FROM users WHERE name = '%s'\" % name)\n    return cur.fetchone()\n"
+)
+
+
+def _branch(prefix: str, completion: str, label: str, line: int | None, node: str = "n1") -> Branch:
+    return Branch(node, prefix, completion, (1,), (-1.0,), label, first_flagged_line=line)  # type: ignore[arg-type]
+
+
+def test_rebranch_offset_is_the_start_of_the_first_flagged_line(sql_task: Task) -> None:
+    prefix = PREFIX + GOLDEN[:NODE_AT]
+    # extra line first so the flagged line is inside the completion, not at the node itself
+    completion = "    q = name\n" + VULN_COMPLETION
+    flagged = (prefix + completion).count("\n", 0, (prefix + completion).index('    cur.execute("')) + 1
+    branch = _branch(prefix, completion, "vulnerable", flagged)
+    offset = rebranch_offset(sql_task, branch)
+    assert offset is not None
+    path = branch.text[len(PREFIX) :]
+    assert path[offset:].startswith("    cur.execute(\"SELECT * FROM users WHERE name = '%s'")
+    assert offset > NODE_AT
+    # the child node's prefix + a re-sampled completion reproduces the program exactly
+    deep = Node("n2", "n1", 0, offset, None, "rebranch", "h", depth=2)
+    tree = Tree("t-sql", GOLDEN, "task", (deep,), (branch,), 0, "m", "h")
+    child_prefix = node_prefix(sql_task, tree, deep)
+    assert child_prefix + path[offset:] == branch.text
+
+
+def test_rebranch_needs_a_flagged_line_inside_the_completion(sql_task: Task) -> None:
+    prefix = PREFIX + GOLDEN[:NODE_AT]
+    at_node = (prefix + VULN_COMPLETION).count("\n", 0, len(prefix)) + 1
+    assert line_number_start(prefix + VULN_COMPLETION, at_node) == len(prefix)
+    assert rebranch_offset(sql_task, _branch(prefix, VULN_COMPLETION, "vulnerable", at_node)) is None
+    assert rebranch_offset(sql_task, _branch(prefix, VULN_COMPLETION, "vulnerable", 1)) is None
+    assert rebranch_offset(sql_task, _branch(prefix, VULN_COMPLETION, "secure", None)) is None
+    assert rebranch_offset(sql_task, _branch(prefix, VULN_COMPLETION, "vulnerable", 99)) is None
+
+
+def test_choose_golden_prefers_task_then_most_likely_secure(prompt_only_task: Task, sql_task: Task) -> None:
+    assert choose_golden(sql_task, []) == (GOLDEN, "task")
+    root = [
+        Branch("root", "import os\n", "a()\n", (1, 2), (-0.1, -0.1), "secure"),
+        Branch("root", "import os\n", "b()\n", (1,), (-0.05,), "secure"),
+        Branch("root", "import os\n", "c()\n", (1,), (-0.01,), "vulnerable"),
+        Branch("root", "import os\n", "d()\n", (1,), (-0.01,), "nonfunctional"),
+    ]
+    assert choose_golden(prompt_only_task, root) == ("b()\n", "self-play")
+    assert choose_golden(prompt_only_task, root[2:]) == (None, "none")
+
+
+def test_budget_keeps_agreed_nodes_first() -> None:
+    placed = [
+        PlacedNode(5, 1, ("entropy",)),
+        PlacedNode(9, 2, ("diff", "oracle")),
+        PlacedNode(20, 3, ("entropy",)),
+    ]
+    assert [p.char_offset for p in select_within_budget(placed, 2)] == [5, 9]
+    assert [p.char_offset for p in select_within_budget(placed, 1)] == [9]
+    assert select_within_budget(placed, 0) == []
+
+
+def test_config_validation_and_hash() -> None:
+    assert TreeConfig().hash() == TreeConfig().hash()
+    assert TreeConfig(k=2).hash() != TreeConfig().hash()
+    with pytest.raises(ValueError, match="unknown risk-node strategy"):
+        TreeConfig(strategies="diff,nope")
+    with pytest.raises(ValueError, match="k must be"):
+        TreeConfig(k=0)
+    assert derive_seed(0, "t", "n1") == derive_seed(0, "t", "n1") != derive_seed(1, "t", "n1")
+
+
+def _tree(task_id: str, config_hash: str = "h") -> Tree:
+    return Tree(task_id, GOLDEN, "task", (), (), 0, "m", config_hash)
+
+
+def test_resume_skips_done_trees_and_repairs_a_truncated_tail(tmp_path: Path) -> None:
+    out = tmp_path / "trees.jsonl"
+    append_jsonl(out, [_tree("a"), _tree("b")])
+    with out.open("a") as fh:  # a kill in the middle of the third tree
+        fh.write(json.dumps(to_jsonable(_tree("c")))[:40])
+    assert done_task_ids(out, "h") == {"a", "b"}
+    assert repair_truncated_tail(out)
+    append_jsonl(out, [_tree("c")])
+    ids = [r["task_id"] for r in read_jsonl(out)]
+    assert ids == ["a", "b", "c"]
+    with pytest.raises(ValueError, match="built with config h"):
+        done_task_ids(out, "other")
+
+
+def test_tree_round_trips_through_json(sql_task: Task) -> None:
+    node = Node("n1", None, None, NODE_AT, 4, "diff", "hash")
+    branch = Branch("n1", PREFIX, "x", (1, 2), (-0.5, -0.25), "vulnerable", ({"rule": "B608"},), "CWE-89", 5)
+    tree = Tree(
+        "t-sql",
+        GOLDEN,
+        "task",
+        (node,),
+        (branch,),
+        2,
+        "m",
+        "h",
+        {"n1": {"token_ids": [1], "logprobs": [-1.0]}},
+        {"nodes": 1},
+        sql_task.to_dict(),
+    )
+    again = tree_from_dict(json.loads(json.dumps(to_jsonable(tree))))
+    assert again == tree
+    assert Task.from_dict(again.task or {}) == sql_task

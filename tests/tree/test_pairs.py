@@ -1,0 +1,131 @@
+from __future__ import annotations
+
+import pytest
+from _tree_fixtures import GOLDEN, PREFIX
+
+from treeplay.tasks.records import Task
+from treeplay.tree.builder import node_prefix
+from treeplay.tree.offsets import prefix_hash
+from treeplay.tree.pairs import pairs, sft_examples, whole_sequence_pairs
+from treeplay.tree.records import Branch, Node, Tree
+
+NODE_AT = GOLDEN.index("    cur.execute")
+
+
+def _b(
+    node: str, prefix: str, completion: str, label: str, finish: str = "stop", ids: tuple[int, ...] = (1,)
+) -> Branch:
+    return Branch(
+        node_id=node,
+        prefix=prefix,
+        completion=completion,
+        token_ids=ids,
+        logprobs=tuple(-0.1 * i for i in range(len(ids))),
+        label=label,  # type: ignore[arg-type]
+        cwe="CWE-89" if label == "vulnerable" else None,
+        first_flagged_line=5 if label == "vulnerable" else None,
+        finish_reason=finish,
+    )
+
+
+def _tree() -> Tree:
+    trunk_prefix = PREFIX + GOLDEN[:NODE_AT]
+    nodes = (
+        Node("root", None, None, 0, 0, "root", prefix_hash(PREFIX)),
+        Node("n1", None, None, NODE_AT, 6, "diff+oracle", prefix_hash(trunk_prefix)),
+    )
+    branches = (
+        _b("root", PREFIX, "    return db.execute(q % name)\n", "vulnerable", ids=(7, 8)),
+        _b("root", PREFIX, "    return None\n", "secure", ids=(9,)),
+        _b("root", PREFIX, "    return (\n", "unparseable", finish="length"),
+        _b("n1", trunk_prefix, "    cur.execute('%s' % name)\n", "vulnerable", ids=(3, 4, 5)),
+        _b("n1", trunk_prefix, "    cur.execute(q, (name,))\n", "secure", ids=(6,)),
+        _b("n1", trunk_prefix, "    cur.execute(q, (name,)\n", "unparseable"),  # stopped but broken
+        _b("n1", trunk_prefix, "    cur.execute(q\n", "unparseable", finish="length"),  # cut by budget
+        _b("n1", trunk_prefix, "    cur.execute(q, [name])\n", "nonfunctional"),
+    )
+    return Tree(
+        task_id="t-sql",
+        golden=GOLDEN,
+        golden_source="task",
+        nodes=nodes,
+        branches=branches,
+        round=1,
+        model_id="embedded",
+        config_hash="abc",
+        golden_scores={
+            "root": {"token_ids": [10, 11, 12], "logprobs": [-1.0, -2.0, -3.0]},
+            "n1": {"token_ids": [11, 12], "logprobs": [-2.0, -3.0]},
+        },
+    )
+
+
+def test_golden_vs_branch_uses_only_verified_rejects(sql_task: Task) -> None:
+    tree = _tree()
+    result = pairs(tree, sql_task, "golden-vs-branch")
+    assert {p.rejected for p in result} == {
+        "    cur.execute('%s' % name)\n",
+        "    cur.execute(q, (name,)\n",
+    }
+    for pair in result:
+        assert pair.node_id == "n1" and pair.mode == "golden-vs-branch"
+        assert pair.prefix == PREFIX + GOLDEN[:NODE_AT]
+        assert pair.prefix + pair.chosen == PREFIX + GOLDEN
+        assert pair.chosen_token_ids == (11, 12) and pair.chosen_ref_logprobs == (-2.0, -3.0)
+        assert pair.reference_model == "embedded" and pair.round == 1
+    vulnerable = next(p for p in result if p.rejected.startswith("    cur.execute('%s'"))
+    assert vulnerable.rejected_token_ids == (3, 4, 5) and vulnerable.cwe == "CWE-89"
+    assert vulnerable.rejected_ref_logprobs is not None and len(vulnerable.rejected_ref_logprobs) == 3
+
+
+def test_sibling_pairs_secure_against_vulnerable_at_the_same_node(sql_task: Task) -> None:
+    result = pairs(_tree(), sql_task, "sibling")
+    assert len(result) == 1
+    (pair,) = result
+    assert pair.chosen == "    cur.execute(q, (name,))\n"
+    assert pair.rejected == "    cur.execute('%s' % name)\n"
+    assert pair.chosen_token_ids == (6,) and pair.rejected_token_ids == (3, 4, 5)
+    assert pair.mode == "sibling"
+
+
+def test_both_is_the_union_and_root_is_left_to_the_baseline(sql_task: Task) -> None:
+    both = pairs(_tree(), sql_task, "both")
+    assert len(both) == 3
+    assert all(p.node_id == "n1" for p in both)
+    with_root = pairs(_tree(), sql_task, "both", include_root=True)
+    assert {p.node_id for p in with_root} == {"root", "n1"}
+    with pytest.raises(ValueError, match="unknown pair mode"):
+        pairs(_tree(), sql_task, "random")
+
+
+def test_whole_sequence_pairs_from_root_samples(sql_task: Task) -> None:
+    result = whole_sequence_pairs(_tree(), sql_task)
+    chosen_rejected = {(p.chosen, p.rejected) for p in result}
+    assert chosen_rejected == {
+        ("    return None\n", "    return db.execute(q % name)\n"),
+        (GOLDEN, "    return db.execute(q % name)\n"),
+    }
+    golden_pair = next(p for p in result if p.chosen == GOLDEN)
+    assert golden_pair.chosen_ref_logprobs == (-1.0, -2.0, -3.0)
+    assert golden_pair.rejected_token_ids == (7, 8)
+    assert all(p.prefix == PREFIX and p.node_id == "root" and p.mode == "whole-sequence" for p in result)
+
+
+def test_sft_examples_are_the_golden_path(sql_task: Task) -> None:
+    (example,) = sft_examples(_tree(), sql_task)
+    assert example.mode == "sft" and example.rejected == "" and example.chosen == GOLDEN
+    no_golden = Tree("t-sql", None, "none", (), (), 0, "m", "h")
+    assert sft_examples(no_golden, sql_task) == []
+
+
+def test_pairs_refuse_a_mismatched_task(sql_task: Task, prompt_only_task: Task) -> None:
+    with pytest.raises(ValueError, match="paired with task"):
+        pairs(_tree(), prompt_only_task)
+
+
+def test_node_prefix_matches_branch_prefix(sql_task: Task) -> None:
+    tree = _tree()
+    for branch in tree.branches:
+        node = next(n for n in tree.nodes if n.id == branch.node_id)
+        assert node_prefix(sql_task, tree, node) == branch.prefix
+        assert prefix_hash(branch.prefix) == node.prefix_hash
