@@ -1,0 +1,167 @@
+"""semgrep with treeplay's own rule files (src/treeplay/oracle/rules/<language>.yaml).
+
+The `semgrep` CLI is a Python wrapper that costs ~3-5 s per call before any scanning. We call the
+engine it wraps, `semgrep-core`, directly: one process per batch with a targets file (the same
+format `semgrep scan --dump-command-for-core` writes), ~0.2 s startup. The CLI (always with
+`--metrics=off --disable-version-check`) is the fallback when the engine binary is not found.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from treeplay.oracle.analyzers.base import (
+    AnalysisResult,
+    RawFinding,
+    Target,
+    ToolError,
+    index_by_path,
+    position_of,
+    run_tool,
+    which,
+)
+from treeplay.oracle.config import RULES_DIR
+from treeplay.oracle.cwe import normalise
+from treeplay.oracle.records import Severity
+
+RULE_FILES: dict[str, str] = {"py": "python.yaml", "c": "c.yaml", "cpp": "c.yaml", "js": "javascript.yaml",
+                              "go": "go.yaml"}
+CORE_LANG: dict[str, str] = {"py": "python", "c": "c", "cpp": "cpp", "js": "javascript", "go": "go"}
+_SEVERITY: dict[str, Severity] = {"ERROR": "high", "WARNING": "medium", "INFO": "low", "CRITICAL": "high",
+                                  "HIGH": "high", "MEDIUM": "medium", "LOW": "low"}
+
+
+def _semgrep_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.update({"SEMGREP_SEND_METRICS": "off", "SEMGREP_ENABLE_VERSION_CHECK": "0"})
+    return env
+
+
+def _first_cwe(metadata: dict[str, Any]) -> str | None:
+    cwe = metadata.get("cwe") or metadata.get("cwe_id")
+    if isinstance(cwe, list):
+        cwe = cwe[0] if cwe else None
+    return normalise(str(cwe)) if cwe else None
+
+
+def _parse_json(stdout: str) -> dict[str, Any]:
+    """semgrep-core prints progress dots before its JSON object."""
+    start = stdout.find("{")
+    if start < 0:
+        raise ToolError(f"semgrep produced no JSON output: {stdout[-300:]!r}")
+    try:
+        return dict(json.loads(stdout[start:]))
+    except json.JSONDecodeError as exc:
+        raise ToolError(f"semgrep output is not JSON: {exc}") from exc
+
+
+class SemgrepAnalyzer:
+    name = "semgrep"
+    languages = frozenset(RULE_FILES)
+
+    def __init__(self, timeout_s: float = 300.0, rules_dir: Path = RULES_DIR) -> None:
+        self.timeout_s = timeout_s
+        self.rules_dir = rules_dir
+        self._expanded: dict[str, Path] = {}
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+
+    def _cli(self) -> str | None:
+        local = Path(sys.executable).parent / "semgrep"
+        return str(local) if local.exists() else which("semgrep")
+
+    def _core(self) -> str | None:
+        try:
+            import semgrep
+        except ImportError:
+            return None
+        path = Path(semgrep.__file__).parent / "bin" / "semgrep-core"
+        return str(path) if path.exists() else which("semgrep-core")
+
+    def unavailable_reason(self) -> str | None:
+        if self._cli() is None and self._core() is None:
+            return "semgrep is not installed (pip install semgrep)"
+        return None
+
+    def rules_json(self, languages: Sequence[str]) -> Path:
+        """The rules of these languages as one plain JSON file (semgrep-core's YAML reader does not
+        expand the anchors the rule files use)."""
+        files = sorted({RULE_FILES[lang] for lang in languages if (self.rules_dir / RULE_FILES[lang]).exists()})
+        key = ",".join(files)
+        if key not in self._expanded:
+            import yaml
+
+            if self._tmp is None:
+                self._tmp = tempfile.TemporaryDirectory(prefix="treeplay-semgrep-rules-")
+            rules: list[Any] = []
+            for name in files:
+                rules += yaml.safe_load((self.rules_dir / name).read_text(encoding="utf-8"))["rules"]
+            expanded = Path(self._tmp.name) / f"rules-{len(self._expanded)}.json"
+            expanded.write_text(json.dumps({"rules": rules}), encoding="utf-8")
+            self._expanded[key] = expanded
+        return self._expanded[key]
+
+    def analyze(self, targets: Sequence[Target], workdir: Path) -> list[AnalysisResult]:
+        results = [AnalysisResult() for _ in targets]
+        positions = [i for i, t in enumerate(targets) if (self.rules_dir / RULE_FILES[t.language]).exists()]
+        if not positions:
+            return results
+        runnable = [targets[i] for i in positions]
+        core = self._core()
+        output = self._run_core(core, runnable, workdir) if core else self._run_cli(runnable, workdir)
+        self._collect(output, runnable, workdir, results, positions)
+        return results
+
+    def _run_core(self, core: str, targets: Sequence[Target], workdir: Path) -> dict[str, Any]:
+        """One semgrep-core process for the whole batch (what `semgrep scan` runs underneath)."""
+        listing = ["Targets", [
+            ["CodeTarget", {"path": {"fpath": str(t.path), "ppath": "/" + t.path.relative_to(workdir).as_posix()},
+                            "analyzer": CORE_LANG[t.language], "products": ["sast"]}]
+            for t in targets
+        ]]
+        targets_file = workdir / "semgrep-targets.json"
+        targets_file.write_text(json.dumps(listing), encoding="utf-8")
+        rules = self.rules_json([t.language for t in targets])
+        cmd = [core, "-json", "-rules", str(rules), "-targets", str(targets_file), "-timeout", "20",
+               "-timeout_threshold", "3", "-max_memory", "0", "-fast", "-j", "1"]
+        proc = run_tool(cmd, timeout_s=self.timeout_s, cwd=workdir)
+        return _parse_json(proc.stdout)
+
+    def _run_cli(self, targets: Sequence[Target], workdir: Path) -> dict[str, Any]:
+        cli = self._cli()
+        if cli is None:
+            raise ToolError("semgrep CLI not found")
+        configs = ["--config", str(self.rules_json([t.language for t in targets]))]
+        cmd = [cli, "scan", "--metrics=off", "--disable-version-check", "--json", "--quiet", "--no-git-ignore",
+               "--timeout", "20", "--jobs", str(min(2, os.cpu_count() or 1)), *configs,
+               *[str(t.path) for t in targets]]
+        proc = run_tool(cmd, timeout_s=self.timeout_s, ok_codes=(0, 1), cwd=workdir)
+        return _parse_json(proc.stdout)
+
+    def _collect(self, output: dict[str, Any], targets: Sequence[Target], workdir: Path,
+                 results: list[AnalysisResult], positions: list[int]) -> None:
+        by_path = index_by_path(targets)
+        for error in output.get("errors", []):
+            kind = str(error.get("error_type") or error.get("type") or "")
+            if "Rule" in kind or "Invalid" in kind:
+                raise ToolError(f"semgrep rule error: {error.get('message') or error.get('long_msg')}")
+        for hit in output.get("results", []):
+            pos = position_of(str(hit.get("path", "")), by_path, workdir)
+            if pos is None:
+                continue
+            extra = hit.get("extra", {})
+            results[positions[pos]].findings.append(
+                RawFinding(
+                    line=int(hit["start"]["line"]),
+                    end_line=int(hit["end"]["line"]),
+                    rule=str(hit.get("check_id", "")).rsplit(".", 1)[-1],
+                    severity=_SEVERITY.get(str(extra.get("severity", "")).upper(), "medium"),
+                    message=str(extra.get("message", "")).strip(),
+                    cwe=_first_cwe(extra.get("metadata") or {}),
+                )
+            )

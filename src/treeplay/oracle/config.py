@@ -1,0 +1,110 @@
+"""Oracle configuration: which analyzers run and what counts as `vulnerable` (the severity policy)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from treeplay.oracle.records import Severity
+
+# Bump when the judging logic changes in a way that changes verdicts (invalidates the cache).
+ORACLE_VERSION = "1"
+
+SEVERITY_RANK: dict[str, int] = {"low": 1, "medium": 2, "high": 3}
+
+RULES_DIR = Path(__file__).resolve().parent / "rules"
+
+# Rules that are noise for judging a single snippet; listed as "<analyzer>:<rule id>".
+DEFAULT_DISABLED_RULES: frozenset[str] = frozenset(
+    {
+        # bandit: import-only warnings (the call sites are what matters), assert, try/except/pass
+        *(f"bandit:B{n}" for n in range(401, 416)),
+        "bandit:B101",
+        "bandit:B110",
+        "bandit:B112",
+        "bandit:B404",
+        "bandit:B603",  # subprocess without shell: no injection on its own
+        "bandit:B607",  # partial executable path
+        # flawfinder: every fixed-size char array / every memcpy, strlen is flagged
+        "flawfinder:char",
+        "flawfinder:strlen",
+        "flawfinder:memcpy",
+        "flawfinder:read",
+        "flawfinder:open",
+        "flawfinder:equal",
+        # cppcheck: style noise
+        "cppcheck:missingIncludeSystem",
+        "cppcheck:missingInclude",
+        "cppcheck:unusedFunction",
+        "cppcheck:unmatchedSuppression",
+        "cppcheck:checkersReport",
+        "cppcheck:toomanyconfigs",
+        "cppcheck:normalCheckLevelMaxBranches",
+        # eslint-plugin-security: fires on every obj[key]
+        "eslint:security/detect-object-injection",
+    }
+)
+
+# Analyzers per language (registry names, see treeplay.oracle.analyzers.ANALYZERS).
+DEFAULT_ANALYZERS: dict[str, tuple[str, ...]] = {
+    "py": ("bandit", "semgrep"),
+    "c": ("cppcheck", "flawfinder", "clang-tidy", "semgrep"),
+    "cpp": ("cppcheck", "flawfinder", "clang-tidy", "semgrep"),
+    "js": ("eslint", "semgrep"),
+    "go": ("gofmt", "go-vet", "semgrep"),
+}
+
+
+def default_cache_path() -> Path:
+    return Path(os.environ.get("TREEPLAY_ORACLE_CACHE", ".treeplay-cache/oracle.sqlite"))
+
+
+@dataclass(frozen=True)
+class OracleConfig:
+    """What runs and how a verdict is decided.
+
+    A snippet is `vulnerable` when it has an (enabled) finding of at least `min_severity`, or -
+    when `target_cwe_any_severity` - any finding whose CWE matches the task's CWE.
+    """
+
+    min_severity: Severity = "medium"
+    target_cwe_any_severity: bool = True
+    disabled_rules: frozenset[str] = DEFAULT_DISABLED_RULES
+    analyzers: dict[str, tuple[str, ...]] = field(default_factory=lambda: dict(DEFAULT_ANALYZERS))
+    include_codeql: bool = False  # add the CodeQL backend when the `codeql` CLI is on PATH
+    repair_partial: bool = True  # dedent / wrap partial snippets before declaring them unparseable
+    use_cache: bool = True
+    cache_path: Path | None = None  # None: $TREEPLAY_ORACLE_CACHE or .treeplay-cache/oracle.sqlite
+    workers: int = 1  # processes used by judge_many
+    tool_timeout_s: float = 300.0
+
+    def __post_init__(self) -> None:
+        if self.min_severity not in SEVERITY_RANK:
+            raise ValueError(f"OracleConfig.min_severity: {self.min_severity!r} not in {list(SEVERITY_RANK)}")
+        if self.workers < 1:
+            raise ValueError(f"OracleConfig.workers must be >= 1, got {self.workers}")
+
+    def resolved_cache_path(self) -> Path:
+        return self.cache_path if self.cache_path is not None else default_cache_path()
+
+    def analyzers_for(self, language: str) -> tuple[str, ...]:
+        names = tuple(self.analyzers.get(language, ()))
+        if self.include_codeql and language in ("py", "c", "cpp", "js", "go"):
+            names = (*names, "codeql")
+        return names
+
+    def policy_hash(self) -> str:
+        """Hash of everything that changes verdicts: policy fields, rule files, oracle version."""
+        data = asdict(self)
+        for key in ("use_cache", "cache_path", "workers", "tool_timeout_s"):
+            data.pop(key)
+        data["disabled_rules"] = sorted(self.disabled_rules)
+        data["version"] = ORACLE_VERSION
+        digest = hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode())
+        for rule_file in sorted(RULES_DIR.glob("*.y*ml")):
+            digest.update(rule_file.name.encode())
+            digest.update(rule_file.read_bytes())
+        return digest.hexdigest()[:16]

@@ -1,0 +1,38 @@
+"""Language names accepted by the oracle and the file extension each is analysed under."""
+
+from __future__ import annotations
+
+from treeplay.tasks.records import language_from_filename
+
+ALIASES: dict[str, str] = {
+    "py": "py",
+    "python": "py",
+    "python3": "py",
+    "c": "c",
+    "cpp": "cpp",
+    "c++": "cpp",
+    "cc": "cpp",
+    "cxx": "cpp",
+    "js": "js",
+    "javascript": "js",
+    "jsx": "js",
+    "node": "js",
+    "go": "go",
+    "golang": "go",
+}
+
+EXTENSION: dict[str, str] = {"py": "py", "c": "c", "cpp": "cpp", "js": "js", "go": "go"}
+
+SUPPORTED = tuple(EXTENSION)
+
+
+def normalise_language(language: str) -> str:
+    """'Python' -> 'py', 'C++' -> 'cpp'...; ValueError naming the supported ones otherwise."""
+    key = language.strip().lower()
+    if key not in ALIASES:
+        raise ValueError(f"oracle: unsupported language {language!r} (supported: {', '.join(SUPPORTED)})")
+    return ALIASES[key]
+
+
+def language_of_path(path: str) -> str:
+    return normalise_language(language_from_filename(path))

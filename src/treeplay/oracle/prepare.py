@@ -1,0 +1,109 @@
+"""Turn a snippet into the text analyzers see.
+
+Generated and dataset snippets are often partial: an indented method body cut out of a class, a
+Go function without a `package` clause, a JavaScript class method. Before calling such code
+unparseable we try repairs that keep the code's meaning and shift lines by a known offset, so
+findings map back to the judged code's own line numbers.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+import textwrap
+from dataclasses import dataclass
+
+PY_WRAPPER = "class _TreeplayWrapper:\n"
+GO_PACKAGE = "package treeplaysnippet\n"
+JS_CLASS_WRAPPER = "class _TreeplayWrapper {\n"
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A snippet ready for analysis. `line_offset` = analysed line - original line."""
+
+    language: str
+    original: str
+    text: str
+    line_offset: int = 0
+    repair: str = ""  # "", "dedent", "wrap-class", "py2-print", "go-package", ...
+    parse_error: str | None = None  # set when the code cannot be parsed (Python only, here)
+
+    def original_line(self, analysed_line: int) -> int:
+        """Map a line of `text` back to the judged code (clamped into its range)."""
+        n_lines = max(1, self.original.count("\n") + 1)
+        return min(max(1, analysed_line - self.line_offset), n_lines)
+
+
+_PY2_PRINT = re.compile(r"^(\s*)print(?!\s*\()\s+(?P<rest>[^=].*?)\s*$", re.MULTILINE)
+_PY2_EXCEPT = re.compile(r"^(\s*except\s+[\w.]+(?:\s*\([^)]*\))?)\s*,\s*(\w+)\s*:", re.MULTILINE)
+_PY2_PRINT_BARE = re.compile(r"^(\s*)print\s*$", re.MULTILINE)
+
+
+def _py2_to_py3(code: str) -> str:
+    """Line-preserving fixes for the Python 2 constructs common in old repositories."""
+    code = _PY2_PRINT.sub(lambda m: f"{m.group(1)}print({m.group('rest')})", code)
+    code = _PY2_PRINT_BARE.sub(lambda m: f"{m.group(1)}print()", code)
+    code = _PY2_EXCEPT.sub(lambda m: f"{m.group(1)} as {m.group(2)}:", code)
+    return code.replace("<>", "!=")
+
+
+def _parses(code: str) -> str | None:
+    """None when `code` parses as Python 3, else the error message."""
+    try:
+        ast.parse(code)
+    except SyntaxError as exc:
+        return f"line {exc.lineno}: {exc.msg}"
+    except ValueError as exc:  # e.g. null bytes
+        return str(exc)
+    return None
+
+
+def prepare_python(code: str, *, repair: bool = True) -> Prepared:
+    error = _parses(code)
+    if error is None:
+        return Prepared("py", code, code)
+    if not repair:
+        return Prepared("py", code, code, parse_error=error)
+    dedented = textwrap.dedent(code.expandtabs(8)) if code[:1] in (" ", "\t") else code
+    candidates: list[tuple[str, str, int]] = [
+        ("dedent", dedented, 0),
+        ("wrap-class", PY_WRAPPER + textwrap.indent(dedented, "    "), 1),
+    ]
+    py3 = _py2_to_py3(dedented)
+    if py3 != dedented:
+        candidates += [("py2", py3, 0), ("py2+wrap-class", PY_WRAPPER + textwrap.indent(py3, "    "), 1)]
+    for name, text, offset in candidates:
+        if text != code and _parses(text) is None:
+            return Prepared("py", code, text, line_offset=offset, repair=name)
+    return Prepared("py", code, code, parse_error=error)
+
+
+_GO_PACKAGE_RE = re.compile(r"^\s*package\s+\w+", re.MULTILINE)
+_JS_METHOD_START = re.compile(r"^\s*(?:static\s+|async\s+|get\s+|set\s+)*[A-Za-z_$][\w$]*\s*\([^)]*\)\s*\{")
+
+
+def prepare_go(code: str) -> Prepared:
+    if _GO_PACKAGE_RE.search(code):
+        return Prepared("go", code, code)
+    return Prepared("go", code, GO_PACKAGE + code, line_offset=1, repair="go-package")
+
+
+def prepare_js(code: str) -> Prepared:
+    """Wrap a bare class method (`name(args) { ... }`) in a class; anything else as is."""
+    first = next((line for line in code.splitlines() if line.strip()), "")
+    if _JS_METHOD_START.match(first) and not re.match(
+        r"^\s*(if|for|while|switch|catch|function|return)\b", first
+    ):
+        return Prepared("js", code, JS_CLASS_WRAPPER + code + "\n}\n", line_offset=1, repair="wrap-class")
+    return Prepared("js", code, code)
+
+
+def prepare(code: str, language: str, *, repair: bool = True) -> Prepared:
+    if language == "py":
+        return prepare_python(code, repair=repair)
+    if language == "go" and repair:
+        return prepare_go(code)
+    if language == "js" and repair:
+        return prepare_js(code)
+    return Prepared(language, code, code)
