@@ -204,7 +204,7 @@ def base_env(workdir_inside: str) -> dict[str, str]:
 def _prlimit_args(limits: Limits) -> list[str]:
     return [
         "prlimit",
-        f"--cpu={limits.cpu_s}",
+        f"--cpu={limits.cpu_s}:{limits.cpu_s + 1}",  # SIGXCPU at the soft limit, SIGKILL 1 s later
         f"--as={limits.memory_mb * 1024 * 1024}",
         f"--fsize={limits.file_size_mb * 1024 * 1024}",
         f"--nproc={limits.processes}",
@@ -261,7 +261,9 @@ def build_unshare_command(
     args += ["--", "env", "-i", *[f"{k}={v}" for k, v in env.items()]]
     if uid is not None:
         args += _setpriv_args(uid)
-    return [*args, *cmd]
+    # A shell in between reports a signal death as exit 128+N: unshare 2.38 itself fails with
+    # "sigprocmask unblock failed" when its child is killed by a signal.
+    return [*args, "sh", "-c", '"$@"; exit $?', "sh", *cmd]
 
 
 # --------------------------------------------------------------------------- running
@@ -329,14 +331,30 @@ def _kill_uid(uid: int) -> None:
             continue
 
 
-def processes_of_uid(uid: int) -> list[int]:
+def _wait_until_gone(uid: int, timeout_s: float = 3.0) -> None:
+    """Give killed processes of `uid` a moment to disappear (repeating the kill)."""
+    deadline = time.monotonic() + timeout_s
+    while processes_of_uid(uid, include_zombies=False) and time.monotonic() < deadline:
+        _kill_uid(uid)
+        time.sleep(0.02)
+
+
+def processes_of_uid(uid: int, *, include_zombies: bool = False) -> list[int]:
     """Pids currently owned by `uid` (used by tests to check that nothing is left running)."""
     pids: list[int] = []
     for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            with contextlib.suppress(FileNotFoundError):
-                if os.stat(f"/proc/{entry}").st_uid == uid:
-                    pids.append(int(entry))
+        if not entry.isdigit():
+            continue
+        try:
+            if os.stat(f"/proc/{entry}").st_uid != uid:
+                continue
+            if not include_zombies:
+                with open(f"/proc/{entry}/stat", encoding="ascii", errors="replace") as fh:
+                    if fh.read().rsplit(")", 1)[-1].split()[0] == "Z":
+                        continue
+        except (FileNotFoundError, ProcessLookupError, IndexError):
+            continue
+        pids.append(int(entry))
     return pids
 
 
@@ -360,6 +378,8 @@ def _classify(
         return "crashed", f"killed by {name}"
     if returncode == 0:
         return "ok", ""
+    if b"sigprocmask unblock failed" in stderr:
+        return "crashed", "killed by a signal"
     if any(m in stderr[-4000:] for m in _MEMORY_MARKERS):
         return "limit", f"exit code {returncode} after running out of memory"
     return "crashed", f"exit code {returncode}"
@@ -502,6 +522,7 @@ class Sandbox:
             result = self._execute(argv, workdir, limits)
             if uid is not None:
                 _kill_uid(uid)
+                _wait_until_gone(uid)
             collected = {}
             for rel, tail in [(r, False) for r in collect] + [(r, True) for r in collect_tail]:
                 data = read_regular_file(workdir / rel, collect_cap, tail=tail)

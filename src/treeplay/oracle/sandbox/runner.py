@@ -209,7 +209,13 @@ def build_result(
     ran = bool(tests) and not collect_errors and outcome != "crashed"
     functional_pass = ran and all(t.passed for t in tests if t.kind != "security")
     security_pass = ran and all(t.passed for t in tests if t.kind == "security")
-    tail = "\n".join(x for x in (reason, "\n".join(collect_errors)[-2000:], output[-_OUTPUT_TAIL_BYTES:]) if x)
+    if outcome in ("ok", "crashed") and any(
+        "File too large" in text for text in [*collect_errors, *(t.message for t in tests)]
+    ):
+        outcome, reason = "limit", "the file-size/output limit was hit"
+        functional_pass = security_pass = False
+    head = "\n".join(x for x in (reason, "\n".join(collect_errors)[-2000:]) if x)
+    tail = (head + "\n" + output[-max(0, _OUTPUT_TAIL_BYTES - len(head)) :]).strip()
     duration = float(driver.get("duration_s", duration_hint) or duration_hint)
     return TestResult(
         functional_pass=functional_pass,
@@ -217,7 +223,7 @@ def build_result(
         outcome=outcome,
         tests=tuple(tests),
         duration_s=duration,
-        output_tail=tail[-_OUTPUT_TAIL_BYTES:],
+        output_tail=tail,
     )
 
 
