@@ -1,1 +1,180 @@
-"""treeplay.tasks stage."""
+"""treeplay.tasks: the `Task` record and loaders for every supported dataset format.
+
+`load_tasks(path)` auto-detects the format from the file's content or the directory's layout;
+pass `format=` to override. Formats:
+
+| format         | what                                                            |
+|----------------|-----------------------------------------------------------------|
+| `safecoder`    | SafeCoder/SVEN JSONL pairs (`func_src_before`/`func_src_after`)  |
+| `annotated`    | the same rows with the TSP reference's GPT-4o risk-node `output` |
+| `sec-eval`     | SafeCoder/SVEN eval scenario directories (`info.json`, ...)      |
+| `securityeval` | SecurityEval JSON/JSONL (`ID`, `Prompt`, `Insecure_code`)        |
+| `multilang`    | TSP reference multi-language prompts (`prompt`, `original_code`) |
+| `cweval`       | CWEval-style directories (`*_task.<ext>` + `*_test.py`)          |
+| `humaneval`    | HumanEval (path, or the word `humaneval` for the packaged copy)  |
+| `tasks`        | treeplay's normalised tasks.jsonl                               |
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+from treeplay.tasks.loaders import (
+    TaskFormatError,
+    load_annotated,
+    load_cweval,
+    load_humaneval,
+    load_multilang,
+    load_normalised,
+    load_safecoder,
+    load_scenarios,
+    load_securityeval,
+)
+from treeplay.tasks.records import AnnotatedNode, Task, normalise_cwe
+
+__all__ = [
+    "FORMATS",
+    "AnnotatedNode",
+    "Task",
+    "TaskFormatError",
+    "detect_format",
+    "filter_tasks",
+    "load_tasks",
+    "normalise_cwe",
+]
+
+Loader = Callable[..., list[Task]]
+
+FORMATS: dict[str, Loader] = {
+    "safecoder": load_safecoder,
+    "annotated": load_annotated,
+    "sec-eval": load_scenarios,
+    "securityeval": load_securityeval,
+    "multilang": load_multilang,
+    "cweval": load_cweval,
+    "humaneval": load_humaneval,
+    "tasks": load_normalised,
+}
+
+
+def _first_object(path: Path) -> dict[str, object] | None:
+    """The first JSON object of a JSON list or a JSONL (optionally gzipped) file."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8") as fh:
+        head = fh.read(1 << 20)
+    stripped = head.lstrip()
+    if stripped.startswith("["):
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            return None
+        return data[0] if isinstance(data, list) and data and isinstance(data[0], dict) else None
+    for line in stripped.splitlines():
+        if line.strip():
+            try:
+                value = json.loads(line)
+            except json.JSONDecodeError:
+                return None
+            return value if isinstance(value, dict) else None
+    return None
+
+
+def detect_format(path: Path) -> str:
+    """Name of the format of `path` (a key of FORMATS); ValueError when it cannot be told."""
+    if str(path) == "humaneval":
+        return "humaneval"
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file or directory")
+    if path.is_dir():
+        if (path / "benchmark" / "core").is_dir() or any(path.rglob("cwe_*_task.*")):
+            return "cweval"
+        if any(path.rglob("info.json")):
+            return "sec-eval"
+        raise ValueError(f"{path}: directory is neither CWEval-style nor SafeCoder eval scenarios")
+    row = _first_object(path)
+    if row is None:
+        raise ValueError(f"{path}: empty or not JSON/JSONL; pass --format")
+    keys = set(row)
+    if {"func_src_before", "func_src_after"} <= keys:
+        return "annotated" if ("output" in keys or "Nodes" in keys) else "safecoder"
+    if {"ID", "Prompt"} <= keys:
+        return "securityeval"
+    if {"task_id", "prompt", "canonical_solution"} <= keys:
+        return "humaneval"
+    if {"prompt", "original_code"} <= keys:
+        return "multilang"
+    if {"id", "language", "prefix"} <= keys:
+        return "tasks"
+    raise ValueError(f"{path}: unknown record layout with fields {sorted(keys)[:8]}; pass --format")
+
+
+def filter_tasks(
+    tasks: Iterable[Task],
+    *,
+    language: str | Iterable[str] | None = None,
+    cwe: str | Iterable[str] | None = None,
+    split: str | Iterable[str] | None = None,
+    limit: int | None = None,
+) -> list[Task]:
+    """Keep tasks matching every given filter (each filter: one value or several), then cut to limit."""
+
+    def as_set(value: str | Iterable[str] | None) -> set[str] | None:
+        if value is None:
+            return None
+        items = [value] if isinstance(value, str) else list(value)
+        parts = {p.strip() for item in items for p in item.split(",") if p.strip()}
+        return parts or None
+
+    languages = as_set(language)
+    cwes = {normalise_cwe(c) for c in as_set(cwe) or ()} or None
+    splits = as_set(split)
+    kept = [
+        task
+        for task in tasks
+        if (languages is None or task.language in languages)
+        and (cwes is None or cwes & set(task.cwe))
+        and (splits is None or splits & set(task.split))
+    ]
+    return kept if limit is None else kept[:limit]
+
+
+def load_tasks(
+    path: str | Path,
+    *,
+    format: str | None = None,
+    limit: int | None = None,
+    language: str | Iterable[str] | None = None,
+    cwe: str | Iterable[str] | None = None,
+    split: str | Iterable[str] | None = None,
+    errors: list[TaskFormatError] | None = None,
+) -> list[Task]:
+    """Load tasks from any supported format, then filter.
+
+    With `errors` (a list), bad rows are appended there and skipped; without it the first bad row
+    raises `TaskFormatError` naming file, line/item/scenario and field.
+    """
+    path = Path(path)
+    name = format or detect_format(path)
+    if name not in FORMATS:
+        raise ValueError(f"unknown format {name!r}; choose from {', '.join(FORMATS)}")
+    if name == "humaneval":
+        tasks = load_humaneval(None if str(path) == "humaneval" else path, errors)
+    else:
+        tasks = FORMATS[name](path, errors)
+    return filter_tasks(tasks, language=language, cwe=cwe, split=split, limit=limit)
+
+
+def load_many(paths: Iterable[str | Path], **kwargs: object) -> list[Task]:
+    """`load_tasks` over several paths, concatenated (ids must stay unique)."""
+    tasks: list[Task] = []
+    seen: set[str] = set()
+    for path in paths:
+        for task in load_tasks(path, **kwargs):  # type: ignore[arg-type]
+            if task.id in seen:
+                raise ValueError(f"duplicate task id {task.id!r} (from {path})")
+            seen.add(task.id)
+            tasks.append(task)
+    return tasks
