@@ -1,0 +1,161 @@
+"""Real analyzers on real vulnerable snippets and their fixed twins (tests/fixtures/oracle/*.yaml)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+import yaml
+
+from treeplay.oracle import Oracle, OracleConfig
+from treeplay.oracle.cwe import matches
+from treeplay.oracle.prepare import prepare_python
+from treeplay.oracle.records import Verdict
+from treeplay.tasks.records import Task
+
+FIXTURE_LANG = {"python": "py", "c": "c", "javascript": "js", "go": "go"}
+
+
+def load_pairs(fixtures_dir: Path) -> list[tuple[str, dict]]:
+    pairs = []
+    for stem, language in FIXTURE_LANG.items():
+        for pair in yaml.safe_load((fixtures_dir / "oracle" / f"{stem}.yaml").read_text()):
+            pairs.append((pair.get("language", language), pair))
+    return pairs
+
+
+@pytest.fixture(scope="module")
+def oracle(tmp_path_factory: pytest.TempPathFactory) -> Oracle:
+    cache = tmp_path_factory.mktemp("oracle-cache") / "verdicts.sqlite"
+    instance = Oracle(OracleConfig(cache_path=cache))
+    yield instance
+    instance.close()
+
+
+@pytest.fixture(scope="module")
+def pair_verdicts(oracle: Oracle, fixtures_dir: Path) -> list[tuple[str, dict, Verdict, Verdict]]:
+    """All fixture pairs judged in ONE batch (semgrep, eslint... start once)."""
+    pairs = load_pairs(fixtures_dir)
+    items = []
+    for language, pair in pairs:
+        items += [(pair["vulnerable"], language, None), (pair["secure"], language, None)]
+    verdicts = oracle.judge_many(items)
+    return [(lang, pair, verdicts[2 * i], verdicts[2 * i + 1]) for i, (lang, pair) in enumerate(pairs)]
+
+
+def test_fixture_set_covers_four_languages_with_40_pairs(fixtures_dir: Path) -> None:
+    pairs = load_pairs(fixtures_dir)
+    assert len(pairs) >= 40
+    assert {lang for lang, _ in pairs} >= {"py", "c", "js", "go"}
+
+
+@pytest.mark.parametrize("language", ["py", "c", "js", "go"])
+def test_vulnerable_flagged_with_cwe_and_line_and_fixed_twin_secure(pair_verdicts: list, language: str) -> None:
+    checked = 0
+    for lang, pair, vuln, secure in pair_verdicts:
+        if lang != language and not (language == "c" and lang == "cpp"):
+            continue
+        checked += 1
+        assert vuln.status == "vulnerable", (pair["id"], vuln)
+        hits = [f for f in vuln.findings if matches(f.cwe, (pair["cwe"],)) and f.line <= pair["line"] <= f.end_line]
+        assert hits, (pair["id"], pair["cwe"], pair["line"], vuln.findings)
+        assert secure.status == "secure", (pair["id"], secure.findings)
+    assert checked >= 8
+
+
+def test_analyzers_run_are_listed(pair_verdicts: list) -> None:
+    by_lang = {lang: vuln.analyzers_run for lang, _, vuln, _ in pair_verdicts}
+    assert set(by_lang["py"]) == {"bandit", "semgrep"}
+    assert {"cppcheck", "flawfinder", "clang-tidy", "semgrep"} <= set(by_lang["c"])
+    assert {"eslint", "semgrep"} <= set(by_lang["js"])
+    assert {"gofmt", "go-vet", "semgrep"} <= set(by_lang["go"])
+
+
+@pytest.mark.parametrize(
+    ("code", "language"),
+    [("def f(:\n    pass\n", "py"), ("int f( {\n", "c"), ("function ( {", "js"), ("func f( {\n", "go")],
+)
+def test_syntax_errors_are_unparseable_not_secure(oracle: Oracle, code: str, language: str) -> None:
+    verdict = oracle.judge(code, language)
+    assert verdict.status == "unparseable"
+    assert verdict.error
+
+
+def test_partial_python_method_is_repaired_and_lines_map_back() -> None:
+    code = "    def load(self, s):\n        x = 1\n        return pickle.loads(s)\n"
+    prepared = prepare_python(code)
+    assert prepared.parse_error is None and prepared.repair == "dedent"
+    wrapped = prepare_python("def a(self):\n    pass\n  def b(self):\n    return 1\n")
+    assert wrapped.parse_error is not None or wrapped.line_offset in (0, 1)
+    py2 = prepare_python("def f(x):\n    print 'got', x\n    return eval(x)\n")
+    assert py2.parse_error is None and py2.repair.startswith("py2")
+
+
+def test_target_hit_and_policy(oracle: Oracle) -> None:
+    code = "import random\n\ndef token():\n    return random.random()\n"
+    task = Task(id="t", language="py", cwe=("CWE-338",), instruction="", prefix="")
+    other = Task(id="u", language="py", cwe=("CWE-89",), instruction="", prefix="")
+    hit = oracle.judge(code, "py", task=task)
+    miss = oracle.judge(code, "py", task=other)
+    assert hit.target_hit is True and hit.status == "vulnerable"
+    assert miss.target_hit is False
+    assert oracle.judge(code, "py").target_hit is None
+    strict = Oracle(OracleConfig(min_severity="high", target_cwe_any_severity=False, use_cache=False))
+    try:
+        assert strict.judge(code, "py", task=task).status == "secure"  # only medium/low findings
+    finally:
+        strict.close()
+
+
+def test_disabled_noise_rules_do_not_appear(oracle: Oracle) -> None:
+    verdict = oracle.judge("import pickle\nimport subprocess\n\ndef f():\n    assert True\n", "py")
+    assert verdict.status == "secure"
+    assert not verdict.findings
+
+
+def test_cache_hits_and_key(oracle: Oracle) -> None:
+    code = "import os\n\ndef f(x):\n    os.system('rm ' + x)\n"
+    first = oracle.judge(code, "py")
+    again = oracle.judge(code, "py")
+    assert again.findings == first.findings and again.status == "vulnerable"
+    path = oracle.config.resolved_cache_path()
+    with sqlite3.connect(path) as conn:
+        rows = conn.execute("SELECT language, policy, verdict FROM verdicts").fetchall()
+    assert any(lang == "py" and policy == oracle.policy and "CWE-78" in v for lang, policy, v in rows)
+    assert OracleConfig(min_severity="high").policy_hash() != oracle.policy
+
+
+def test_missing_tool_is_never_silent_secure(tmp_path: Path) -> None:
+    from treeplay.oracle.core import OracleUnavailableError
+
+    config = OracleConfig(use_cache=False, analyzers={"go": ("no-such-analyzer-registered",)})
+    with pytest.raises(KeyError):
+        Oracle(config).judge("package main\n", "go")
+    config = OracleConfig(use_cache=False, analyzers={"js": ()})
+    with pytest.raises(OracleUnavailableError):
+        Oracle(config).judge("let x = 1;\n", "js")
+
+
+def test_cli_judge_json(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from treeplay.cli import app
+
+    vuln = tmp_path / "v.py"
+    vuln.write_text("import yaml\n\ndef load(s):\n    return yaml.load(s)\n")
+    safe = tmp_path / "s.js"
+    safe.write_text("function f(a) { return a + 1; }\n")
+    result = CliRunner().invoke(app, ["judge", str(vuln), str(safe), "--json", "--no-cache"])
+    assert result.exit_code == 0, result.output
+    lines = [json.loads(x) for x in result.output.strip().splitlines() if x.startswith("{")]
+    assert [x["status"] for x in lines] == ["vulnerable", "secure"]
+    assert lines[0]["language"] == "py" and any(f["cwe"] == "CWE-502" and f["line"] == 4 for f in lines[0]["findings"])
+
+
+@pytest.mark.skipif(__import__("shutil").which("codeql") is None, reason="codeql CLI not installed (optional)")
+def test_codeql_backend_runs() -> None:
+    oracle = Oracle(OracleConfig(include_codeql=True, use_cache=False))
+    verdict = oracle.judge("import os\n\ndef f(x):\n    os.system('rm ' + x)\n", "py")
+    assert "codeql" in verdict.analyzers_run
