@@ -185,7 +185,7 @@ class Oracle:
             analyzer = self.analyzer(name)
             if analyzer is None:
                 continue
-            targets = [jobs[i].target for i in positions if jobs[i].target is not None]
+            targets = [t for t in (jobs[i].target for i in positions) if t is not None]
             try:
                 outputs: list[AnalysisResult] = analyzer.analyze(targets, workdir)
             except ToolError as exc:

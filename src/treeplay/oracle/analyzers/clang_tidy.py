@@ -65,7 +65,10 @@ _CWE_IN_MSG = re.compile(r"CWE-(\d+)")
 
 
 def classify(check: str, message: str) -> tuple[str | None, Severity]:
-    cwe, severity = CHECK_CWE.get(check, (None, "low"))
+    cwe: str | None = None
+    severity: Severity = "low"
+    if check in CHECK_CWE:
+        cwe, severity = CHECK_CWE[check]
     if check == "clang-analyzer-unix.Malloc":
         cwe = next((c for text, c in _MALLOC_CWE if text in message), "CWE-401")
         severity = "medium" if cwe == "CWE-401" else "high"

@@ -104,7 +104,8 @@ class EslintAnalyzer:
                 rule = str(msg.get("ruleId") or "")
                 if not rule:
                     continue
-                cwe, severity = RULE_CWE.get(rule, (None, "low"))
+                default: tuple[str | None, Severity] = (None, "low")
+                cwe, severity = RULE_CWE.get(rule, default)
                 result.findings.append(RawFinding(
                     line=int(msg["line"]), end_line=int(msg.get("endLine") or msg["line"]), rule=rule,
                     severity=severity, message=str(msg.get("message", "")), cwe=cwe,

@@ -102,7 +102,12 @@ class GoVetAnalyzer:
             if pos is None:
                 continue
             msg = match["msg"]
-            cwe, severity = next(((c, s) for text, c, s in VET_CWE if text in msg), (None, "low"))
+            cwe: str | None = None
+            severity: Severity = "low"
+            for text, vet_cwe, vet_severity in VET_CWE:
+                if text in msg:
+                    cwe, severity = vet_cwe, vet_severity
+                    break
             line = int(match["line"])
             results[pos].findings.append(RawFinding(line=line, end_line=line, rule="go-vet", severity=severity,
                                                     message=msg, cwe=cwe))
