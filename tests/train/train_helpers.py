@@ -20,7 +20,7 @@ class CharEncoder:
     eos_token_id: int | None = None
 
     def encode_prompt(self, pair: Pair) -> list[int]:
-        return [BOS] + self.encode_continuation(pair.instruction + "\n" + pair.prefix)
+        return [BOS, *self.encode_continuation(pair.instruction + "\n" + pair.prefix)]
 
     def encode_continuation(self, text: str) -> list[int]:
         return [ord(ch) % VOCAB for ch in text]

@@ -1,0 +1,273 @@
+"""Turning `Pair` records into token ids, reference log-probs and deterministic batches."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+
+from treeplay.jsonl import append_jsonl, read_jsonl, repair_truncated_tail
+from treeplay.train.logprobs import completion_token_logps
+from treeplay.tree.records import Pair
+
+
+class PairEncoder(Protocol):
+    """Turns a pair's prompt (instruction + code prefix) and continuations into token ids."""
+
+    def encode_prompt(self, pair: Pair) -> list[int]: ...
+
+    def encode_continuation(self, text: str) -> list[int]: ...
+
+
+class PolicyPromptEncoder:
+    """The policy stage's prompt rendering, so training sees exactly the tokens sampling saw."""
+
+    def __init__(self, tokenizer: Any, prompt_format: Any) -> None:
+        self.tokenizer = tokenizer
+        self.prompt_format = prompt_format
+
+    def encode_prompt(self, pair: Pair) -> list[int]:
+        from treeplay.policy.prompting import encode_prompt
+
+        return list(encode_prompt(self.tokenizer, self.prompt_format, pair.instruction, pair.language, pair.prefix))
+
+    def encode_continuation(self, text: str) -> list[int]:
+        from treeplay.policy.prompting import encode_continuation
+
+        return list(encode_continuation(self.tokenizer, text))
+
+
+@dataclass(frozen=True)
+class EncodedPair:
+    index: int  # position in the input list
+    key: str  # content hash (prompt + continuations), keys the reference cache
+    prompt_ids: tuple[int, ...]
+    chosen_ids: tuple[int, ...]
+    rejected_ids: tuple[int, ...]  # () for SFT-only records
+    ref_chosen: tuple[float, ...] | None = None  # reference per-token log-probs of chosen_ids
+    ref_rejected: tuple[float, ...] | None = None
+
+    @property
+    def tokens(self) -> int:
+        """Tokens this pair costs in a naive step (prompt once per continuation)."""
+        n = len(self.prompt_ids) + len(self.chosen_ids)
+        if self.rejected_ids:
+            n += len(self.prompt_ids) + len(self.rejected_ids)
+        return n
+
+    @property
+    def has_reference(self) -> bool:
+        return self.ref_chosen is not None and (not self.rejected_ids or self.ref_rejected is not None)
+
+
+@dataclass(frozen=True)
+class EncodeReport:
+    pairs: list[EncodedPair]
+    skipped: dict[str, int]  # reason -> count
+    recorded_reference: int  # pairs whose reference came from the recorded opponent log-probs
+
+
+def _content_key(prompt: Sequence[int], chosen: Sequence[int], rejected: Sequence[int]) -> str:
+    h = hashlib.sha256(json.dumps([list(prompt), list(chosen), list(rejected)]).encode())
+    return h.hexdigest()[:32]
+
+
+def _continuation(
+    text: str,
+    recorded_ids: tuple[int, ...] | None,
+    recorded_logps: tuple[float, ...] | None,
+    encoder: PairEncoder,
+    where: str,
+) -> tuple[tuple[int, ...], tuple[float, ...] | None]:
+    if recorded_ids is not None:
+        if recorded_logps is not None and len(recorded_logps) != len(recorded_ids):
+            raise ValueError(
+                f"{where}: {len(recorded_logps)} recorded log-probs for {len(recorded_ids)} token ids"
+            )
+        return tuple(recorded_ids), (tuple(recorded_logps) if recorded_logps is not None else None)
+    return tuple(encoder.encode_continuation(text)), None
+
+
+def encode_pairs(
+    pairs: Sequence[Pair],
+    encoder: PairEncoder,
+    *,
+    method: str,
+    max_prompt_tokens: int,
+    max_completion_tokens: int,
+) -> EncodeReport:
+    """Encode pairs; recorded token ids (with their opponent log-probs) are used as-is.
+
+    Continuations longer than `max_completion_tokens` are cut (with their reference log-probs,
+    which stay aligned); pairs whose prompt is too long or whose continuation is empty are skipped.
+    """
+    out: list[EncodedPair] = []
+    skipped: dict[str, int] = {}
+    recorded = 0
+    needs_rejected = method != "sft"
+    for i, pair in enumerate(pairs):
+        where = f"pair {i} (task {pair.task_id}, node {pair.node_id})"
+        if needs_rejected and pair.mode == "sft":
+            skipped["sft record in a preference run"] = skipped.get("sft record in a preference run", 0) + 1
+            continue
+        prompt = tuple(encoder.encode_prompt(pair))
+        if len(prompt) > max_prompt_tokens:
+            skipped["prompt longer than max_prompt_tokens"] = skipped.get("prompt longer than max_prompt_tokens", 0) + 1
+            continue
+        chosen, ref_c = _continuation(pair.chosen, pair.chosen_token_ids, pair.chosen_ref_logprobs, encoder, where)
+        rejected: tuple[int, ...] = ()
+        ref_r: tuple[float, ...] | None = None
+        if needs_rejected:
+            rejected, ref_r = _continuation(
+                pair.rejected, pair.rejected_token_ids, pair.rejected_ref_logprobs, encoder, where
+            )
+        chosen, rejected = chosen[:max_completion_tokens], rejected[:max_completion_tokens]
+        ref_c = ref_c[:max_completion_tokens] if ref_c is not None else None
+        ref_r = ref_r[:max_completion_tokens] if ref_r is not None else None
+        if not chosen or (needs_rejected and not rejected):
+            skipped["empty continuation"] = skipped.get("empty continuation", 0) + 1
+            continue
+        if needs_rejected and chosen == rejected:
+            skipped["chosen equals rejected (after truncation)"] = skipped.get("chosen equals rejected (after truncation)", 0) + 1
+            continue
+        if ref_c is not None and (ref_r is not None or not needs_rejected):
+            recorded += 1
+        else:
+            ref_c = ref_r = None  # a half-recorded pair is recomputed whole, from one reference model
+        out.append(EncodedPair(i, _content_key(prompt, chosen, rejected), prompt, chosen, rejected, ref_c, ref_r))
+    return EncodeReport(out, skipped, recorded)
+
+
+def compute_reference_logprobs(
+    model: nn.Module,
+    pairs: Sequence[EncodedPair],
+    *,
+    cache_path: Path | None = None,
+    batch_size: int = 8,
+    shared_prefix: bool = True,
+    on_batch: Callable[[int], None] | None = None,
+) -> list[EncodedPair]:
+    """Fill missing reference log-probs with the frozen start model (no grad), cached in JSONL.
+
+    The cache (one line per pair key) makes a killed run resume without recomputing; pairs that
+    already carry recorded opponent log-probs are returned unchanged.
+    """
+    cached: dict[str, dict[str, Any]] = {}
+    if cache_path is not None and cache_path.exists():
+        repair_truncated_tail(cache_path)
+        cached = {r["key"]: r for r in read_jsonl(cache_path, tolerate_truncated_tail=True)}
+    result = list(pairs)
+    todo = []
+    for n, p in enumerate(result):
+        if p.has_reference:
+            continue
+        if p.key in cached:
+            r = cached[p.key]
+            result[n] = replace(p, ref_chosen=tuple(r["chosen"]), ref_rejected=tuple(r["rejected"]) if p.rejected_ids else None)
+        else:
+            todo.append(n)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            for start in range(0, len(todo), batch_size):
+                chunk = todo[start : start + batch_size]
+                items: list[tuple[Sequence[int], Sequence[int]]] = []
+                for n in chunk:
+                    p = result[n]
+                    items.append((p.prompt_ids, p.chosen_ids))
+                    if p.rejected_ids:
+                        items.append((p.prompt_ids, p.rejected_ids))
+                scored = completion_token_logps(model, items, shared_prefix=shared_prefix)
+                rows = iter(range(len(items)))
+                lines = []
+                for n in chunk:
+                    p = result[n]
+                    ref_c = tuple(scored.row(next(rows)).tolist())
+                    ref_r = tuple(scored.row(next(rows)).tolist()) if p.rejected_ids else None
+                    result[n] = replace(p, ref_chosen=ref_c, ref_rejected=ref_r)
+                    lines.append({"key": p.key, "chosen": list(ref_c), "rejected": list(ref_r or ())})
+                if cache_path is not None:
+                    append_jsonl(cache_path, lines)
+                if on_batch is not None:
+                    on_batch(len(chunk))
+    finally:
+        model.train(was_training)
+    return result
+
+
+@dataclass(frozen=True)
+class BatchPlan:
+    """Deterministic data order: an endless stream of per-epoch seeded permutations.
+
+    The micro-batch for (step, micro, rank) depends only on those numbers, so resuming at a
+    step restores the data position exactly without storing a sampler state.
+    """
+
+    n_items: int
+    batch_size: int
+    grad_accum: int
+    world_size: int
+    seed: int
+
+    def stream_index_to_item(self, i: int) -> int:
+        epoch, pos = divmod(i, self.n_items)
+        order = list(range(self.n_items))
+        random.Random(self.seed * 1_000_003 + epoch).shuffle(order)
+        return order[pos]
+
+    def micro_batch(self, step: int, micro: int, rank: int) -> list[int]:
+        """Item indices of micro-batch `micro` of optimiser step `step` (1-based) on process `rank`."""
+        global_micro = (step - 1) * self.grad_accum + micro
+        start = (global_micro * self.world_size + rank) * self.batch_size
+        return [self.stream_index_to_item(i) for i in range(start, start + self.batch_size)]
+
+    def epoch_of_step(self, step: int) -> float:
+        return step * self.grad_accum * self.world_size * self.batch_size / self.n_items
+
+
+def steps_for_epochs(n_items: int, epochs: float, batch_size: int, grad_accum: int, world_size: int) -> int:
+    per_step = batch_size * grad_accum * world_size
+    return max(1, -(-round(epochs * n_items) // per_step))
+
+
+def read_pairs(path: str | Path) -> list[Pair]:
+    """Read Pair records from JSONL; a bad record raises ValueError naming file, line and field."""
+    from treeplay.jsonl import JsonlError
+    from treeplay.tree.records import pair_from_dict
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such pairs file")
+    out = []
+    with path.open(encoding="utf-8") as fh:
+        lines = fh.readlines()
+    for number, raw in enumerate(lines, start=1):
+        if not raw.strip():
+            continue
+        try:
+            record = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise JsonlError(path, number, f"invalid JSON ({exc.msg})") from None
+        try:
+            pair = pair_from_dict(record)
+        except KeyError as exc:
+            raise ValueError(f"{path}:{number}: Pair record lacks field {exc.args[0]!r}") from None
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{path}:{number}: bad Pair record ({exc})") from None
+        for name in ("prefix", "chosen", "rejected", "instruction"):
+            if not isinstance(record.get(name, ""), str):
+                raise ValueError(f"{path}:{number}: field {name!r} must be a string")
+        out.append(pair)
+    return out
+
+
+def iter_tokens(pairs: Iterable[EncodedPair]) -> int:
+    return sum(p.tokens for p in pairs)
