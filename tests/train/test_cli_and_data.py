@@ -40,14 +40,14 @@ def test_encode_pairs_cuts_recorded_reference_consistently() -> None:
     rec = dataclasses.replace(pair, chosen_token_ids=ids, chosen_ref_logprobs=tuple(float(-i) for i in range(len(ids))),
                               rejected_token_ids=(5, 6, 7), rejected_ref_logprobs=(-1.0, -2.0, -3.0))
     report = encode_pairs([rec, pair, dataclasses.replace(pair, rejected=pair.chosen)], enc, method="tsp",
-                          max_prompt_tokens=1000, max_completion_tokens=30)
+                          max_prompt_tokens=1000, max_completion_tokens=45)
     assert report.recorded_reference == 1 and report.skipped == {"chosen equals rejected (after truncation)": 1}
     first = report.pairs[0]
-    assert first.chosen_ids == ids[:30] and first.ref_chosen == tuple(float(-i) for i in range(30))
+    assert first.chosen_ids == ids[:45] and first.ref_chosen == tuple(float(-i) for i in range(45))
     assert first.rejected_ids == (5, 6, 7)
     with pytest.raises(ValueError, match="recorded log-probs"):
         encode_pairs([dataclasses.replace(rec, chosen_ref_logprobs=(-1.0,))], enc, method="tsp",
-                     max_prompt_tokens=1000, max_completion_tokens=30)
+                     max_prompt_tokens=1000, max_completion_tokens=45)
 
 
 def test_batch_plan_covers_each_epoch_once_and_is_deterministic() -> None:
