@@ -6,7 +6,7 @@ set -euo pipefail
 VENV="${1:-.venv}"
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(bubblewrap cppcheck clang-tidy golang-go)
+APT_PACKAGES=(bubblewrap cppcheck clang-tidy golang-go gcc g++ nodejs)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
