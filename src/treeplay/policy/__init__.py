@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from treeplay.policy.records import Completion, Policy, SampleRequest, SamplingParams, ScoreRequest, Scored
+from treeplay.policy.records import Completion, Policy, SampleRequest, SamplingParams, Scored, ScoreRequest
 
 __all__ = [
     "Completion",

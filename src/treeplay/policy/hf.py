@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from treeplay.policy.prompting import PromptFormat, decode_tokens, encode_prompt
-from treeplay.policy.records import Completion, SampleRequest, SamplingParams, ScoreRequest, Scored
+from treeplay.policy.records import Completion, SampleRequest, SamplingParams, Scored, ScoreRequest
 from treeplay.policy.stoprules import StopRule, cut_tokens
 
 EXTRA_EOS_TOKENS = ("<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|end|>", "<|end_of_text|>")

@@ -189,7 +189,7 @@ def convert_gguf(gguf_path: Path, out_dir: Path) -> None:
     """De-quantise a GGUF file with transformers and save model + tokenizer as safetensors."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    model = AutoModelForCausalLM.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name, dtype="float32")
+    model: Any = AutoModelForCausalLM.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name, dtype="float32")
     tokenizer = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
     # The de-quantised weights are plain fp32; drop the GGUF quantizer so save_pretrained works.
     model.hf_quantizer = None
@@ -316,7 +316,7 @@ def load_model_and_tokenizer(
     torch_dtype = resolve_dtype(device, dtype)
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
-        hf_model = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype, local_files_only=True)
+        hf_model: Any = AutoModelForCausalLM.from_pretrained(path, dtype=torch_dtype, local_files_only=True)
     except OSError as exc:
         raise ModelLoadError(
             f"cannot load model {model!r} offline ({exc}); pass a local directory or a hub id already "

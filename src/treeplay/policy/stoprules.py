@@ -26,8 +26,7 @@ _RB_DEF_RE = re.compile(r"^([ \t]*)def[ \t]")
 _PY_CONTINUATION_RE = re.compile(r"^[ \t]*[)\]}]")
 _TOPLEVEL_CONTINUATION_RE = re.compile(r"^(?:else|elif|except|finally)\b|^[)\]}]")
 _CONTROL_WORDS = frozenset(
-    "if for while switch catch else do try finally synchronized foreach with unless elif "
-    "class struct enum union namespace interface extern".split()
+    ["if", "for", "while", "switch", "catch", "else", "do", "try", "finally", "synchronized", "foreach", "with", "unless", "elif", "class", "struct", "enum", "union", "namespace", "interface", "extern"]
 )
 _GO_FUNC_RE = re.compile(r"^\s*func\b")
 
@@ -278,7 +277,8 @@ class BraceScanner:
         if not head:
             return False
         if self.language == "go":
-            return bool(_GO_FUNC_RE.match(head)) or head.startswith("func")
+            # Go requires the opening brace on the signature's line
+            return bool(_GO_FUNC_RE.match(head.split("\n")[-1]))
         if head.endswith("=>") or re.search(r"\bfunction\b", head):
             return True
         first_word = re.match(r"[A-Za-z_]+", head.split("\n")[-1].strip() or head)
