@@ -1,0 +1,100 @@
+"""Run-config validation and the stage skip/resume logic of `treeplay run`."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from treeplay.pipeline import ConfigError, Stage, digest, load_config, run_stage
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "run.yaml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("name", ["embedded.yaml", "embedded-full.yaml", "codellama-7b.yaml", "qwen2.5-coder-7b.yaml"])
+def test_shipped_configs_validate(name):
+    config = load_config(REPO / "configs" / name)
+    assert config.seeds and config.methods
+
+
+def test_unknown_field_is_named(tmp_path):
+    path = write(tmp_path, "name: x\ntrain_tasks: {path: a.jsonl}\nroundz: 2\n")
+    with pytest.raises(ConfigError, match=r"run.yaml: field roundz: Extra inputs"):
+        load_config(path)
+
+
+def test_bad_value_in_nested_section_is_named(tmp_path):
+    path = write(tmp_path, "name: x\ntrain_tasks: {path: a.jsonl}\neval: {n: 0}\n")
+    with pytest.raises(ConfigError, match=r"field eval.n"):
+        load_config(path)
+
+
+def test_bad_tree_and_train_sections_fail_before_any_work(tmp_path):
+    path = write(tmp_path, "name: x\ntrain_tasks: {path: a.jsonl}\ntree: {strategies: magic}\n")
+    with pytest.raises(ConfigError, match=r"field tree: unknown risk-node strategy 'magic'"):
+        load_config(path)
+    path = write(tmp_path, "name: x\ntrain_tasks: {path: a.jsonl}\ntrain: {learning_rat: 1}\n")
+    with pytest.raises(ConfigError, match=r"learning_rat"):
+        load_config(path)
+
+
+def test_invalid_yaml_names_the_line(tmp_path):
+    path = write(tmp_path, "name: x\ntrain_tasks: [\n  - a: b\n  c\n")
+    with pytest.raises(ConfigError, match=r"run.yaml:\d+: invalid YAML"):
+        load_config(path)
+
+
+def test_stage_runs_once_then_is_skipped(tmp_path):
+    calls = []
+
+    def work():
+        calls.append(1)
+        (tmp_path / "s" / "out.txt").write_text("x")
+        return {"n": 1}
+
+    stage = Stage("s", tmp_path / "s", digest("a"), work)
+    assert run_stage(stage)["n"] == 1
+    assert run_stage(stage)["n"] == 1
+    assert calls == [1]
+    record = json.loads((tmp_path / "s" / "stage.json").read_text())
+    assert record["inputs_hash"] == digest("a")
+
+
+def test_changed_inputs_redo_the_stage_from_scratch(tmp_path):
+    def first():
+        (tmp_path / "s" / "stale.txt").write_text("old")
+        return {}
+
+    run_stage(Stage("s", tmp_path / "s", digest("a"), first))
+    seen = []
+
+    def second():
+        seen.append((tmp_path / "s" / "stale.txt").exists())
+        return {}
+
+    run_stage(Stage("s", tmp_path / "s", digest("b"), second))
+    assert seen == [False]
+
+
+def test_interrupted_stage_resumes_with_its_partial_output(tmp_path):
+    directory = tmp_path / "s"
+
+    def crash():
+        (directory / "partial.jsonl").write_text('{"done": 1}\n')
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_stage(Stage("s", directory, digest("a"), crash))
+    seen = []
+
+    def resume():
+        seen.append((directory / "partial.jsonl").read_text())
+        return {}
+
+    run_stage(Stage("s", directory, digest("a"), resume))
+    assert seen == ['{"done": 1}\n']
