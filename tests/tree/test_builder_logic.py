@@ -129,3 +129,19 @@ def test_tree_round_trips_through_json(sql_task: Task) -> None:
     again = tree_from_dict(json.loads(json.dumps(to_jsonable(tree))))
     assert again == tree
     assert Task.from_dict(again.task or {}) == sql_task
+
+
+def test_identical_branches_are_dropped_per_node() -> None:
+    from treeplay.policy.records import Completion
+    from treeplay.tree.builder import _Pending, dedupe_pending
+
+    def item(node: str, text: str, index: int) -> _Pending:
+        return _Pending(node, "p", Completion(node, index, text, (1,), (-1.0,), "stop"))
+
+    items = [item("n1", "a", 0), item("n1", "a", 1), item("n1", "b", 2), item("n2", "a", 0)]
+    kept = dedupe_pending(items)
+    assert [(p.node_id, p.completion.text, p.completion.index) for p in kept] == [
+        ("n1", "a", 0),
+        ("n1", "b", 2),
+        ("n2", "a", 0),
+    ]

@@ -58,6 +58,7 @@ class TreeConfig:
     entropy_top_m: int = 3
     entropy_min_spacing: int = 8
     run_tests: bool = True  # run the task's tests in the sandbox when it has them
+    trim_truncated: bool = True  # cut a completion stopped by max_new_tokens back to its last full line
     test_timeout_s: float = 30.0
     llm_url: str | None = None
     llm_model: str = "gpt-4o"
@@ -154,9 +155,11 @@ class TreeBuilder:
     def sample(
         self, task: Task, targets: Sequence[tuple[str, str, int]], seed: int
     ) -> tuple[list[_Pending], int]:
-        """Sample `n` branches for each (node id, code prefix, n); drop identical ones per node.
+        """Sample `n` branches for each (node id, code prefix, n); drop empty and repeated ones.
 
-        Returns the unique pending branches and how many duplicates were dropped.
+        An empty completion (the model stopped at once) is no decision to learn from; a branch
+        identical to an earlier one at the same node adds nothing. Returns the kept branches and
+        how many were dropped.
         """
         requests = [
             SampleRequest(
@@ -175,17 +178,39 @@ class TreeBuilder:
         by_request: dict[str, list[Completion]] = {}
         for completion in completions:
             by_request.setdefault(completion.request_id, []).append(completion)
-        pending: list[_Pending] = []
-        dropped = 0
-        for request in requests:
-            seen: set[str] = set()
-            for completion in sorted(by_request.get(request.request_id, []), key=lambda c: c.index):
-                if completion.text in seen:
-                    dropped += 1
-                    continue
-                seen.add(completion.text)
-                pending.append(_Pending(request.request_id, request.prefix, completion))
-        return pending, dropped
+        pending = [
+            _Pending(request.request_id, request.prefix, completion)
+            for request in requests
+            for completion in sorted(by_request.get(request.request_id, []), key=lambda c: c.index)
+        ]
+        if self.config.trim_truncated:
+            pending = self._trim(task, pending)
+        unique = dedupe_pending([p for p in pending if p.completion.text.strip()])
+        return unique, len(pending) - len(unique)
+
+    def _trim(self, task: Task, pending: list[_Pending]) -> list[_Pending]:
+        """Cut budget-stopped completions back to their last complete line.
+
+        A completion stopped mid-expression by `max_new_tokens` is unparseable for reasons that
+        say nothing about security. Its text up to the last newline is re-scored by the policy
+        (one forward), so token ids and raw log-probs stay aligned with the kept text.
+        """
+        cuts = [
+            (i, p.completion.text[: p.completion.text.rfind("\n") + 1])
+            for i, p in enumerate(pending)
+            if p.completion.finish_reason == "length" and "\n" in p.completion.text
+        ]
+        cuts = [(i, text) for i, text in cuts if text.strip() and text != pending[i].completion.text]
+        if not cuts:
+            return pending
+        scored = self.score(task, [(pending[i].prefix, text) for i, text in cuts])
+        result = list(pending)
+        for (i, text), score in zip(cuts, scored, strict=True):
+            trimmed = dataclasses.replace(
+                pending[i].completion, text=text, token_ids=score.token_ids, logprobs=score.logprobs
+            )
+            result[i] = _Pending(pending[i].node_id, pending[i].prefix, trimmed)
+        return result
 
     def score(self, task: Task, items: Sequence[tuple[str, str]]) -> list[Scored]:
         """Score each (code prefix, continuation) with the policy (one batched call)."""
@@ -298,7 +323,7 @@ class TreeBuilder:
             "nodes": len(nodes),
             "branches": len(branches),
             "labels": dict(sorted(labels.items())),
-            "duplicates_dropped": duplicates,
+            "dropped_empty_or_duplicate": duplicates,
             "elapsed_s": float(f"{time.monotonic() - started:.3f}"),
             "notes": notes,
         }
@@ -357,6 +382,18 @@ class TreeBuilder:
             )
             next_id += 1
         return result
+
+
+def dedupe_pending(pending: Sequence[_Pending]) -> list[_Pending]:
+    """Drop branches identical to an earlier one at the same node (first one kept)."""
+    seen: set[tuple[str, str]] = set()
+    unique = []
+    for item in pending:
+        key = (item.node_id, item.completion.text)
+        if key not in seen:
+            seen.add(key)
+            unique.append(item)
+    return unique
 
 
 def rebranch_offset(task: Task, branch: Branch) -> int | None:
