@@ -14,6 +14,7 @@ Sampling loop (our own, not `generate`, because we need raw log-probs and per-ro
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -81,6 +82,7 @@ class HFPolicy:
         *,
         max_batch_rows: int = 64,
         reuse_prefix: bool = True,
+        stop_rules: bool = True,
     ) -> None:
         self.model = model
         self.tokenizer = tokenizer
@@ -88,6 +90,10 @@ class HFPolicy:
         self.model_id = model_id
         self.max_batch_rows = max_batch_rows
         self.reuse_prefix = reuse_prefix
+        self.stop_rules = stop_rules
+        # Wall-clock seconds per phase, accumulated over calls (see benchmarks/branch_sampling.py).
+        self.timings: dict[str, float] = {"prefill": 0.0, "expand": 0.0, "decode_forward": 0.0, "select_and_stop": 0.0}
+        self.counts: dict[str, int] = {"prefill_tokens": 0, "decode_steps": 0, "generated_tokens": 0}
         self.eos_ids = self._eos_ids()
         self.max_positions = int(getattr(model.config, "max_position_embeddings", 0) or 0)
 
@@ -147,10 +153,10 @@ class HFPolicy:
                         prompt_index=p_index,
                         params=request.params,
                         stop_rule=StopRule(
-                            request.task.language,
+                            request.task.language if self.stop_rules else "",
                             request.prefix,
                             stop_strings=request.params.stop,
-                            fences=True,
+                            fences=self.stop_rules,
                         ),
                         generator=torch.Generator().manual_seed(row_seed(request.params.seed, index)),
                     )
@@ -195,7 +201,11 @@ class HFPolicy:
     def _generate_chunk(self, rows: list[_Row], prompts: list[list[int]]) -> None:
         unique = sorted({row.prompt_index for row in rows})
         local = {p: i for i, p in enumerate(unique)}
+        tick = time.perf_counter()
         cache, mask, logits = self._prefill([prompts[p] for p in unique])
+        self.counts["prefill_tokens"] += sum(len(prompts[p]) for p in unique)
+        tock = time.perf_counter()
+        self.timings["prefill"] += tock - tick
         select = torch.tensor([local[row.prompt_index] for row in rows], device=mask.device)
         if len(unique) != len(rows) or not torch.equal(select, torch.arange(len(rows), device=mask.device)):
             cache.batch_select_indices(select)
@@ -203,7 +213,9 @@ class HFPolicy:
             logits = logits[select]
         positions = mask.sum(-1, keepdim=True)  # next position of each row
         active = list(range(len(rows)))
+        self.timings["expand"] += time.perf_counter() - tock
         while active:
+            tick = time.perf_counter()
             raw = torch.log_softmax(logits.float(), dim=-1)
             next_tokens: list[int] = []
             still: list[int] = []
@@ -225,8 +237,11 @@ class HFPolicy:
                     continue
                 still.append(slot)
                 next_tokens.append(token)
+            self.counts["generated_tokens"] += len(active)
+            self.timings["select_and_stop"] += time.perf_counter() - tick
             if not still:
                 break
+            tick = time.perf_counter()
             if len(still) != len(active):
                 keep = torch.tensor(still, device=mask.device)
                 cache.batch_select_indices(keep)
@@ -244,6 +259,8 @@ class HFPolicy:
             cache = out.past_key_values
             logits = out.logits[:, -1, :]
             positions = positions + 1
+            self.counts["decode_steps"] += 1
+            self.timings["decode_forward"] += time.perf_counter() - tick
 
     def _to_completion(self, row: _Row, requests: list[SampleRequest], prompts: list[list[int]]) -> Completion:
         ids, logprobs = row.token_ids, row.logprobs

@@ -17,6 +17,7 @@ Which one a model uses is configured per model (``configs/models/<name>.yaml``),
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -102,6 +103,6 @@ def encode_continuation(tokenizer: Any, text: str) -> list[int]:
     return list(tokenizer.encode(text, add_special_tokens=False))
 
 
-def decode_tokens(tokenizer: Any, token_ids: list[int] | tuple[int, ...]) -> str:
+def decode_tokens(tokenizer: Any, token_ids: Sequence[int]) -> str:
     """Decode exactly (no whitespace clean-up), keeping the text aligned with the token ids."""
     return str(tokenizer.decode(list(token_ids), skip_special_tokens=False, clean_up_tokenization_spaces=False))
