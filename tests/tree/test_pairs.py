@@ -1,63 +1,14 @@
 from __future__ import annotations
 
 import pytest
-from _tree_fixtures import GOLDEN, PREFIX
+from _tree_fixtures import GOLDEN, NODE_AT, PREFIX
+from _tree_fixtures import hand_built_tree as _tree
 
 from treeplay.tasks.records import Task
 from treeplay.tree.builder import node_prefix
 from treeplay.tree.offsets import prefix_hash
 from treeplay.tree.pairs import pairs, sft_examples, whole_sequence_pairs
-from treeplay.tree.records import Branch, Node, Tree
-
-NODE_AT = GOLDEN.index("    cur.execute")
-
-
-def _b(
-    node: str, prefix: str, completion: str, label: str, finish: str = "stop", ids: tuple[int, ...] = (1,)
-) -> Branch:
-    return Branch(
-        node_id=node,
-        prefix=prefix,
-        completion=completion,
-        token_ids=ids,
-        logprobs=tuple(-0.1 * i for i in range(len(ids))),
-        label=label,  # type: ignore[arg-type]
-        cwe="CWE-89" if label == "vulnerable" else None,
-        first_flagged_line=5 if label == "vulnerable" else None,
-        finish_reason=finish,
-    )
-
-
-def _tree() -> Tree:
-    trunk_prefix = PREFIX + GOLDEN[:NODE_AT]
-    nodes = (
-        Node("root", None, None, 0, 0, "root", prefix_hash(PREFIX)),
-        Node("n1", None, None, NODE_AT, 6, "diff+oracle", prefix_hash(trunk_prefix)),
-    )
-    branches = (
-        _b("root", PREFIX, "    return db.execute(q % name)\n", "vulnerable", ids=(7, 8)),
-        _b("root", PREFIX, "    return None\n", "secure", ids=(9,)),
-        _b("root", PREFIX, "    return (\n", "unparseable", finish="length"),
-        _b("n1", trunk_prefix, "    cur.execute('%s' % name)\n", "vulnerable", ids=(3, 4, 5)),
-        _b("n1", trunk_prefix, "    cur.execute(q, (name,))\n", "secure", ids=(6,)),
-        _b("n1", trunk_prefix, "    cur.execute(q, (name,)\n", "unparseable"),  # stopped but broken
-        _b("n1", trunk_prefix, "    cur.execute(q\n", "unparseable", finish="length"),  # cut by budget
-        _b("n1", trunk_prefix, "    cur.execute(q, [name])\n", "nonfunctional"),
-    )
-    return Tree(
-        task_id="t-sql",
-        golden=GOLDEN,
-        golden_source="task",
-        nodes=nodes,
-        branches=branches,
-        round=1,
-        model_id="embedded",
-        config_hash="abc",
-        golden_scores={
-            "root": {"token_ids": [10, 11, 12], "logprobs": [-1.0, -2.0, -3.0]},
-            "n1": {"token_ids": [11, 12], "logprobs": [-2.0, -3.0]},
-        },
-    )
+from treeplay.tree.records import Tree
 
 
 def test_golden_vs_branch_uses_only_verified_rejects(sql_task: Task) -> None:
