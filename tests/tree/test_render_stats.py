@@ -95,3 +95,19 @@ def test_cli_pairs_show_stats_from_a_trees_file(sql_task: Task, tmp_path: Path) 
     assert result.exit_code == 2 and "no tree for task 'nope'" in result.output
     result = runner.invoke(app, ["tree", "pairs", str(trees), "--mode", "odd", "--out", str(out)])
     assert result.exit_code == 2
+
+
+def test_annotations_are_matched_to_trees_by_golden_code(sql_task: Task) -> None:
+    from dataclasses import replace
+
+    from treeplay.tree.stats import attach_annotations
+
+    plain = replace(sql_task, annotated_nodes=())
+    annotated_other_id = replace(sql_task, id="gpt4o:1")
+    tree = _with_task(plain)
+    before = compute_stats([tree], {plain.id: plain}).to_dict()
+    assert before["agreement_with_gpt4o"] == {}
+    merged = attach_annotations([tree], {plain.id: plain}, [annotated_other_id])
+    assert merged[plain.id].annotated_nodes == sql_task.annotated_nodes
+    after = compute_stats([tree], merged).to_dict()
+    assert after["agreement_with_gpt4o"]["diff"]["recall"] == 1.0

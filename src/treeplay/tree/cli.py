@@ -193,13 +193,21 @@ def stats(
     tasks: Path | None = typer.Option(
         None, "--tasks", help="Tasks file (e.g. with GPT-4o nodes) to compare with."
     ),
+    annotations: Path | None = typer.Option(
+        None, "--annotations", help="TSP GPT-4o nodes file; rows matched to trees by golden code."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON instead of a table."),
 ) -> None:
     """Nodes, labels, pairs, the oracle-verified vulnerable share and agreement with GPT-4o nodes."""
-    from treeplay.tree.stats import compute_stats
+    from treeplay.tree.stats import attach_annotations, compute_stats
 
     trees = _read_trees(trees_path)
-    figures = compute_stats(trees, _tasks_by_id(trees, tasks)).to_dict()
+    by_id = _tasks_by_id(trees, tasks)
+    if annotations is not None:
+        from treeplay.tasks import load_tasks
+
+        by_id = attach_annotations(trees, by_id, load_tasks(annotations))
+    figures = compute_stats(trees, by_id).to_dict()
     if as_json:
         typer.echo(json.dumps(figures, indent=2))
         return

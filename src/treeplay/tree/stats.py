@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -169,4 +170,21 @@ def tasks_from_trees(trees: Sequence[Tree]) -> dict[str, Task]:
     for tree in trees:
         if tree.task is not None:
             result[tree.task_id] = Task.from_dict(tree.task)
+    return result
+
+
+def attach_annotations(
+    trees: Sequence[Tree], tasks_by_id: dict[str, Task], annotated: Sequence[Task]
+) -> dict[str, Task]:
+    """Give each tree's task the GPT-4o nodes of the annotated task with the same golden code.
+
+    The TSP reference's annotated file holds the SafeCoder rows with other ids, so rows are
+    matched by their golden completion. Returns a new mapping; unmatched tasks are unchanged.
+    """
+    by_golden = {t.golden: t.annotated_nodes for t in annotated if t.golden and t.annotated_nodes}
+    result = dict(tasks_by_id)
+    for tree in trees:
+        task = result.get(tree.task_id)
+        if task is not None and not task.annotated_nodes and task.golden in by_golden:
+            result[tree.task_id] = dataclasses.replace(task, annotated_nodes=by_golden[task.golden])
     return result
