@@ -148,3 +148,18 @@ def test_parse_strategies_rejects_unknown_names() -> None:
     assert [s.name for s in parse_strategies("diff, oracle,diff")] == ["diff", "oracle"]
     with pytest.raises(ValueError, match="unknown risk-node strategy 'magic'"):
         parse_strategies("diff,magic")
+
+
+def test_oracle_aligns_lines_when_the_sample_differs_from_the_start(sql_task: Task) -> None:
+    # written from scratch: differs at char 0 (comment) but shares the cursor line with the golden
+    sample = "    # look the user up\n  cur = db.cursor()\n    cur.execute('... %s' % name)\n"
+    flagged_line = PREFIX.count("\n") + 3
+    context = StrategyContext(root_branches=(_branch(sample, "vulnerable", flagged_line),))
+    (proposal,) = STRATEGIES["oracle"].propose(sql_task, GOLDEN, context)
+    assert proposal.offset == GOLDEN.index("    cur.execute")  # after the last shared golden line
+    assert "last shared line" in proposal.reason
+    # a shared line *after* the flagged one does not count
+    late = "    x = 1\n    cur.execute('%s' % name)\n    return cur.fetchone()\n"
+    context = StrategyContext(root_branches=(_branch(late, "vulnerable", PREFIX.count("\n") + 2),))
+    (proposal,) = STRATEGIES["oracle"].propose(sql_task, GOLDEN, context)
+    assert proposal.offset == 4  # "    " shared, then 'x' vs 'c'

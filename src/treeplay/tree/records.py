@@ -10,12 +10,14 @@ BranchLabel = Literal["secure", "vulnerable", "unparseable", "nonfunctional"]
 
 @dataclass(frozen=True)
 class Node:
-    id: str  # "n0", "n1", ... unique in its tree
+    id: str  # "root" (samples from task.prefix), "n1", "n2", ... unique in its tree
     parent: str | None  # None for nodes on the golden path (trunk); else the node whose branch holds it
     branch_of_parent: int | None  # index of the branch (in `Tree.branches`) this node lies in
     char_offset: int  # offset into the parent path (golden path or that branch's full text) after task.prefix
     token_offset: int | None
-    strategy: str  # "diff", "oracle", "entropy", "annotated", "llm", "root"
+    strategy: (
+        str  # "diff", "oracle", "entropy", "annotated", "llm", "root", "rebranch"; merged: "diff+oracle"
+    )
     prefix_hash: str  # sha256 of the code prefix the branches continue
     depth: int = 1
 

@@ -19,6 +19,7 @@ Strategies:
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 import re
@@ -91,7 +92,16 @@ class DiffStrategy:
 
 
 class OracleStrategy:
-    """Where each vulnerable root sample left the golden path, at or before its first flagged line."""
+    """Where each vulnerable root sample left the golden path, at or before its first flagged line.
+
+    Two readings of "left the golden path", the later one wins:
+    - characters: the sample's first character that differs from the golden completion;
+    - lines: samples written from scratch differ from the golden within a few characters, yet
+      often share whole lines with it. The sample's lines are aligned to the golden's
+      (`difflib`, whitespace-normalised); the node is the start of the golden line after the
+      last golden line the sample matched *before* its flagged line.
+    Both are capped at the flagged line's start in the sample where they index the same text.
+    """
 
     name = "oracle"
 
@@ -109,15 +119,36 @@ class OracleStrategy:
             path = branch.text[len(task.prefix) :]
             divergence = common_prefix_length(path, golden)
             offset = min(divergence, flagged_in_path, len(golden))
-            proposals.append(
-                NodeProposal(
-                    offset,
-                    self.name,
-                    f"sample diverges at {divergence}, flagged line {branch.first_flagged_line}",
-                    branch.cwe,
-                )
-            )
+            aligned = aligned_divergence(path, golden, flagged_in_path)
+            reason = f"sample diverges at char {divergence}, flagged line {branch.first_flagged_line}"
+            if aligned is not None and aligned > offset:
+                offset = aligned
+                reason += f", last shared line before it ends at golden char {aligned}"
+            proposals.append(NodeProposal(offset, self.name, reason, branch.cwe))
         return proposals
+
+
+def aligned_divergence(path: str, golden: str, flagged_in_path: int) -> int | None:
+    """Golden offset after the last golden line a sample line before `flagged_in_path` matches.
+
+    None when no sample line before the flagged one matches a (non-blank) golden line.
+    """
+    sample_lines = path.splitlines(keepends=True)
+    golden_lines = golden.splitlines(keepends=True)
+    flagged_index = path.count("\n", 0, flagged_in_path)
+    matcher = difflib.SequenceMatcher(
+        a=[_normalise_line(x) for x in sample_lines],
+        b=[_normalise_line(x) for x in golden_lines],
+        autojunk=False,
+    )
+    last_golden: int | None = None
+    for a_start, b_start, size in matcher.get_matching_blocks():
+        for step in range(size):
+            if a_start + step < flagged_index and _normalise_line(golden_lines[b_start + step]):
+                last_golden = b_start + step
+    if last_golden is None:
+        return None
+    return sum(len(line) for line in golden_lines[: last_golden + 1])
 
 
 class EntropyStrategy:
