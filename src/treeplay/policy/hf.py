@@ -45,13 +45,38 @@ def top_p_filter(probs: torch.Tensor, top_p: float) -> torch.Tensor:
     return filtered / filtered.sum()
 
 
-def choose_token(raw_logits: torch.Tensor, params: SamplingParams, generator: torch.Generator) -> int:
-    """Sample (or argmax when temperature <= 0) one token from a row of raw logits."""
-    if params.temperature <= 0:
-        return int(torch.argmax(raw_logits).item())
-    probs = torch.softmax(raw_logits.float() / params.temperature, dim=-1)
-    probs = top_p_filter(probs, params.top_p)
-    return int(torch.multinomial(probs, 1, generator=generator).item())
+def nucleus_candidates(probs: torch.Tensor, top_p: torch.Tensor, k: int = 256) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per row (B, V): (candidate probs, candidate ids), sorted, with the tail beyond `top_p` zeroed.
+
+    Exact top-p: a top-k shortlist is used when its mass already reaches top_p in every row
+    (almost always), otherwise the full vocabulary is sorted.
+    """
+    k = min(k, probs.shape[-1])
+    values, ids = torch.topk(probs, k, dim=-1)
+    if not bool((values.sum(-1) >= top_p).all()):
+        values, ids = torch.sort(probs, dim=-1, descending=True)
+    cumulative = torch.cumsum(values, dim=-1)
+    keep = (cumulative - values) < top_p.unsqueeze(-1)  # always keeps the first token
+    return values * keep, ids
+
+
+def select_tokens(logits: torch.Tensor, params: Sequence[SamplingParams], generators: Sequence[torch.Generator]) -> list[int]:
+    """One token per row of raw `logits` (B, V): argmax for temperature <= 0, else temperature +
+    exact top-p sampling with the row's own generator (so a row's draw does not depend on the batch)."""
+    chosen = torch.argmax(logits, dim=-1).tolist()
+    sampled = [i for i, p in enumerate(params) if p.temperature > 0]
+    if not sampled:
+        return [int(t) for t in chosen]
+    index = torch.tensor(sampled, device=logits.device)
+    temps = torch.tensor([params[i].temperature for i in sampled], device=logits.device).unsqueeze(-1)
+    top_p = torch.tensor([min(params[i].top_p, 1.0) for i in sampled], device=logits.device)
+    probs = torch.softmax(logits[index].float() / temps, dim=-1)
+    cand_probs, cand_ids = nucleus_candidates(probs, top_p)
+    cand_probs, cand_ids = cand_probs.cpu(), cand_ids.cpu()
+    for row, i in enumerate(sampled):
+        pick = torch.multinomial(cand_probs[row], 1, generator=generators[i])
+        chosen[i] = int(cand_ids[row, pick])
+    return [int(t) for t in chosen]
 
 
 @dataclass
@@ -219,9 +244,12 @@ class HFPolicy:
             raw = torch.log_softmax(logits.float(), dim=-1)
             next_tokens: list[int] = []
             still: list[int] = []
+            tokens = select_tokens(
+                logits, [rows[i].params for i in active], [rows[i].generator for i in active]
+            )
             for slot, row_index in enumerate(active):
                 row = rows[row_index]
-                token = choose_token(logits[slot], row.params, row.generator)
+                token = tokens[slot]
                 if token in self.eos_ids:
                     row.finish_reason = "stop"
                     continue
