@@ -44,6 +44,12 @@ def test_python_docstring_lines_at_column_zero_do_not_stop() -> None:
     assert cut_text("py", prefix, completion) == '    """Doc\nstill doc\n    """\n    return 2\n'
 
 
+def test_python_prefix_ending_inside_docstring() -> None:
+    prefix = 'def f():\n    """\n    Return two.\n'
+    completion = 'Example at column zero\n    """\n    return 2\nprint(f())\n'
+    assert cut_text("py", prefix, completion) == 'Example at column zero\n    """\n    return 2\n'
+
+
 def test_python_without_open_def_stops_after_first_top_level_body() -> None:
     prefix = "import os\n"
     completion = "def g():\n    return 1\n\ndef h():\n    return 2\nprint(g())\n"

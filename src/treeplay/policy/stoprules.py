@@ -116,6 +116,8 @@ def python_cut(prefix: str, completion: str) -> int | None:
     base = _enclosing_def_indent(prefix, _PY_DEF_RE)
     seen_body = False
     in_string: str | None = None
+    for full_line in prefix.split("\n")[:-1]:  # the prefix may end inside a docstring
+        in_string = _track_triple_quotes(full_line, in_string)
     for start, line, at_line_start in _complete_lines(completion, len(partial)):
         line_text = partial + line if not at_line_start else line
         if in_string is None and at_line_start:
