@@ -10,13 +10,14 @@ inputs changed is redone from scratch.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
 import os
 import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -76,7 +77,7 @@ class RunConfig(_Strict):
     device: str = "cpu"
     threads: int | None = Field(default=None, ge=1)
     seeds: list[int] = Field(default_factory=lambda: [0])
-    methods: list[Literal["sft", "selfplay", "tsp"]] = Field(default_factory=lambda: ["tsp"])
+    methods: list[Literal["sft", "selfplay", "tsp"]] = ["tsp"]
     rounds: int = Field(default=2, ge=1)
     data_root: str | None = None
     train_tasks: TaskSource
@@ -266,17 +267,20 @@ class Pipeline:
                 from treeplay.eval.evaluate import evaluate
 
                 tasks = resolve_bench(bench, data_root(self.config), limit=limit)
-                metrics = evaluate(
-                    self.policy(model),
-                    tasks,
-                    bench=bench,
-                    n=section.n,
-                    temperature=section.temperature,
-                    top_p=section.top_p,
-                    max_new_tokens=section.max_new_tokens,
-                    out_dir=directory,
-                    seed=seed,
-                )
+                policy = self.policy(model)
+                with _progress_bar(f"eval {bench}", self.console) as advance:
+                    metrics = evaluate(
+                        policy,
+                        tasks,
+                        bench=bench,
+                        n=section.n,
+                        temperature=section.temperature,
+                        top_p=section.top_p,
+                        max_new_tokens=section.max_new_tokens,
+                        out_dir=directory,
+                        seed=seed,
+                        progress=advance,
+                    )
                 return {"tasks": len(tasks), "metrics_file": str(directory / "metrics.json"), "summary": _headline(metrics)}
 
             stages.append(Stage(f"seed {seed} / {method} / eval {bench}", directory, inputs, run))
@@ -458,6 +462,30 @@ def _headline(metrics: dict[str, Any]) -> dict[str, Any]:
         if value is not None:
             summary[key] = value
     return summary
+
+
+@contextlib.contextmanager
+def _progress_bar(label: str, console: Console) -> Iterator[Callable[[int, int], None]]:
+    """A rich progress bar fed with (done, total) callbacks."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    with Progress(
+        TextColumn(f"[bold]{label}[/]"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        TimeRemainingColumn(), console=console,
+    ) as bar:
+        handle = bar.add_task(label, total=None)
+
+        def advance(done: int, total: int) -> None:
+            bar.update(handle, completed=done, total=total)
+
+        yield advance
 
 
 class _StageClock:

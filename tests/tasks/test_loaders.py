@@ -161,7 +161,7 @@ def test_real_safecoder_train_and_val(shared_data):
 
 def test_pure_deletion_fix_gets_an_empty_span_where_code_was_removed(shared_data):
     [task] = load_tasks(shared_data / "safecoder" / "sec-new-desc.train.jsonl", limit=1, cwe="502", language="py")
-    pure = [t for t in load_tasks(shared_data / "safecoder" / "sec-new-desc.train.jsonl") if t.id.endswith(":27")][0]
+    pure = next(t for t in load_tasks(shared_data / "safecoder" / "sec-new-desc.train.jsonl") if t.id.endswith(":27"))
     (start, end), *_ = pure.changed_spans
     assert start == end
     assert "pickle.loads" in pure.vulnerable and "pickle.loads" not in pure.golden

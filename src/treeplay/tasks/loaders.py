@@ -7,6 +7,7 @@ skips the bad row instead (`--skip-bad`).
 
 from __future__ import annotations
 
+import functools
 import gzip
 import json
 import re
@@ -136,7 +137,7 @@ def _collect(
                 raise row
             errors.append(row)
             continue
-        task = _guard(path, where, lambda row=row, where=where: build_row(where, row), errors)
+        task = _guard(path, where, functools.partial(build_row, where, row), errors)
         if task is not None:
             tasks.append(task)
     return tasks
@@ -325,7 +326,7 @@ def load_scenarios(root: Path, errors: ErrorSink = None) -> list[Task]:
     tasks = []
     for info_path in sorted(root.rglob("info.json")):
         directory = info_path.parent
-        task = _guard(directory, "", lambda d=directory: _scenario_task(d, root), errors)
+        task = _guard(directory, "", functools.partial(_scenario_task, directory, root), errors)
         if task is not None:
             tasks.append(task)
     return tasks
@@ -473,7 +474,7 @@ def load_cweval(root: Path, errors: ErrorSink = None) -> list[Task]:
     for task_file in sorted(base.rglob("*_task.*")):
         if not _CWEVAL_TASK.match(task_file.name):
             continue
-        task = _guard(task_file, "", lambda f=task_file: _cweval_task(f, root), errors)
+        task = _guard(task_file, "", functools.partial(_cweval_task, task_file, root), errors)
         if task is not None:
             tasks.append(task)
     return tasks
