@@ -132,6 +132,11 @@ def branch_diff_html(reference: str, branch: Branch, task_prefix_lines: int) -> 
         findings_by_line.setdefault(int(finding.get("line", 0)), []).append(finding)
     ref_lines = reference.splitlines()
     new_lines = branch.completion.splitlines()
+    hidden = 0
+    if branch.finish_reason == "length" and len(ref_lines) > len(new_lines) + 2:
+        # the branch was cut by the token budget: compare with as much of the reference only
+        hidden = len(ref_lines) - (len(new_lines) + 2)
+        ref_lines = ref_lines[: len(new_lines) + 2]
     out: list[str] = []
     matcher = difflib.SequenceMatcher(a=ref_lines, b=new_lines, autojunk=False)
     for tag, i1, i2, j1, j2 in matcher.get_opcodes():
@@ -148,6 +153,8 @@ def branch_diff_html(reference: str, branch: Branch, task_prefix_lines: int) -> 
                 out.append(f'<span class="{css}">{marker}{html.escape(new_lines[j])}</span>')
                 for finding in findings_by_line.get(program_line, []):
                     out.append(f'<span class="finding">⚠ {html.escape(_finding_text(finding))}</span>')
+    if hidden:
+        out.append(f'<span class="ctx">… {hidden} more reference lines (branch cut at max tokens)</span>')
     shown = {task_prefix_lines + j for j in range(len(new_lines))}
     for line, items in sorted(findings_by_line.items()):
         if line not in shown:
