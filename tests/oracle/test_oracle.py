@@ -93,6 +93,26 @@ def test_partial_python_method_is_repaired_and_lines_map_back() -> None:
     assert py2.parse_error is None and py2.repair.startswith("py2")
 
 
+
+def test_python2_tabs_and_ur_prefix_are_repaired_line_for_line(oracle: Oracle) -> None:
+    # Python 2 read a tab as "next multiple of 8"; Python 3 rejects the mix
+    tabs = "def f(cur, short):\n    while True:\n    \tcur.execute(\"select * from u where s='%s'\" % short)\n"
+    prepared = prepare_python(tabs)
+    assert prepared.parse_error is None and prepared.line_offset == 0
+    verdict = oracle.judge(tabs, "py")
+    assert verdict.status == "vulnerable"
+    assert any(f.cwe == "CWE-89" and f.line == 3 for f in verdict.findings), verdict.findings
+    ur = prepare_python('def f(q):\n    s = ur"""a {q}"""\n    return s\n')
+    assert ur.parse_error is None and ur.repair.startswith("py2")
+
+
+def test_bandit_b608_string_building_without_execution_is_not_flagged(oracle: Oracle) -> None:
+    # bandit B608 would flag this (SQL-looking string built by formatting); values are bound
+    code = 'def f(cur, col, v):\n    cur.execute("UPDATE t SET %s = ?" % col, (v,))\n'
+    assert oracle.judge(code, "py").status == "secure"
+    assert oracle.judge('def f(cur, v):\n    cur.execute("UPDATE t SET c = %s" % v)\n', "py").status == "vulnerable"
+
+
 def test_target_hit_and_policy(oracle: Oracle) -> None:
     code = "import random\n\ndef token():\n    return random.random()\n"
     task = Task(id="t", language="py", cwe=("CWE-338",), instruction="", prefix="")

@@ -11,7 +11,7 @@ from pathlib import Path
 from treeplay.oracle.records import Severity
 
 # Bump when the judging logic changes in a way that changes verdicts (invalidates the cache).
-ORACLE_VERSION = "1"
+ORACLE_VERSION = "2"
 
 SEVERITY_RANK: dict[str, int] = {"low": 1, "medium": 2, "high": 3}
 
@@ -28,6 +28,9 @@ DEFAULT_DISABLED_RULES: frozenset[str] = frozenset(
         "bandit:B404",
         "bandit:B603",  # subprocess without shell: no injection on its own
         "bandit:B607",  # partial executable path
+        # B608 flags any SQL-looking string built by formatting, whether or not it is executed with
+        # bound parameters; semgrep's py-sql-string-built-query checks the flow into execute().
+        "bandit:B608",
         # flawfinder: every fixed-size char array / every memcpy, strlen is flagged
         "flawfinder:char",
         "flawfinder:strlen",

@@ -38,6 +38,7 @@ class Prepared:
 _PY2_PRINT = re.compile(r"^(\s*)print(?!\s*\()\s+(?P<rest>[^=].*?)\s*$", re.MULTILINE)
 _PY2_EXCEPT = re.compile(r"^(\s*except\s+[\w.]+(?:\s*\([^)]*\))?)\s*,\s*(\w+)\s*:", re.MULTILINE)
 _PY2_PRINT_BARE = re.compile(r"^(\s*)print\s*$", re.MULTILINE)
+_PY2_UR_PREFIX = re.compile(r"""(^|[^\w"'])[uU][rR](["'])""")  # ur"..." is Python 2 only
 
 
 def _py2_to_py3(code: str) -> str:
@@ -45,6 +46,7 @@ def _py2_to_py3(code: str) -> str:
     code = _PY2_PRINT.sub(lambda m: f"{m.group(1)}print({m.group('rest')})", code)
     code = _PY2_PRINT_BARE.sub(lambda m: f"{m.group(1)}print()", code)
     code = _PY2_EXCEPT.sub(lambda m: f"{m.group(1)} as {m.group(2)}:", code)
+    code = _PY2_UR_PREFIX.sub(lambda m: f"{m.group(1)}r{m.group(2)}", code)
     return code.replace("<>", "!=")
 
 
@@ -65,7 +67,9 @@ def prepare_python(code: str, *, repair: bool = True) -> Prepared:
         return Prepared("py", code, code)
     if not repair:
         return Prepared("py", code, code, parse_error=error)
-    dedented = textwrap.dedent(code.expandtabs(8)) if code[:1] in (" ", "\t") else code
+    # Python 2 read a tab as "advance to the next multiple of 8": expanding tabs keeps the meaning of
+    # snippets that mix tabs and spaces (Python 3 rejects them as inconsistent).
+    dedented = textwrap.dedent(code.expandtabs(8)) if code[:1] in (" ", "\t") else code.expandtabs(8)
     candidates: list[tuple[str, str, int]] = [
         ("dedent", dedented, 0),
         ("wrap-class", PY_WRAPPER + textwrap.indent(dedented, "    "), 1),
