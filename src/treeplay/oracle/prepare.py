@@ -36,7 +36,7 @@ class Prepared:
 
 
 _PY2_PRINT = re.compile(r"^(\s*)print(?!\s*\()\s+(?P<rest>[^=].*?)\s*$", re.MULTILINE)
-_PY2_EXCEPT = re.compile(r"^(\s*except\s+[\w.]+(?:\s*\([^)]*\))?)\s*,\s*(\w+)\s*:", re.MULTILINE)
+_PY2_EXCEPT = re.compile(r"^(\s*except\s+(?:[\w.]+(?:\s*\([^)]*\))?|\([^)]*\)))\s*,\s*(\w+)\s*:", re.MULTILINE)
 _PY2_PRINT_BARE = re.compile(r"^(\s*)print\s*$", re.MULTILINE)
 _PY2_UR_PREFIX = re.compile(r"""(^|[^\w"'])[uU][rR](["'])""")  # ur"..." is Python 2 only
 
