@@ -1,8 +1,14 @@
 from __future__ import annotations
 
+import pytest
 import torch
 
-from treeplay.train.logprobs import naive_token_logps, shared_prefix_token_logps
+from treeplay.train.logprobs import (
+    completion_token_logps,
+    naive_token_logps,
+    shared_prefix_token_logps,
+    tree_attention_mask,
+)
 
 
 def _items() -> list[tuple[list[int], list[int]]]:
@@ -24,14 +30,17 @@ def _weighted_sum(scored) -> torch.Tensor:  # type: ignore[no-untyped-def]
     return (scored.token_logps * scored.mask * weights).sum()
 
 
-def test_shared_prefix_equals_naive_logps_and_gradients(tiny_model) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("mode", ["packed", "kv-cache"])
+@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+def test_shared_prefix_equals_naive_logps_and_gradients(tiny_model, mode: str, attn: str) -> None:  # type: ignore[no-untyped-def]
+    tiny_model.config._attn_implementation = attn
     items = _items()
     naive = naive_token_logps(tiny_model, items)
     _weighted_sum(naive).backward()
     naive_grads = {n: p.grad.clone() for n, p in tiny_model.named_parameters()}
     tiny_model.zero_grad()
 
-    shared = shared_prefix_token_logps(tiny_model, items)
+    shared = completion_token_logps(tiny_model, items, prefix_sharing=mode)
     _weighted_sum(shared).backward()
 
     assert torch.equal(naive.mask, shared.mask)
@@ -48,14 +57,31 @@ def test_logps_match_full_forward_log_softmax(tiny_model) -> None:  # type: igno
         logits = tiny_model(input_ids=torch.tensor([prompt + completion])).logits[0]
         logp = torch.log_softmax(logits, -1)
         expected = torch.stack([logp[2, 4], logp[3, 5]])
-        got = shared_prefix_token_logps(tiny_model, [(prompt, completion)])
-    assert torch.allclose(got.row(0), expected, atol=1e-6)
+        for mode in ("packed", "kv-cache", "off"):
+            got = completion_token_logps(tiny_model, [(prompt, completion)], prefix_sharing=mode)
+            assert torch.allclose(got.row(0), expected, atol=1e-6), mode
 
 
-def test_shared_prefix_refuses_gradient_checkpointing(tiny_model) -> None:  # type: ignore[no-untyped-def]
-    import pytest
+def test_tree_attention_mask_shape() -> None:
+    # prompt of 2 tokens, segments [2, 4) and [4, 5), one padding position (width 6)
+    mask = tree_attention_mask([5], [2], [[(2, 4), (4, 5)]], 6)[0, 0].int().tolist()
+    assert mask == [
+        [1, 0, 0, 0, 0, 0],
+        [1, 1, 0, 0, 0, 0],
+        [1, 1, 1, 0, 0, 0],
+        [1, 1, 1, 1, 0, 0],
+        [1, 1, 0, 0, 1, 0],  # the second completion does not see the first
+        [0, 0, 0, 0, 0, 1],  # padding sees only itself
+    ]
 
-    tiny_model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+
+def test_kv_cache_mode_refuses_gradient_checkpointing_packed_works(tiny_model) -> None:  # type: ignore[no-untyped-def]
+    expected = naive_token_logps(tiny_model, _items()).token_logps.detach()
+    tiny_model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
     tiny_model.train()
     with pytest.raises(ValueError, match="gradient checkpointing"):
         shared_prefix_token_logps(tiny_model, _items())
+    packed = completion_token_logps(tiny_model, _items(), prefix_sharing="packed")
+    assert torch.allclose(packed.token_logps, expected, atol=1e-5)
+    packed.token_logps.sum().backward()
+    assert tiny_model.model.layers[0].mlp.up_proj.weight.grad is not None

@@ -117,7 +117,9 @@ def test_config_errors() -> None:
     with pytest.raises(ValueError, match="method"):
         TrainConfig(method="ppo")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="gradient_checkpointing"):
-        TrainConfig(gradient_checkpointing=True, shared_prefix=True)
+        TrainConfig(gradient_checkpointing=True, prefix_sharing="kv-cache")
+    with pytest.raises(ValueError, match="prefix_sharing"):
+        TrainConfig(prefix_sharing="yes")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="unknown training option"):
         TrainConfig.from_dict({"lr": 1.0})
     tsp, dpo = TrainConfig(method="tsp"), TrainConfig(method="selfplay")

@@ -50,9 +50,9 @@ class TrainConfig:
         "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj",
     )
     merge_lora: bool = False  # final save: merged full model instead of the adapter
-    gradient_checkpointing: bool = False  # disables shared-prefix scoring (needs the KV cache)
+    gradient_checkpointing: bool = False  # not with prefix_sharing kv-cache
     mixed_precision: Literal["auto", "no", "bf16", "fp16"] = "auto"  # auto: bf16 on CUDA, else no
-    shared_prefix: bool = True
+    prefix_sharing: Literal["packed", "kv-cache", "off"] = "packed"  # see treeplay.train.logprobs
     max_prompt_tokens: int = 1536
     max_completion_tokens: int = 512
 
@@ -82,10 +82,12 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.max_steps must be >= 1, got {self.max_steps}")
         if self.learning_rate <= 0 or self.beta <= 0:
             raise ValueError("TrainConfig.learning_rate and beta must be > 0")
-        if self.shared_prefix and self.gradient_checkpointing:
+        if self.prefix_sharing not in ("packed", "kv-cache", "off"):
+            raise ValueError(f"TrainConfig.prefix_sharing must be packed, kv-cache or off, got {self.prefix_sharing!r}")
+        if self.prefix_sharing == "kv-cache" and self.gradient_checkpointing:
             raise ValueError(
-                "TrainConfig: shared_prefix needs the KV cache, which gradient_checkpointing disables; "
-                "set shared_prefix: false to use gradient checkpointing"
+                "TrainConfig: prefix_sharing kv-cache needs the KV cache, which gradient_checkpointing disables; "
+                "use prefix_sharing: packed with gradient checkpointing"
             )
 
     def to_dict(self) -> dict[str, Any]:

@@ -151,7 +151,7 @@ def compute_reference_logprobs(
     *,
     cache_path: Path | None = None,
     batch_size: int = 8,
-    shared_prefix: bool = True,
+    prefix_sharing: str = "packed",
     on_batch: Callable[[int], None] | None = None,
 ) -> list[EncodedPair]:
     """Fill missing reference log-probs with the frozen start model (no grad), cached in JSONL.
@@ -185,7 +185,7 @@ def compute_reference_logprobs(
                     items.append((p.prompt_ids, p.chosen_ids))
                     if p.rejected_ids:
                         items.append((p.prompt_ids, p.rejected_ids))
-                scored = completion_token_logps(model, items, shared_prefix=shared_prefix)
+                scored = completion_token_logps(model, items, prefix_sharing=prefix_sharing)
                 rows = iter(range(len(items)))
                 lines = []
                 for n in chunk:

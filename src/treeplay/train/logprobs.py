@@ -1,16 +1,21 @@
-"""Per-token log-probs of completions after prompts: naive and shared-prefix computation.
+"""Per-token log-probs of completions after prompts: naive and two shared-prefix computations.
 
-Both return the same numbers (and the same gradients); the shared-prefix path forwards each
-distinct prompt once and runs all of its completions as one batch on the prompt's KV cache.
+All three return the same numbers (and the same gradients, tested); the shared-prefix ones
+compute each distinct prompt once per batch. Identical completions of one prompt (e.g. the
+golden continuation that is "chosen" in several pairs of a node) are computed once.
 
 - naive: every (prompt + completion) sequence is its own row of one right-padded batch.
-- shared: per distinct prompt, forward the prompt once (batch 1, with gradient, `logits_to_keep=1`),
-  repeat its DynamicCache across the k distinct completions, then forward the completions
-  (minus their last token) on that cache. Identical completions of a prompt (e.g. the golden
-  continuation that is "chosen" in several pairs of one node) are computed once.
-
-Gradient checkpointing drops the KV cache inside checkpointed layers (transformers sets
-`past_key_values=None` there), so the shared path refuses to run with it enabled.
+- packed (default): one row per distinct prompt: `prompt + c1[:-1] + c2[:-1] + ...` with a
+  tree-shaped 4D attention mask (each completion sees the prompt and its own earlier tokens) and
+  position ids restarting after the prompt for every completion. One forward for the whole
+  batch, so every weight gradient is computed once; logits only at positions that predict
+  completion tokens. Works with gradient checkpointing and DDP/FSDP/DeepSpeed (plain forward).
+  Needs an attention implementation that accepts a custom 4D mask (sdpa, eager, flex).
+- kv-cache: per distinct prompt, forward the prompt once (batch 1, with gradient,
+  `logits_to_keep=1`), repeat its DynamicCache across its completions and forward them on it.
+  Two forwards per prompt, so each weight gradient is accumulated twice (measurable overhead on
+  small batches); gradient checkpointing drops the KV cache inside checkpointed layers
+  (transformers sets `past_key_values=None` there), so this path refuses to run with it enabled.
 """
 
 from __future__ import annotations
@@ -98,7 +103,7 @@ def shared_prefix_token_logps(model: nn.Module, items: Sequence[Item], *, pad_to
     if torch.is_grad_enabled() and _uses_gradient_checkpointing(model):
         raise ValueError(
             "shared-prefix scoring needs the KV cache, which gradient checkpointing disables; "
-            "turn off gradient checkpointing or shared_prefix"
+            "use prefix_sharing packed (or off) with gradient checkpointing"
         )
     device = _device_of(model)
     config = getattr(model, "config", None)
@@ -139,11 +144,106 @@ def shared_prefix_token_logps(model: nn.Module, items: Sequence[Item], *, pad_to
     return ScoredTokens(torch.stack(rows), _completion_mask(items, device))
 
 
+def _tree_rows(items: Sequence[Item]) -> tuple[list[list[int]], list[list[int]], list[list[tuple[int, int]]], list[tuple[int, list[int]]]]:
+    """Pack items by prompt: per row its token ids, position ids, completion segments [start, end),
+    and per item (row, positions whose logits predict its tokens)."""
+    groups: dict[tuple[int, ...], dict[tuple[int, ...], list[int]]] = {}
+    for n, (p, c) in enumerate(items):
+        groups.setdefault(tuple(p), {}).setdefault(tuple(c), []).append(n)
+    rows, positions, segments = [], [], []
+    where: list[tuple[int, list[int]]] = [(0, [])] * len(items)
+    for r, (prompt, completions) in enumerate(groups.items()):
+        ids, pos, segs = list(prompt), list(range(len(prompt))), []
+        for completion, members in completions.items():
+            start = len(ids)
+            ids += completion[:-1]
+            pos += range(len(prompt), len(prompt) + len(completion) - 1)
+            segs.append((start, len(ids)))
+            predicting = [len(prompt) - 1, *range(start, len(ids))]
+            for n in members:
+                where[n] = (r, predicting)
+        rows.append(ids)
+        positions.append(pos)
+        segments.append(segs)
+    return rows, positions, segments, where
+
+
+def tree_attention_mask(lengths: Sequence[int], prompt_lengths: Sequence[int], segments: Sequence[Sequence[tuple[int, int]]], width: int) -> torch.Tensor:
+    """Boolean [rows, 1, width, width] mask, True = may attend: causal inside the prompt; each
+    completion segment sees the prompt and itself causally; padding positions see only themselves."""
+    mask = torch.zeros((len(lengths), 1, width, width), dtype=torch.bool)
+    causal = torch.ones((width, width), dtype=torch.bool).tril()
+    for r, (length, plen, segs) in enumerate(zip(lengths, prompt_lengths, segments, strict=True)):
+        mask[r, 0, :plen, :plen] = causal[:plen, :plen]
+        for start, end in segs:
+            mask[r, 0, start:end, :plen] = True
+            mask[r, 0, start:end, start:end] = causal[: end - start, : end - start]
+        pad = torch.arange(length, width)
+        mask[r, 0, pad, pad] = True
+    return mask
+
+
+def packed_prefix_token_logps(model: nn.Module, items: Sequence[Item], *, pad_token_id: int = 0) -> ScoredTokens:
+    """One forward over rows `prompt + completions` with a tree attention mask (see module doc)."""
+    _validate(items)
+    device = _device_of(model)
+    rows, positions, segments, where = _tree_rows(items)
+    width = max(len(r) for r in rows)
+    prompt_lengths = [len(next(p for p, _ in items if tuple(p) == key)) for key in _row_prompts(items)]
+    mask = tree_attention_mask([len(r) for r in rows], prompt_lengths, segments, width).to(device)
+    attn_impl = getattr(getattr(model, "config", None), "_attn_implementation", "sdpa")
+    attention: torch.Tensor = mask
+    if attn_impl == "eager":
+        attention = torch.zeros(mask.shape, dtype=torch.float32, device=device).masked_fill(
+            ~mask, torch.finfo(torch.float32).min
+        )
+    elif attn_impl not in ("sdpa", "flex_attention"):
+        raise ValueError(f"packed prefix sharing needs sdpa/eager/flex attention, not {attn_impl!r}; use kv-cache")
+    keep = sorted({p for _, predicting in where for p in predicting})
+    column = {p: i for i, p in enumerate(keep)}
+    logits = model(
+        input_ids=_pad(rows, pad_token_id, device),
+        position_ids=_pad(positions, 0, device),
+        attention_mask=attention,
+        use_cache=False,
+        logits_to_keep=torch.tensor(keep, dtype=torch.long, device=device),
+    ).logits  # [rows, len(keep), vocab]
+    t_max = max(len(c) for _, c in items)
+    row_idx = torch.zeros((len(items), t_max), dtype=torch.long)
+    col_idx = torch.zeros((len(items), t_max), dtype=torch.long)
+    targets = torch.zeros((len(items), t_max), dtype=torch.long)
+    for n, (_, completion) in enumerate(items):
+        r, predicting = where[n]
+        row_idx[n, :] = r
+        col_idx[n, : len(completion)] = torch.tensor([column[p] for p in predicting])
+        targets[n, : len(completion)] = torch.tensor(list(completion))
+    logp = torch.log_softmax(logits.float(), dim=-1)
+    token_logps = logp[row_idx.to(device), col_idx.to(device), targets.to(device)]
+    completion_mask = _completion_mask(items, device)
+    return ScoredTokens(token_logps * completion_mask, completion_mask)
+
+
+def _row_prompts(items: Sequence[Item]) -> list[tuple[int, ...]]:
+    seen: dict[tuple[int, ...], None] = {}
+    for p, _ in items:
+        seen.setdefault(tuple(p), None)
+    return list(seen)
+
+
+PREFIX_SHARING_MODES = ("packed", "kv-cache", "off")
+
+
 def completion_token_logps(
-    model: nn.Module, items: Sequence[Item], *, shared_prefix: bool = True, pad_token_id: int = 0
+    model: nn.Module, items: Sequence[Item], *, prefix_sharing: str = "packed", pad_token_id: int = 0
 ) -> ScoredTokens:
-    fn = shared_prefix_token_logps if shared_prefix else naive_token_logps
-    return fn(model, items, pad_token_id=pad_token_id)
+    """Per-token completion log-probs with the chosen prefix-sharing mode (packed, kv-cache, off)."""
+    if prefix_sharing == "packed":
+        return packed_prefix_token_logps(model, items, pad_token_id=pad_token_id)
+    if prefix_sharing == "kv-cache":
+        return shared_prefix_token_logps(model, items, pad_token_id=pad_token_id)
+    if prefix_sharing == "off":
+        return naive_token_logps(model, items, pad_token_id=pad_token_id)
+    raise ValueError(f"prefix_sharing must be one of {PREFIX_SHARING_MODES}, got {prefix_sharing!r}")
 
 
 class CompletionScorer(nn.Module):
@@ -153,13 +253,15 @@ class CompletionScorer(nn.Module):
     inside a single wrapped forward, which keeps DDP gradient sync correct.
     """
 
-    def __init__(self, lm: nn.Module, *, shared_prefix: bool = True, pad_token_id: int = 0) -> None:
+    def __init__(self, lm: nn.Module, *, prefix_sharing: str = "packed", pad_token_id: int = 0) -> None:
         super().__init__()
         self.lm = lm
-        self.shared_prefix = shared_prefix
+        # FSDP's transformer auto-wrap policy reads this from the prepared (outer) module
+        self._no_split_modules = getattr(lm, "_no_split_modules", None)
+        self.prefix_sharing = prefix_sharing
         self.pad_token_id = pad_token_id
 
     def forward(self, items: Sequence[Item]) -> ScoredTokens:  # type: ignore[override]
         return completion_token_logps(
-            self.lm, items, shared_prefix=self.shared_prefix, pad_token_id=self.pad_token_id
+            self.lm, items, prefix_sharing=self.prefix_sharing, pad_token_id=self.pad_token_id
         )

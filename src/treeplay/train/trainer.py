@@ -132,7 +132,7 @@ def batch_loss(
 
 
 def preference_margins(
-    model: nn.Module, pairs: Sequence[EncodedPair], *, batch_size: int = 8, shared_prefix: bool = True
+    model: nn.Module, pairs: Sequence[EncodedPair], *, batch_size: int = 8, prefix_sharing: str = "packed"
 ) -> dict[str, float]:
     """Chosen-over-rejected margins of a model on pairs (no grad).
 
@@ -151,7 +151,7 @@ def preference_margins(
                 items: list[tuple[Sequence[int], Sequence[int]]] = []
                 for p in chunk:
                     items += [(p.prompt_ids, p.chosen_ids), (p.prompt_ids, p.rejected_ids)]
-                scored = completion_token_logps(model, items, shared_prefix=shared_prefix)
+                scored = completion_token_logps(model, items, prefix_sharing=prefix_sharing)
                 for j, p in enumerate(chunk):
                     c, r = scored.row(2 * j).sum().item(), scored.row(2 * j + 1).sum().item()
                     margins.append(c - r)
@@ -312,7 +312,7 @@ def train(
         if missing:
             log.info(f"computing reference log-probs of {missing} pairs with the frozen start model")
         data = compute_reference_logprobs(
-            model, data, cache_path=out / "reference_logprobs.jsonl", shared_prefix=config.shared_prefix
+            model, data, cache_path=out / "reference_logprobs.jsonl", prefix_sharing=config.prefix_sharing
         )
 
     eval_data: list[EncodedPair] = []
@@ -322,7 +322,7 @@ def train(
             eval_pairs, bundle.encoder, method="selfplay",
             max_prompt_tokens=config.max_prompt_tokens, max_completion_tokens=config.max_completion_tokens,
         ).pairs
-    eval_before = preference_margins(model, eval_data) if eval_data and not sharded else None
+    eval_before = preference_margins(model, eval_data, prefix_sharing=config.prefix_sharing) if eval_data and not sharded else None
 
     if config.lora:
         model = _apply_lora(model, config)
@@ -336,7 +336,7 @@ def train(
     else:
         max_steps = steps_for_epochs(len(data), config.epochs, config.batch_size, config.grad_accum, world)
     plan = BatchPlan(len(data), config.batch_size, config.grad_accum, world, config.seed)
-    scorer = CompletionScorer(model, shared_prefix=config.shared_prefix)
+    scorer = CompletionScorer(model, prefix_sharing=config.prefix_sharing)
     params = [p for p in scorer.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
     scheduler = get_cosine_schedule_with_warmup(optimizer, math.ceil(config.warmup_ratio * max_steps), max_steps)
@@ -397,7 +397,7 @@ def train(
     final_dir = out / "final"
     unwrapped = accelerator.unwrap_model(scorer).lm
     _save_final(accelerator, scorer, unwrapped, final_dir, bundle, config, sharded)
-    eval_after = preference_margins(unwrapped, eval_data) if eval_data and not sharded else None
+    eval_after = preference_margins(unwrapped, eval_data, prefix_sharing=config.prefix_sharing) if eval_data and not sharded else None
     if writer is not None:
         writer.close()
 
