@@ -113,6 +113,19 @@ def test_bandit_b608_string_building_without_execution_is_not_flagged(oracle: Or
     assert oracle.judge('def f(cur, v):\n    cur.execute("UPDATE t SET c = %s" % v)\n', "py").status == "vulnerable"
 
 
+
+def test_low_severity_rules_count_only_for_their_target_cwe(oracle: Oracle) -> None:
+    code = "import os\n\ndef read(name):\n    if os.path.exists(name):\n        with open(name) as f:\n            return f.read()\n"
+    toctou = Task(id="t", language="py", cwe=("CWE-367",), instruction="", prefix="")
+    other = Task(id="u", language="py", cwe=("CWE-89",), instruction="", prefix="")
+    hit = oracle.judge(code, "py", task=toctou)
+    assert hit.status == "vulnerable" and hit.target_hit
+    assert any(f.cwe == "CWE-367" and f.line == 5 and f.severity == "low" for f in hit.findings)
+    assert oracle.judge(code, "py", task=other).status == "secure"
+    fixed = "def read(name):\n    try:\n        with open(name) as f:\n            return f.read()\n    except FileNotFoundError:\n        return None\n"
+    assert oracle.judge(fixed, "py", task=toctou).status == "secure"
+
+
 def test_target_hit_and_policy(oracle: Oracle) -> None:
     code = "import random\n\ndef token():\n    return random.random()\n"
     task = Task(id="t", language="py", cwe=("CWE-338",), instruction="", prefix="")

@@ -13,6 +13,7 @@ EQUIVALENT_GROUPS: tuple[frozenset[int], ...] = (
     frozenset({94, 95, 96}),
     frozenset({330, 331, 335, 338}),
     frozenset({326, 327, 328, 916, 759, 760}),
+    frozenset({329, 1204}),
     frozenset({22, 23, 36, 73}),
     frozenset({77, 78, 88}),
     frozenset({79, 80, 83, 116}),
