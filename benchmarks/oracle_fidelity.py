@@ -6,7 +6,12 @@ Sources: SafeCoder rows (func_src_before = insecure, func_src_after = secure; pa
 SecurityEval `Insecure_code` (insecure only: recall), and tests/fixtures/oracle/*.yaml (own pairs).
 Each snippet is judged with its row's CWE as the task CWE (so the policy's "matches the task's CWE"
 clause applies). recall = insecure judged vulnerable; FPR = secure judged vulnerable; unparseable
-snippets count as not flagged and are reported separately.
+snippets count as not flagged and are reported separately. The `target` columns count only findings
+matching the row's CWE (`Verdict.target_hit`): how well the oracle sees *the* weakness the pair is
+about, ignoring other (often real) findings in the same function.
+
+SafeCoder is reported per file (`safecoder-train` = sec-new-desc.train.jsonl, `safecoder-val` =
+sec-new-desc.val.jsonl) so rule tuning on one can be checked on the other.
 """
 
 from __future__ import annotations
@@ -32,14 +37,15 @@ Row = tuple[str, str, str, str, bool]  # source, language, cwe, code, insecure
 def safecoder_rows(data: Path) -> list[Row]:
     rows: list[Row] = []
     for path in sorted((data / "safecoder").glob("*.jsonl")):
+        split = "safecoder-val" if ".val." in path.name else "safecoder-train"
         for line in path.read_text().splitlines():
             r = json.loads(line)
             lang = EXT_LANG.get(r["file_name"].rsplit(".", 1)[-1])
             if lang is None:
                 continue
             cwe = normalise_cwe(r["vul_type"])
-            rows.append(("safecoder", lang, cwe, r["func_src_before"], True))
-            rows.append(("safecoder", lang, cwe, r["func_src_after"], False))
+            rows.append((split, lang, cwe, r["func_src_before"], True))
+            rows.append((split, lang, cwe, r["func_src_after"], False))
     return rows
 
 
@@ -79,28 +85,37 @@ def main() -> None:
     elapsed = time.perf_counter() - start
     oracle.close()
 
-    groups: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0, 0, 0, 0])  # tp, n_ins, fp, n_sec, unp
+    # tp, n_ins, fp, n_sec, unparseable, tp on target CWE, fp on target CWE
+    groups: dict[tuple[str, str], list[int]] = defaultdict(lambda: [0, 0, 0, 0, 0, 0, 0])
     for (source, lang, cwe, _, insecure), v in zip(rows, verdicts, strict=True):
-        for key in ((source, lang), (source, f"{lang}:{cwe}")):
+        keys = [(source, lang), (source, f"{lang}:{cwe}")]
+        if source.startswith("safecoder-"):
+            keys += [("safecoder-all", lang)]
+        for key in keys:
             g = groups[key]
             flagged = v.status == "vulnerable"
+            on_target = bool(v.target_hit)
             if insecure:
                 g[0] += flagged
                 g[1] += 1
+                g[5] += on_target
             else:
                 g[2] += flagged
                 g[3] += 1
+                g[6] += on_target
             g[4] += v.status == "unparseable"
 
     def pct(a: int, b: int) -> str:
         return f"{100 * a / b:5.1f}% ({a}/{b})" if b else "     -"
 
     print(f"judged {len(rows)} snippets in {elapsed:.1f}s ({len(rows) / elapsed:.1f}/s)")
-    print(f"{'source':13} {'group':18} {'recall':>16} {'FPR':>16} {'unparseable':>11}")
-    for (source, group), (tp, n_ins, fp, n_sec, unp) in sorted(groups.items()):
+    print(f"{'source':15} {'group':12} {'recall':>16} {'FPR':>16} {'unparseable':>11} "
+          f"{'target recall':>16} {'target FPR':>16}")
+    for (source, group), (tp, n_ins, fp, n_sec, unp, ttp, tfp) in sorted(groups.items()):
         if ":" in group and not args.by_cwe:
             continue
-        print(f"{source:13} {group:18} {pct(tp, n_ins):>16} {pct(fp, n_sec):>16} {unp:>11}")
+        print(f"{source:15} {group:12} {pct(tp, n_ins):>16} {pct(fp, n_sec):>16} {unp:>11} "
+              f"{pct(ttp, n_ins):>16} {pct(tfp, n_sec):>16}")
 
 
 if __name__ == "__main__":
