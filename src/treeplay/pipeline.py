@@ -64,6 +64,7 @@ class EvalSection(_Strict):
     temperature: float = Field(default=0.2, ge=0)
     top_p: float = Field(default=0.95, gt=0, le=1)
     max_new_tokens: int = Field(default=128, ge=1)
+    batch_tasks: int = Field(default=16, ge=1)  # tasks sampled together (one batched generate)
 
 
 class SelfplaySection(_Strict):
@@ -261,7 +262,7 @@ class Pipeline:
         for bench in section.benches:
             limit = section.limits.get(bench, section.limit)
             directory = self.run_dir / f"seed-{seed}" / method / "eval" / bench_slug(bench)
-            inputs = digest("eval", bench, limit, section.model_dump(), model_hash, seed)
+            inputs = digest("eval", bench, limit, section.model_dump(exclude={"batch_tasks", "limits", "limit"}), model_hash, seed)
 
             def run(bench: str = bench, limit: int | None = limit, directory: Path = directory) -> dict[str, Any]:
                 from treeplay.eval.evaluate import evaluate
@@ -279,6 +280,7 @@ class Pipeline:
                         max_new_tokens=section.max_new_tokens,
                         out_dir=directory,
                         seed=seed,
+                        batch_tasks=section.batch_tasks,
                         progress=advance,
                     )
                 return {"tasks": len(tasks), "metrics_file": str(directory / "metrics.json"), "summary": _headline(metrics)}
