@@ -255,7 +255,7 @@ class HFPolicy:
                     continue
                 row.token_ids.append(token)
                 row.logprobs.append(float(raw[slot, token]))
-                cut = row.stop_rule.find(self._decode(row.token_ids))
+                cut = None if row.stop_rule.is_noop else row.stop_rule.find(self._decode(row.token_ids))
                 if cut is not None:
                     row.cut = cut
                     row.finish_reason = "stop"

@@ -331,6 +331,16 @@ class StopRule:
             self._scanner = BraceScanner(self.language)
             self._scanner.feed(self.prefix)
 
+    @property
+    def is_noop(self) -> bool:
+        """True when no rule can ever fire (no language rule, no fences, no stop strings)."""
+        return (
+            not self.fences
+            and not any(self.stop_strings)
+            and self.language not in ("py", "rb")
+            and self._scanner is None
+        )
+
     def find(self, completion: str) -> int | None:
         cuts: list[int] = []
         partial_len = len(self.prefix.rsplit("\n", 1)[-1])
