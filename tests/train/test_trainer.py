@@ -124,3 +124,19 @@ def test_config_errors() -> None:
         TrainConfig.from_dict({"lr": 1.0})
     tsp, dpo = TrainConfig(method="tsp"), TrainConfig(method="selfplay")
     assert tsp.sft_alpha and tsp.first_w and not dpo.sft_alpha and not dpo.first_w
+
+
+def test_gradient_checkpointing_and_naive_scoring_give_the_same_training(tmp_path: Path) -> None:
+    pairs = make_pairs(4)
+    results = {}
+    for name, kw in {
+        "packed": {},
+        "packed+checkpointing": {"gradient_checkpointing": True},
+        "naive": {"prefix_sharing": "off"},
+    }.items():
+        bundle = _bundle()
+        train(_config(max_steps=3, grad_accum=1, save_every=3, **kw), pairs, bundle, tmp_path / name)
+        results[name] = _params(bundle.model)
+    for name in ("packed+checkpointing", "naive"):
+        for k, v in results["packed"].items():
+            assert torch.allclose(v, results[name][k], atol=1e-5), (name, k)

@@ -297,7 +297,13 @@ def train(
         config_path.write_text(json.dumps(config.to_dict(), indent=2), encoding="utf-8")
     log = _Console(accelerator.is_main_process)
 
-    bundle = model_in if isinstance(model_in, ModelBundle) else load_bundle(model_in, device=str(accelerator.device))
+    # full fine-tuning keeps fp32 master weights (autocast gives bf16 compute); LoRA loads the frozen base in
+    # the policy's default dtype (bf16 on CUDA)
+    load_dtype = None if config.lora else "float32"
+    bundle = (
+        model_in if isinstance(model_in, ModelBundle)
+        else load_bundle(model_in, device=str(accelerator.device), dtype=load_dtype)
+    )
     model = bundle.model.to(accelerator.device)
     report = encode_pairs(
         pairs, bundle.encoder, method=config.method,
