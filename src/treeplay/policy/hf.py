@@ -159,6 +159,11 @@ class HFPolicy:
         for r_index, request in enumerate(requests):
             if request.n < 1:
                 raise ValueError(f"request {request.request_id or r_index}: n must be >= 1, got {request.n}")
+            if request.params.max_new_tokens < 1:
+                raise ValueError(
+                    f"request {request.request_id or r_index}: max_new_tokens must be >= 1, "
+                    f"got {request.params.max_new_tokens}"
+                )
             ids = self.prompt_ids(request.task.instruction, request.task.language, request.prefix)
             self._check_length(len(ids) + request.params.max_new_tokens, request.request_id or str(r_index))
             key = tuple(ids)
