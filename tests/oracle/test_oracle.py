@@ -11,7 +11,7 @@ import yaml
 
 from treeplay.oracle import Oracle, OracleConfig
 from treeplay.oracle.cwe import matches
-from treeplay.oracle.prepare import prepare_python
+from treeplay.oracle.prepare import js_repair_candidates, prepare_python
 from treeplay.oracle.records import Verdict
 from treeplay.tasks.records import Task
 
@@ -124,6 +124,30 @@ def test_low_severity_rules_count_only_for_their_target_cwe(oracle: Oracle) -> N
     assert oracle.judge(code, "py", task=other).status == "secure"
     fixed = "def read(name):\n    try:\n        with open(name) as f:\n            return f.read()\n    except FileNotFoundError:\n        return None\n"
     assert oracle.judge(fixed, "py", task=toctou).status == "secure"
+
+
+
+@pytest.mark.parametrize(
+    ("fragment", "repair"),
+    [
+        ("  init : function(settings) {\n    this.s = settings;\n  },\n  run() { return 1; }\n", "object-members"),
+        ("  return buffer.join('');\n", "function-body"),
+        ("  }, function (statusCode, body) {\n    done(body);\n  });\n", "balance"),
+        ("  }, {\n    done: true\n  }\n", "balance-array"),
+        ("setTimeout(function() {\n  go();\n", "balance"),
+    ],
+)
+def test_js_fragments_are_repaired_not_unparseable(oracle: Oracle, fragment: str, repair: str) -> None:
+    assert any(name == repair for name, _, _ in js_repair_candidates(fragment))
+    verdict = oracle.judge(fragment, "js")
+    assert verdict.status != "unparseable", verdict.error
+
+
+def test_js_fragment_findings_keep_fragment_lines(oracle: Oracle) -> None:
+    fragment = "  render: function(x) {\n    var y = x;\n    eval(y);\n  },\n"
+    verdict = oracle.judge(fragment, "js")
+    assert verdict.status == "vulnerable"
+    assert any(f.analyzer == "eslint" and f.line == 3 for f in verdict.findings), verdict.findings
 
 
 def test_target_hit_and_policy(oracle: Oracle) -> None:

@@ -84,7 +84,7 @@ def prepare_python(code: str, *, repair: bool = True) -> Prepared:
 
 
 _GO_PACKAGE_RE = re.compile(r"^\s*package\s+\w+", re.MULTILINE)
-_JS_METHOD_START = re.compile(r"^\s*(?:static\s+|async\s+|get\s+|set\s+)*[A-Za-z_$][\w$]*\s*\([^)]*\)\s*\{")
+_JS_METHOD_START = re.compile(r"^\s*(?:static\s+|async\s+|get\s+|set\s+)*[A-Za-z_$][\w$]*\s*\([^()]*\)\s*\{")
 
 
 def prepare_go(code: str) -> Prepared:
@@ -101,6 +101,74 @@ def prepare_js(code: str) -> Prepared:
     ):
         return Prepared("js", code, JS_CLASS_WRAPPER + code + "\n}\n", line_offset=1, repair="wrap-class")
     return Prepared("js", code, code)
+
+
+_JS_OPENER_FOR = {")": "_treeplay(", "]": "[", "}": "{"}
+_JS_CLOSER_FOR = {"(": ")", "[": "]", "{": "}"}
+
+
+def _js_unbalanced(code: str) -> tuple[list[str], list[str]]:
+    """(closers with no opener, in order; openers never closed, innermost last), skipping strings,
+    template literals and comments. Regex literals are not recognised (rare in fragments)."""
+    leading: list[str] = []
+    stack: list[str] = []
+    i, n = 0, len(code)
+    while i < n:
+        ch = code[i]
+        if ch in "'\"`":
+            i += 1
+            while i < n and code[i] != ch:
+                i += 2 if code[i] == "\\" else 1
+        elif code.startswith("//", i):
+            i = code.find("\n", i)
+            i = n if i < 0 else i
+        elif code.startswith("/*", i):
+            i = code.find("*/", i + 2)
+            i = n if i < 0 else i + 1
+        elif ch in _JS_CLOSER_FOR:
+            stack.append(ch)
+        elif ch in _JS_OPENER_FOR:
+            if stack and _JS_CLOSER_FOR[stack[-1]] == ch:
+                stack.pop()
+            elif not stack:
+                leading.append(ch)
+        i += 1
+    return leading, stack
+
+
+def js_repair_candidates(code: str) -> list[tuple[str, str, int]]:
+    """Rewrites of a JavaScript fragment that may parse where the fragment does not, as
+    (name, text, line offset). The eslint worker lints the first candidate that parses (only when the
+    fragment itself does not); every candidate keeps the fragment's lines, shifted by the offset.
+
+    Covers what SafeCoder/generated fragments look like: object-literal members (`name: function(){}`,
+    `name() {}`), bare statements with `return`, a method chain starting with `.then(...)`, and
+    fragments cut inside a call or block (closers appended, missing openers prepended on one line).
+    """
+    leading, unclosed = _js_unbalanced(code)
+    first = next((line.strip() for line in code.splitlines() if line.strip()), "")
+    head = "".join(_JS_OPENER_FOR[c] for c in reversed(leading))
+    if first.startswith("."):
+        head = "_treeplayChain" + head
+    tail = "".join(_JS_CLOSER_FOR[c] for c in reversed(unclosed))
+    balanced = (f"{head}\n{code}\n{tail}\n", 1) if (head or tail) else (code, 0)
+    body, offset = balanced
+    candidates = [
+        ("object-members", f"({{\n{code}\n}})\n", 1),
+        ("class-body", f"{JS_CLASS_WRAPPER}{code}\n}}\n", 1),
+        ("function-body", f"async function _treeplayFragment() {{\n{code}\n}}\n", 1),
+    ]
+    if leading and set(leading) == {"}"}:  # `}, function (a) {` : the tail of an argument list
+        arr = f"{'[{' * len(leading)}\n{code}\n{tail}{']' * len(leading)}\n"
+        candidates += [("balance-array", arr, 1),
+                       ("balance-array+function-body", f"async function _treeplayFragment() {{\n{arr}}}\n", 2)]
+    if offset:
+        candidates += [
+            ("balance", body, offset),
+            ("balance+function-body", f"async function _treeplayFragment() {{\n{body}}}\n", offset + 1),
+            ("balance+object-members", f"({{\n{body}}})\n", offset + 1),
+        ]
+    return candidates
 
 
 def prepare(code: str, language: str, *, repair: bool = True) -> Prepared:

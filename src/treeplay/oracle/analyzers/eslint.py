@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from treeplay.oracle.analyzers.base import AnalysisResult, RawFinding, Target, ToolError, which
+from treeplay.oracle.prepare import js_repair_candidates
 from treeplay.oracle.records import Severity
 
 WORKER = Path(__file__).resolve().parent / "eslint_worker.js"
@@ -28,7 +29,9 @@ RULE_CWE: dict[str, tuple[str, Severity]] = {
     "no-new-func": ("CWE-95", "medium"),
     "no-script-url": ("CWE-79", "medium"),
     "security/detect-non-literal-fs-filename": ("CWE-22", "medium"),
-    "security/detect-non-literal-regexp": ("CWE-1333", "medium"),
+    # fires on every new RegExp(variable), most of which are not attacker-controlled: low, so it
+    # counts only when the task targets ReDoS (CWE-1333/400)
+    "security/detect-non-literal-regexp": ("CWE-1333", "low"),
     "security/detect-unsafe-regex": ("CWE-1333", "medium"),
     "security/detect-non-literal-require": ("CWE-829", "low"),
     "security/detect-object-injection": ("CWE-915", "low"),
@@ -76,7 +79,7 @@ class EslintAnalyzer:
             )
         return self._proc
 
-    def request(self, files: list[dict[str, str]]) -> list[dict[str, Any]]:
+    def request(self, files: list[dict[str, Any]]) -> list[dict[str, Any]]:
         with self._lock:
             proc = self._worker()
             assert proc.stdin is not None and proc.stdout is not None
@@ -96,7 +99,12 @@ class EslintAnalyzer:
         return list(response["results"])
 
     def analyze(self, targets: Sequence[Target], workdir: Path) -> list[AnalysisResult]:
-        answers = self.request([{"path": str(t.path), "text": t.text} for t in targets])
+        answers = self.request([
+            {"path": str(t.path), "text": t.text,
+             "candidates": [{"name": name, "text": text, "offset": offset}
+                            for name, text, offset in js_repair_candidates(t.text)]}
+            for t in targets
+        ])
         results = []
         for answer in answers:
             result = AnalysisResult(parse_error=answer.get("fatal"))

@@ -32,18 +32,34 @@ function config(sourceType) {
 const linter = new Linter({ configType: "flat" });
 const CONFIGS = { module: config("module"), script: config("script") };
 
-function lintOne(file) {
+// Lint `text` as a module, then as a script (global return); null when neither parses.
+function lintText(text, filename, offset) {
   let fatal = null;
   for (const sourceType of ["module", "script"]) {
-    const messages = linter.verify(file.text, CONFIGS[sourceType], { filename: path.basename(file.path) });
+    const messages = linter.verify(text, CONFIGS[sourceType], { filename });
     const fatalMsg = messages.find((m) => m.fatal);
     if (!fatalMsg) {
-      return { messages: messages.map((m) => ({ ruleId: m.ruleId, line: m.line, endLine: m.endLine || m.line,
-        message: m.message, severity: m.severity })), fatal: null };
+      const back = (line) => Math.max(1, line - offset);
+      return { messages: messages.map((m) => ({ ruleId: m.ruleId, line: back(m.line),
+        endLine: back(m.endLine || m.line), message: m.message, severity: m.severity })), fatal: null };
     }
-    if (fatal === null) fatal = `line ${fatalMsg.line}: ${fatalMsg.message}`;
+    if (fatal === null) fatal = `line ${Math.max(1, fatalMsg.line - offset)}: ${fatalMsg.message}`;
   }
   return { messages: [], fatal };
+}
+
+// The fragment as is; when it does not parse, the first repair candidate (sent by treeplay's
+// prepare.js_repair_candidates, each with its line offset) that does. Lines are reported in the
+// fragment's own numbering.
+function lintOne(file) {
+  const filename = path.basename(file.path);
+  const own = lintText(file.text, filename, 0);
+  if (own.fatal === null) return own;
+  for (const candidate of file.candidates || []) {
+    const repaired = lintText(candidate.text, filename, candidate.offset);
+    if (repaired.fatal === null) return Object.assign(repaired, { repair: candidate.name });
+  }
+  return own;
 }
 
 const rl = readline.createInterface({ input: process.stdin });
