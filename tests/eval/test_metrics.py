@@ -81,7 +81,7 @@ def test_bootstrap_ci_is_seeded_and_brackets_the_mean() -> None:
     assert ci is not None
     low, high = ci
     assert low < 0.7 < high
-    assert 0.0 <= low and high <= 1.0
+    assert low >= 0.0 and high <= 1.0
     assert bootstrap_ci([0.5] * 4) == (0.5, 0.5)
     assert bootstrap_ci([]) is None
     rate_ci = security_summary(OUTCOMES)["strict_spr@1"]

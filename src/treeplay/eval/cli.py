@@ -1,9 +1,78 @@
-"""CLI commands of this stage (registered by treeplay.cli)."""
+"""CLI commands of the eval stage: `treeplay eval` and `treeplay report`."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import typer
+
+from treeplay.eval.evaluate import BENCH_HELP
+
+
+def eval_command(
+    model: str = typer.Option("embedded", "--model", help="'embedded' or a model/adapter path"),
+    bench: list[str] = typer.Option(..., "--bench", help=f"benchmark (repeatable): {BENCH_HELP}"),
+    out: Path = typer.Option(..., "--out", help="output dir; each bench writes OUT/<bench>/"),
+    n: int = typer.Option(1, "--n", min=1, help="samples per task"),
+    temperature: float = typer.Option(0.2, "--temperature"),
+    max_new_tokens: int = typer.Option(256, "--max-new-tokens", min=1),
+    limit: int | None = typer.Option(None, "--limit", min=1, help="first N tasks of each bench"),
+    seed: int = typer.Option(0, "--seed"),
+    backend: str = typer.Option("hf", "--backend", help="policy backend (hf, vllm)"),
+    data_root: Path | None = typer.Option(None, "--data-root", help="default: $TREEPLAY_DATA or ../shared/data"),
+) -> None:
+    """Evaluate a model: SPR@1 (+ strict, unparseable), func(-sec)@k, HumanEval pass@k, per CWE/language."""
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from treeplay.eval.evaluate import EvalError, bench_slug, evaluate, resolve_bench
+    from treeplay.policy import load_policy
+
+    console = Console()
+    try:
+        task_sets = {name: resolve_bench(name, data_root, limit=limit) for name in bench}
+    except (EvalError, FileNotFoundError, ValueError) as exc:
+        raise typer.BadParameter(str(exc), param_hint="--bench") from None
+    console.print(f"loading policy {model!r} ({backend})")
+    policy = load_policy(model, backend=backend)
+    for name, tasks in task_sets.items():
+        target = out / bench_slug(name)
+        with Progress(
+            TextColumn(f"[bold]{name}[/bold]"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+            console=console,
+        ) as bar:  # fmt: skip
+            job = bar.add_task(name, total=len(tasks))
+            try:
+                metrics = evaluate(
+                    policy, tasks, bench=name, n=n, temperature=temperature, max_new_tokens=max_new_tokens,
+                    out_dir=target, seed=seed, progress=lambda done, total, job=job: bar.update(job, completed=done),
+                )  # fmt: skip
+            except EvalError as exc:
+                console.print(f"[red]error:[/red] {exc}")
+                raise typer.Exit(2) from None
+        console.print(_summary_line(name, metrics) + f"  -> {target}")
+
+
+def _summary_line(name: str, metrics: dict) -> str:  # type: ignore[type-arg]
+    parts = [f"{name}: {metrics['tasks_evaluated']} tasks, {metrics['generations']} generations"]
+    for key in ("spr@1", "strict_spr@1", "unparseable_share", "func@1", "func-sec@1", "pass@1"):
+        value = (metrics.get(key) or {}).get("value")
+        if value is not None:
+            parts.append(f"{key}={100 * value:.1f}%")
+    return ", ".join(parts)
+
+
+def report_command(
+    run_dir: Path = typer.Argument(..., exists=True, file_okay=False, help="a `treeplay run` output dir"),
+) -> None:
+    """Write RUN_DIR/report.md and one self-contained RUN_DIR/report.html."""
+    from treeplay.eval.report import write_report
+
+    md_path, html_path = write_report(run_dir)
+    typer.echo(f"report: {md_path}\n        {html_path}")
 
 
 def register(app: typer.Typer) -> None:
     """Add this stage's commands to the main app."""
+    app.command("eval")(eval_command)
+    app.command("report")(report_command)

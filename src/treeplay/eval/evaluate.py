@@ -1,0 +1,338 @@
+"""Evaluate a policy on a benchmark: sample, judge, test, write generations.jsonl + metrics.json.
+
+`generations.jsonl` holds one record per generation (task, program, verdict, test result) and is
+append-only: a killed evaluation resumes and skips tasks whose n generations are all written.
+`metrics.json` is recomputed from the whole file at the end (see `treeplay.eval.metrics`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from treeplay.eval.metrics import Outcome, summarise
+from treeplay.jsonl import append_jsonl, read_jsonl, to_jsonable, write_jsonl
+from treeplay.oracle.records import TestCaseOutcome, TestResult, Verdict
+from treeplay.policy.records import Completion, Policy, SampleRequest, SamplingParams
+from treeplay.tasks.records import Task
+
+GENERATIONS_FILE = "generations.jsonl"
+METRICS_FILE = "metrics.json"
+SETTINGS_FILE = "eval_settings.json"
+
+SEC_EVAL_GROUPS = ("trained", "trained-new", "not-trained")
+BENCH_HELP = "securityeval | sec-eval[:trained|:trained-new|:not-trained] | cweval:<root> | humaneval"
+# The standard HumanEval stop sequences (Chen et al. 2021): stop when the function body ends.
+HUMANEVAL_STOP = ("\nclass ", "\ndef ", "\n#", "\nif __name__", "\nprint(")
+
+ProgressCallback = Callable[[int, int], None]  # (tasks done, tasks total)
+
+
+class EvalError(RuntimeError):
+    """An evaluation that cannot run or resume as asked (bad bench name, mismatching settings...)."""
+
+
+# ---- benchmark resolution
+
+
+def default_data_root() -> Path:
+    """`$TREEPLAY_DATA` (or `$TREEPLAY_SHARED_DATA`), else `../shared/data` next to the repository."""
+    for var in ("TREEPLAY_DATA", "TREEPLAY_SHARED_DATA"):
+        if os.environ.get(var):
+            return Path(os.environ[var])
+    repo = Path(__file__).resolve().parents[3]
+    return repo.parent / "shared" / "data"
+
+
+def bench_slug(name: str) -> str:
+    """A directory name for a bench: 'sec-eval:not-trained' -> 'sec-eval-not-trained'."""
+    kind, _, arg = name.partition(":")
+    if kind == "cweval":
+        return "cweval"
+    return kind if not arg else f"{kind}-{arg}"
+
+
+def resolve_bench(name: str, data_root: Path | str | None = None, *, limit: int | None = None) -> list[Task]:
+    """The tasks of a benchmark name (see BENCH_HELP), loaded with `treeplay.tasks.load_tasks`."""
+    from treeplay.tasks import load_tasks
+
+    root = Path(data_root) if data_root is not None else default_data_root()
+    kind, _, arg = name.partition(":")
+    tasks: list[Task]
+    if kind == "securityeval":
+        files = sorted((root / "securityeval").glob("*.json"))
+        if not files:
+            raise EvalError(f"bench {name!r}: no SecurityEval JSON under {root / 'securityeval'}")
+        tasks = load_tasks(files[0])
+    elif kind == "sec-eval":
+        path = root / "safecoder" / "sec_eval"
+        if not path.is_dir():
+            raise EvalError(f"bench {name!r}: sec_eval scenarios not found at {path}")
+        if arg and arg not in SEC_EVAL_GROUPS:
+            raise EvalError(f"bench {name!r}: unknown sec-eval group {arg!r} (expected one of {SEC_EVAL_GROUPS})")
+        tasks = load_tasks(path)  # the root, so task ids keep their group ("sec-eval/not-trained/...")
+        if arg:
+            tasks = [t for t in tasks if t.meta.get("group") == arg]
+    elif kind == "cweval":
+        if not arg:
+            raise EvalError("bench 'cweval' needs a root: cweval:<path to a CWEval checkout>")
+        path = Path(arg).expanduser()
+        if not path.is_dir():
+            raise EvalError(f"bench {name!r}: CWEval root {path} is not a directory")
+        tasks = load_tasks(path)
+    elif kind == "humaneval":
+        from treeplay.tasks.loaders import humaneval_path
+
+        tasks = load_tasks(humaneval_path())
+    else:
+        raise EvalError(f"unknown bench {name!r} (expected {BENCH_HELP})")
+    if not tasks:
+        raise EvalError(f"bench {name!r}: no tasks found")
+    return tasks[:limit] if limit is not None else tasks
+
+
+def is_humaneval(tasks: Sequence[Task]) -> bool:
+    return bool(tasks) and all("entry_point" in t.meta and "test" in t.meta for t in tasks)
+
+
+# ---- settings and resume
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    bench: str
+    model_id: str
+    n: int
+    temperature: float
+    top_p: float
+    max_new_tokens: int
+    seed: int
+    stop: tuple[str, ...]
+
+
+def _check_settings(out_dir: Path, settings: EvalSettings) -> None:
+    """Refuse to mix generations of different settings in one output directory."""
+    path = out_dir / SETTINGS_FILE
+    current = to_jsonable(asdict(settings))
+    if path.exists():
+        previous = json.loads(path.read_text(encoding="utf-8"))
+        diff = {k: (previous.get(k), v) for k, v in current.items() if previous.get(k) != v}
+        if diff:
+            raise EvalError(
+                f"{out_dir} already holds generations with other settings {diff} (old, new); "
+                "use another --out directory or delete it"
+            )
+    else:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(current, indent=2) + "\n", encoding="utf-8")
+
+
+def load_complete_records(path: Path, n: int) -> list[dict[str, Any]]:
+    """Records of tasks with all n generations written; drops partial tasks left by a kill.
+
+    Rewrites the file (atomically) when it had to drop anything, so appends stay consistent.
+    """
+    if not path.exists():
+        return []
+    records = list(read_jsonl(path, tolerate_truncated_tail=True))
+    counts = Counter(r["task_id"] for r in records)
+    too_many = [t for t, c in counts.items() if c > n]
+    if too_many:
+        raise EvalError(f"{path}: task {too_many[0]!r} has {counts[too_many[0]]} generations, more than n={n}")
+    complete = [r for r in records if counts[r["task_id"]] == n]
+    raw_lines = sum(1 for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
+    if len(complete) != raw_lines:
+        write_jsonl(path, complete)
+    return complete
+
+
+# ---- judging and testing
+
+
+def humaneval_program(task: Task, completion: str) -> str:
+    """The HumanEval check script: solution, the task's `check`, and the call on the entry point."""
+    return f"{task.prefix}{completion}\n\n{task.meta['test']}\n\ncheck({task.meta['entry_point']})\n"
+
+
+def run_humaneval_test(task: Task, completion: str, *, timeout_s: float = 10.0) -> TestResult:
+    """HumanEval `check(entry_point)` inside the sandbox."""
+    from treeplay.oracle import sandbox
+
+    script = humaneval_program(task, completion)
+    runner = getattr(sandbox, "run_python", None)
+    if runner is None:
+        raise EvalError("treeplay.oracle.sandbox has no run_python(code, timeout_s=...) to run HumanEval checks")
+    run = runner(script, timeout_s=timeout_s)
+    passed = run.outcome == "ok" and run.returncode == 0
+    tail = (run.stderr or run.stdout or "")[-2000:]
+    return TestResult(
+        functional_pass=passed,
+        security_pass=passed,  # HumanEval has no security tests; func-sec is not reported for it
+        outcome=run.outcome,
+        tests=(TestCaseOutcome("check", "functionality", passed, "" if passed else tail[-300:]),),
+        duration_s=float(getattr(run, "duration_s", 0.0)),
+        output_tail=tail,
+    )
+
+
+def _judge(programs: list[tuple[str, Task]]) -> list[Verdict]:
+    from treeplay.oracle import judge_many
+
+    return list(judge_many([(code, task.language, task) for code, task in programs]))
+
+
+def _run_tests(task: Task, completion: str, program: str, humaneval: bool) -> TestResult | None:
+    if humaneval:
+        return run_humaneval_test(task, completion)
+    if task.tests:
+        from treeplay.oracle.sandbox import run_task_tests
+
+        return run_task_tests(task, program)
+    return None
+
+
+def generation_record(
+    task: Task, completion: Completion, settings: EvalSettings, verdict: Verdict | None, tests: TestResult | None
+) -> dict[str, Any]:
+    return {
+        "task_id": task.id,
+        "language": task.language,
+        "cwe": list(task.cwe),
+        "bench": settings.bench,
+        "model_id": settings.model_id,
+        "sample_index": completion.index,
+        "completion": completion.text,
+        "program": task.prefix + completion.text,
+        "finish_reason": completion.finish_reason,
+        "n_tokens": len(completion.token_ids),
+        "verdict": to_jsonable(verdict) if verdict is not None else None,
+        "tests": to_jsonable(tests) if tests is not None else None,
+    }
+
+
+# ---- main entry point
+
+
+def evaluate(
+    policy: Policy,
+    tasks: Sequence[Task],
+    *,
+    bench: str,
+    n: int = 1,
+    temperature: float = 0.2,
+    top_p: float = 0.95,
+    max_new_tokens: int,
+    out_dir: Path | str,
+    seed: int = 0,
+    batch_tasks: int = 4,
+    progress: ProgressCallback | None = None,
+) -> dict[str, Any]:
+    """Sample n completions per task, judge and test them, write generations.jsonl and metrics.json.
+
+    Resumable: tasks whose n generations are already in `out_dir/generations.jsonl` are skipped.
+    Returns the metrics dict written to `out_dir/metrics.json`.
+    """
+    if n < 1:
+        raise EvalError(f"n must be >= 1, got {n}")
+    out = Path(out_dir)
+    humaneval = is_humaneval(tasks)
+    settings = EvalSettings(
+        bench=bench,
+        model_id=policy.model_id,
+        n=n,
+        temperature=temperature,
+        top_p=top_p,
+        max_new_tokens=max_new_tokens,
+        seed=seed,
+        stop=HUMANEVAL_STOP if humaneval else (),
+    )
+    _check_settings(out, settings)
+    gen_path = out / GENERATIONS_FILE
+    done = {r["task_id"] for r in load_complete_records(gen_path, n)}
+    todo = [t for t in tasks if t.id not in done]
+    params = SamplingParams(
+        temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, stop=settings.stop, seed=seed
+    )
+    timings = {"sample_s": 0.0, "judge_s": 0.0, "test_s": 0.0}
+    total = len(tasks)
+    if progress:
+        progress(total - len(todo), total)
+    for start in range(0, len(todo), batch_tasks):
+        batch = todo[start : start + batch_tasks]
+        requests = [SampleRequest(t, t.prefix, n, params, request_id=t.id) for t in batch]
+        t0 = time.perf_counter()
+        completions = policy.sample(requests)
+        timings["sample_s"] += time.perf_counter() - t0
+        by_task: dict[str, list[Completion]] = {t.id: [] for t in batch}
+        for completion in completions:
+            by_task[completion.request_id].append(completion)
+        pairs = [(t, c) for t in batch for c in sorted(by_task[t.id], key=lambda c: c.index)]
+        missing = [t.id for t in batch if len(by_task[t.id]) != n]
+        if missing:
+            raise EvalError(f"policy {policy.model_id} returned != {n} completions for task {missing[0]!r}")
+        t0 = time.perf_counter()
+        verdicts: list[Verdict | None] = (
+            [None] * len(pairs) if humaneval else list(_judge([(t.prefix + c.text, t) for t, c in pairs]))
+        )
+        timings["judge_s"] += time.perf_counter() - t0
+        t0 = time.perf_counter()
+        results = [_run_tests(t, c.text, t.prefix + c.text, humaneval) for t, c in pairs]
+        timings["test_s"] += time.perf_counter() - t0
+        append_jsonl(
+            gen_path,
+            [generation_record(t, c, settings, v, r) for (t, c), v, r in zip(pairs, verdicts, results, strict=True)],
+        )
+        if progress:
+            progress(total - len(todo) + start + len(batch), total)
+    return write_metrics(out, tasks=tasks, settings=settings, timings=timings)
+
+
+def compute_metrics(records: Sequence[dict[str, Any]], *, humaneval: bool = False, seed: int = 0) -> dict[str, Any]:
+    """Metrics of a list of generation records (the content of generations.jsonl)."""
+    outcomes = [Outcome.from_record(r) for r in records]
+    metrics = summarise(outcomes, seed=seed)
+    if humaneval:  # utility benchmark: pass@k only
+        for key in [k for k in metrics if k.startswith("func")]:
+            value = metrics.pop(key)
+            if key.startswith("func@"):
+                metrics["pass@" + key.split("@")[1]] = value
+        metrics.pop("per_cwe", None)
+    verdicts = [r.get("verdict") or {} for r in records]
+    hits = [v.get("target_hit") for v in verdicts if v.get("status") == "vulnerable"]
+    if any(h is not None for h in hits):
+        metrics["vulnerable_hitting_task_cwe"] = sum(bool(h) for h in hits)
+    findings = Counter(f.get("cwe") or "none" for v in verdicts for f in v.get("findings") or [])
+    if findings:
+        metrics["finding_cwes"] = dict(findings.most_common())
+    return metrics
+
+
+def write_metrics(
+    out_dir: Path,
+    *,
+    tasks: Sequence[Task],
+    settings: EvalSettings,
+    timings: dict[str, float] | None = None,
+) -> dict[str, Any]:
+    wanted = {t.id for t in tasks}
+    records = [r for r in load_complete_records(out_dir / GENERATIONS_FILE, settings.n) if r["task_id"] in wanted]
+    metrics: dict[str, Any] = {
+        "bench": settings.bench,
+        "settings": to_jsonable(asdict(settings)),
+        "tasks": len(tasks),
+        "tasks_evaluated": len({r["task_id"] for r in records}),
+        "generations": len(records),
+        "timings_this_run": timings or {},
+    }
+    metrics.update(compute_metrics(records, humaneval=is_humaneval(tasks)))
+    path = out_dir / METRICS_FILE
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+    return metrics

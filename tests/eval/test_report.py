@@ -1,0 +1,135 @@
+"""Report generation on a small synthetic run dir with metrics computed from constructed records."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from treeplay.eval.evaluate import compute_metrics
+from treeplay.eval.report import collect_run, golden_with_markers, missing_parts, write_report
+from treeplay.jsonl import write_jsonl
+
+
+def generation(task: str, cwe: str, status: str, language: str = "py", bench: str = "securityeval") -> dict[str, Any]:
+    return {"task_id": task, "language": language, "cwe": [cwe], "bench": bench, "completion": "x = 1\n",
+            "verdict": {"status": status, "findings": [], "target_hit": status == "vulnerable"}, "tests": None}  # fmt: skip
+
+
+def write_eval(run: Path, seed: int, method: str, bench: str, records: list[dict[str, Any]]) -> dict[str, Any]:
+    out = run / f"seed-{seed}" / method / "eval" / bench.replace(":", "-")
+    write_jsonl(out / "generations.jsonl", records)
+    metrics = compute_metrics(records, humaneval=bench == "humaneval")
+    metrics.update(bench=bench, generations=len(records), tasks_evaluated=len({r["task_id"] for r in records}))
+    (out / "metrics.json").write_text(json.dumps(metrics))
+    return metrics
+
+
+TREE = {
+    "task_id": "CWE-089_q.py", "golden": "cur.execute(q, (name,))\nreturn cur.fetchall()\n",
+    "golden_source": "task", "round": 1, "model_id": "embedded", "config_hash": "h",
+    "nodes": [
+        {"id": "n0", "parent": None, "branch_of_parent": None, "char_offset": 0, "token_offset": 0,
+         "strategy": "diff", "prefix_hash": "a", "depth": 1},
+        {"id": "n1", "parent": None, "branch_of_parent": None, "char_offset": 24, "token_offset": 7,
+         "strategy": "oracle", "prefix_hash": "b", "depth": 1},
+    ],
+    "branches": [
+        {"node_id": "n0", "prefix": "def f(name):\n", "completion": "cur.execute('..' + name)\n", "token_ids": [],
+         "logprobs": [], "label": "vulnerable", "cwe": "CWE-89", "first_flagged_line": 2},
+        {"node_id": "n0", "prefix": "def f(name):\n", "completion": "cur.execute(q, (name,))\n", "token_ids": [],
+         "logprobs": [], "label": "secure"},
+    ],
+}  # fmt: skip
+
+
+@pytest.fixture()
+def run_dir(tmp_path: Path) -> Path:
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text("seeds: [0, 1]\nmethods: [base, tsp]\n")
+    for seed in (0, 1):
+        # base: 2 of 4 secure on securityeval; tsp: 3 (seed 0) / 4 (seed 1) of 4.
+        base = ["secure", "vulnerable", "secure", "vulnerable"]
+        tsp = ["secure", "secure", "secure", "unparseable" if seed == 0 else "secure"]
+        for method, statuses in (("base", base), ("tsp", tsp)):
+            write_eval(run, seed, method, "securityeval",
+                       [generation(f"t{i}", "CWE-89" if i < 2 else "CWE-79", s) for i, s in enumerate(statuses)])  # fmt: skip
+            held = ["vulnerable"] * (4 if method == "base" else 1) + ["secure"] * (0 if method == "base" else 3)
+            write_eval(run, seed, method, "sec-eval:not-trained",
+                       [generation(f"h{i}", "CWE-020", s, bench="sec-eval:not-trained") for i, s in enumerate(held)])  # fmt: skip
+        tsp_dir = run / f"seed-{seed}" / "tsp"
+        for round_no in (1, 2):
+            log = [{"step": s, "loss": 0.7 - 0.05 * s - 0.1 * round_no, "lr": 1e-5, "reward_margin": 0.1 * s,
+                    "pref_accuracy": 0.5 + 0.1 * s, "chosen_logps": -10.0, "rejected_logps": -12.0} for s in range(1, 5)]  # fmt: skip
+            write_jsonl(tsp_dir / f"round-{round_no}" / "train" / "log.jsonl", log)
+            write_jsonl(tsp_dir / f"round-{round_no}" / "data" / "trees.jsonl", [TREE])
+        (tsp_dir / "budget.json").write_text(json.dumps({"optimizer_steps": 8, "tokens": 12000, "pairs": 16, "wall_s": 30.5}))
+    return run
+
+
+def table_row(markdown: str, first_cell: str) -> list[str]:
+    line = next(line for line in markdown.splitlines() if line.startswith(f"| {first_cell} |"))
+    return [c.strip() for c in line.strip().strip("|").split("|")]
+
+
+def test_report_tables_hold_the_computed_metrics(run_dir: Path) -> None:
+    md_path, _ = write_report(run_dir)
+    markdown = md_path.read_text()
+    headers = table_row(markdown, "Method")
+    base, tsp = table_row(markdown, "Base model"), table_row(markdown, "TSP (tree)")
+    spr = headers.index("securityeval SPR@1")
+    assert base[spr] == "50.0 ± 0.0"  # 2/4 secure in both seeds
+    # TSP: seed 0 -> 3/3 parseable secure, seed 1 -> 4/4: SPR 100 in both; strict 75 and 100.
+    assert tsp[spr] == "100.0 ± 0.0"
+    strict = headers.index("securityeval strict SPR@1")
+    # seeds 75 and 100: mean 87.5, sd 17.68, t(1) = 12.706 -> half-width 12.706 * 17.68 / sqrt(2) = 158.8
+    assert tsp[strict] == "87.5 ± 158.8"
+    # held-out: base 4 vulnerable, tsp 1 -> reduction 75% vs base in both seeds; no SFT run.
+    assert tsp[headers.index("held-out vulns (count)")] == "1.0 ± 0.0"
+    assert tsp[headers.index("reduction vs base %")] == "75.0 ± 0.0"
+    assert tsp[headers.index("reduction vs SFT %")] == "–"
+    # what is missing is said
+    assert "methods not run: sft, selfplay" in markdown
+    assert "no HumanEval evaluation" in markdown
+    assert "seed 0 / base: no training log" not in markdown  # base is never trained
+    assert (run_dir / "report-assets" / "training-curves.png").stat().st_size > 1000
+
+
+def test_html_is_self_contained(run_dir: Path) -> None:
+    _, html_path = write_report(run_dir)
+    page = html_path.read_text()
+    images = re.findall(r"src='data:image/png;base64,([A-Za-z0-9+/=]+)'", page)
+    assert len(images) >= 3  # per-CWE bars for 2 benches + training curves
+    assert all(base64.b64decode(img)[:8] == b"\x89PNG\r\n\x1a\n" for img in images)
+    assert not re.search(r"""(src|href)=['"](?!data:)""", page)  # nothing external
+    assert page.count("<table>") >= 4
+    assert "<span class='node'>n0</span>" in page and "vulnerable</span>" in page
+
+
+def test_missing_and_partial_runs(tmp_path: Path) -> None:
+    run = tmp_path / "partial"
+    write_eval(run, 0, "base", "securityeval", [generation("t0", "CWE-89", "secure")])
+    # an evaluation killed before metrics.json: recomputed from generations
+    killed = run / "seed-0" / "tsp" / "eval" / "securityeval"
+    write_jsonl(killed / "generations.jsonl", [generation("t0", "CWE-89", "vulnerable")])
+    data = collect_run(run)
+    assert {e.method for e in data.evals} == {"base", "tsp"}
+    assert any("recomputed" in note for note in data.notes)
+    missing = missing_parts(data)
+    assert "config.yaml (the resolved config) is missing" in missing
+    assert "seed 0 / tsp: no training log" in missing
+    md_path, _ = write_report(run)
+    assert "| TSP (tree) | 0.0 [0.0, 0.0] |" in md_path.read_text()
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert "nothing was run yet" in write_report(empty)[0].read_text()
+
+
+def test_golden_markers_follow_node_offsets() -> None:
+    marked = golden_with_markers(TREE)
+    assert marked.startswith("«n0»cur.execute(q, (name,))\n«n1»return")
