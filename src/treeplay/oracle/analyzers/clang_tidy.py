@@ -78,6 +78,19 @@ def classify(check: str, message: str) -> tuple[str | None, Severity]:
     return cwe, severity
 
 
+_LITERAL_COPY = re.compile(r"\b(?:strcpy|strcat|wcscpy)\s*\([^,;]+,\s*L?\"")
+
+
+def copies_a_literal(check: str, text: str, line: int) -> bool:
+    """insecureAPI.strcpy fires on every strcpy; a copy from a string literal has a known length,
+    and unbounded copies of variable data are still reported by this check on other lines."""
+    if check != "clang-analyzer-security.insecureAPI.strcpy":
+        return False
+    lines = text.splitlines()
+    return 0 < line <= len(lines) and bool(_LITERAL_COPY.search(lines[line - 1])) and \
+        len(re.findall(r"\b(?:strcpy|strcat|wcscpy)\s*\(", lines[line - 1])) == 1
+
+
 class ClangTidyAnalyzer:
     name = "clang-tidy"
     languages = frozenset({"c", "cpp"})
@@ -107,6 +120,8 @@ class ClangTidyAnalyzer:
                     continue
                 cwe, severity = classify(match["check"], match["msg"])
                 line = int(match["line"])
+                if copies_a_literal(match["check"], targets[pos].text, line):
+                    continue
                 results[pos].findings.append(RawFinding(
                     line=line, end_line=line, rule=match["check"], severity=severity, message=match["msg"], cwe=cwe,
                 ))

@@ -21,6 +21,13 @@ from treeplay.oracle.cwe import normalise
 from treeplay.oracle.records import Severity
 
 
+def is_flawfinder_noise(level: int, default_level: int) -> bool:
+    """Hits flawfinder itself rates as (near) harmless: level <= 1 (strncpy, strcpy from a literal)
+    or a call it downgraded to level <= 2 after looking at the arguments (sprintf with a constant
+    format, strcpy from a constant). Reporting them made every fixed C function 'vulnerable'."""
+    return level <= 1 or (level < default_level and level <= 2)
+
+
 def level_to_severity(level: int) -> Severity:
     """flawfinder risk levels 0-5: 4-5 high (strcpy, gets, system), 3 medium, 0-2 low."""
     return "high" if level >= 4 else "medium" if level == 3 else "low"
@@ -50,6 +57,8 @@ class FlawfinderAnalyzer:
         for row in csv.DictReader(io.StringIO(proc.stdout)):
             pos = position_of(row.get("File", ""), by_path, workdir)
             if pos is None:
+                continue
+            if is_flawfinder_noise(int(row["Level"]), int(row.get("DefaultLevel") or row["Level"])):
                 continue
             line = int(row["Line"])
             cwes = (row.get("CWEs") or "").replace("!", "").split("/")
