@@ -216,3 +216,23 @@ def test_codeql_backend_runs() -> None:
     oracle = Oracle(OracleConfig(include_codeql=True, use_cache=False))
     verdict = oracle.judge("import os\n\ndef f(x):\n    os.system('rm ' + x)\n", "py")
     assert "codeql" in verdict.analyzers_run
+
+
+def test_process_pool_is_reused_and_agrees_with_one_process(tmp_path: Path) -> None:
+    snippets = [f"import os\n\ndef f{i}(x):\n    os.system('ls ' + x)\n" if i % 2 else f"def g{i}():\n    return {i}\n"
+                for i in range(10)]
+    items = [(code, "py", None) for code in snippets]
+    single = Oracle(OracleConfig(use_cache=False))
+    pooled = Oracle(OracleConfig(use_cache=False, workers=2))
+    try:
+        expected = [v.status for v in single.judge_many(items)]
+        assert [v.status for v in pooled.judge_many(items)] == expected
+        pool = pooled._pool
+        assert pool is not None
+        again = [(code + "# again\n", lang, task) for code, lang, task in items]
+        assert [v.status for v in pooled.judge_many(again)] == expected
+        assert pooled._pool is pool  # warm pool kept between batches
+    finally:
+        single.close()
+        pooled.close()
+    assert pooled._pool is None

@@ -12,7 +12,7 @@ import tempfile
 import time
 import warnings
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from multiprocessing import get_context
 from pathlib import Path
@@ -76,6 +76,7 @@ class Oracle:
         self.policy = self.config.policy_hash()
         self._analyzers: dict[str, Analyzer | None] = {}
         self._cache: VerdictCache | None = None
+        self._pool: ProcessPoolExecutor | None = None  # kept warm across judge_many calls
 
     # ----------------------------------------------------------------- public
     def judge(self, code: str, language: str, *, task: Task | None = None) -> Verdict:
@@ -105,6 +106,9 @@ class Oracle:
         return verdicts
 
     def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
         for analyzer in self._analyzers.values():
             closer = getattr(analyzer, "close", None)
             if callable(closer):
@@ -138,11 +142,13 @@ class Oracle:
             return self.analyze_batch(work)
         chunks = [work[i::workers] for i in range(workers)]
         child_config = replace(self.config, workers=1, use_cache=False)
-        ctx = get_context("spawn")  # fork is unsafe once torch threads exist in the parent
+        if self._pool is None:
+            # spawn: fork is unsafe once torch threads exist in the parent. The pool (and in each
+            # child its Oracle: bandit's test set, rule files, the eslint worker) lives until close().
+            self._pool = ProcessPoolExecutor(max_workers=self.config.workers, mp_context=get_context("spawn"))
         merged: dict[tuple[str, str], Verdict] = {}
-        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-            for part in pool.map(_analyze_in_child, [child_config] * workers, chunks):
-                merged.update(part)
+        for part in self._pool.map(_analyze_in_child, [child_config] * workers, chunks):
+            merged.update(part)
         return merged
 
     def analyze_batch(self, work: list[tuple[tuple[str, str], str]]) -> dict[tuple[str, str], Verdict]:
@@ -177,22 +183,36 @@ class Oracle:
             for name in self.config.analyzers_for(job.key[1]):
                 if name not in names:
                     names.append(name)
+        planned: list[tuple[str, Analyzer, list[int]]] = []
         for name in names:
             positions = [i for i, job in enumerate(jobs)
                          if job.target is not None and name in self.config.analyzers_for(job.key[1])]
             if not positions:
                 continue
             analyzer = self.analyzer(name)
-            if analyzer is None:
-                continue
+            if analyzer is not None:
+                planned.append((name, analyzer, positions))
+
+        def run(plan: tuple[str, Analyzer, list[int]]) -> list[AnalysisResult] | ToolError:
+            _, analyzer, positions = plan
             targets = [t for t in (jobs[i].target for i in positions) if t is not None]
             try:
-                outputs: list[AnalysisResult] = analyzer.analyze(targets, workdir)
+                return analyzer.analyze(targets, workdir)
             except ToolError as exc:
-                warn_once(f"failed:{name}:{exc}", f"oracle: analyzer {name!r} failed on a batch: {exc}")
+                return exc
+
+        # Analyzers run concurrently: external tools (semgrep-core, eslint, cppcheck...) wait in
+        # subprocesses while bandit walks ASTs in this process.
+        executor: Executor = ThreadPoolExecutor(max_workers=max(1, len(planned)))
+        with executor:
+            answers = list(executor.map(run, planned))
+        for (name, _, positions), answer in zip(planned, answers, strict=True):
+            if isinstance(answer, ToolError):
+                warn_once(f"failed:{name}:{answer}", f"oracle: analyzer {name!r} failed on a batch: {answer}")
                 for i in positions:
-                    errors[i].append(f"{name}: {exc}")
+                    errors[i].append(f"{name}: {answer}")
                 continue
+            outputs: list[AnalysisResult] = answer
             for i, output in zip(positions, outputs, strict=True):
                 ran[i].append(name)
                 if output.parse_error is not None and parse_errors[i] is None:
@@ -226,13 +246,16 @@ class Oracle:
         return apply_task(base, None, self.config)
 
 
+_CHILD_ORACLES: dict[str, Oracle] = {}
+
+
 def _analyze_in_child(config: OracleConfig, work: list[tuple[tuple[str, str], str]]
                       ) -> dict[tuple[str, str], Verdict]:
-    oracle = Oracle(config)
-    try:
-        return oracle.analyze_batch(work)
-    finally:
-        oracle.close()
+    """Runs in a pool process; its Oracle (warm analyzers) is reused by later batches."""
+    key = repr(config)
+    if key not in _CHILD_ORACLES:
+        _CHILD_ORACLES[key] = Oracle(config)
+    return _CHILD_ORACLES[key].analyze_batch(work)
 
 
 _DEFAULT: dict[str, Oracle] = {}
