@@ -87,9 +87,21 @@ _GO_PACKAGE_RE = re.compile(r"^\s*package\s+\w+", re.MULTILINE)
 _JS_METHOD_START = re.compile(r"^\s*(?:static\s+|async\s+|get\s+|set\s+)*[A-Za-z_$][\w$]*\s*\([^()]*\)\s*\{")
 
 
+_GO_TOP_LEVEL = re.compile(r"^(func|type|var|const|import|package)\b|^(//|/\*|\)|\}|$)")
+
+
+def _go_first_code_line(code: str) -> str:
+    return next((line.strip() for line in code.splitlines() if line.strip()), "")
+
+
 def prepare_go(code: str) -> Prepared:
+    """Add a `package` clause when missing; wrap bare statements (a function body cut out of its
+    function, as in SafeCoder's Go rows) in a function. Both keep lines (offset 1 or 2)."""
     if _GO_PACKAGE_RE.search(code):
         return Prepared("go", code, code)
+    if not _GO_TOP_LEVEL.match(_go_first_code_line(code)):
+        text = f"{GO_PACKAGE}func _treeplayFragment() {{\n{code}\n}}\n"
+        return Prepared("go", code, text, line_offset=2, repair="go-package+func-body")
     return Prepared("go", code, GO_PACKAGE + code, line_offset=1, repair="go-package")
 
 
