@@ -317,9 +317,13 @@ def train(
         missing = sum(not p.has_reference for p in data)
         if missing:
             log.info(f"computing reference log-probs of {missing} pairs with the frozen start model")
-        data = compute_reference_logprobs(
-            model, data, cache_path=out / "reference_logprobs.jsonl", prefix_sharing=config.prefix_sharing
-        )
+        # the main process computes and caches; the others then read the cache (no concurrent appends)
+        cache = out / "reference_logprobs.jsonl"
+        if accelerator.is_main_process:
+            data = compute_reference_logprobs(model, data, cache_path=cache, prefix_sharing=config.prefix_sharing)
+        accelerator.wait_for_everyone()
+        if not accelerator.is_main_process:
+            data = compute_reference_logprobs(model, data, cache_path=cache, prefix_sharing=config.prefix_sharing)
 
     eval_data: list[EncodedPair] = []
     sharded = accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED)
