@@ -15,7 +15,7 @@ from treeplay.tree.records import Pair
 def test_recorded_sampler_logprobs_match_recomputed_reference(embedded_policy) -> None:  # type: ignore[no-untyped-def]
     task = Task(
         id="ref-check", language="py", cwe=("CWE-89",), instruction="Return the user row for a name.",
-        prefix="def get_user(db, name):\n    cur = db.cursor()\n",
+        prefix="def get_user(db, name):\n    cur = db.cursor()\n    cur.execute(",
     )
     params = SamplingParams(temperature=1.0, top_p=0.9, max_new_tokens=12, seed=5)
     branches = embedded_policy.sample([SampleRequest(task=task, prefix=task.prefix, n=2, params=params)])
