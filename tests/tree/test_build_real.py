@@ -56,6 +56,9 @@ def test_build_resume_offsets_and_pairs_with_real_policy_and_oracle(
             assert len(branch.token_ids) == len(branch.logprobs) > 0
             assert branch.label in {"secure", "vulnerable", "unparseable", "nonfunctional"}
             assert (branch.label == "vulnerable") == (branch.cwe is not None)
+            assert branch.completion.strip()  # empty completions are dropped
+            if branch.finish_reason == "length" and "\n" in branch.completion:
+                assert branch.completion.endswith("\n")  # budget-cut text trimmed to its last full line
         trunk = [n for n in tree.nodes if n.parent is None and n.id != "root"]
         assert trunk, "diff/entropy must propose at least one trunk node"
         golden = tree.golden or ""
