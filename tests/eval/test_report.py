@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import html
 import json
 import re
 from pathlib import Path
@@ -13,6 +14,7 @@ import pytest
 from treeplay.eval.evaluate import compute_metrics
 from treeplay.eval.report import collect_run, golden_with_markers, missing_parts, write_report
 from treeplay.jsonl import write_jsonl
+from treeplay.tasks.records import Task
 
 
 def generation(task: str, cwe: str, status: str, language: str = "py", bench: str = "securityeval") -> dict[str, Any]:
@@ -45,6 +47,10 @@ TREE = {
          "logprobs": [], "label": "secure"},
     ],
 }  # fmt: skip
+# The same tree with the task snapshot the tree builder stores: rendered by treeplay.tree.render.
+TREE_WITH_TASK = dict(TREE, task_id="CWE-089_r.py", task=Task(
+    id="CWE-089_r.py", language="py", cwe=("CWE-89",), instruction="Query users by name", prefix="def f(name):\n",
+).to_dict())  # fmt: skip
 
 
 @pytest.fixture()
@@ -67,7 +73,7 @@ def run_dir(tmp_path: Path) -> Path:
             log = [{"step": s, "loss": 0.7 - 0.05 * s - 0.1 * round_no, "lr": 1e-5, "reward_margin": 0.1 * s,
                     "pref_accuracy": 0.5 + 0.1 * s, "chosen_logps": -10.0, "rejected_logps": -12.0} for s in range(1, 5)]  # fmt: skip
             write_jsonl(tsp_dir / f"round-{round_no}" / "train" / "log.jsonl", log)
-            write_jsonl(tsp_dir / f"round-{round_no}" / "data" / "trees.jsonl", [TREE])
+            write_jsonl(tsp_dir / f"round-{round_no}" / "data" / "trees.jsonl", [TREE, TREE_WITH_TASK])
         (tsp_dir / "budget.json").write_text(json.dumps({"optimizer_steps": 8, "tokens": 12000, "pairs": 16, "wall_s": 30.5}))
     return run
 
@@ -108,7 +114,11 @@ def test_html_is_self_contained(run_dir: Path) -> None:
     assert all(base64.b64decode(img)[:8] == b"\x89PNG\r\n\x1a\n" for img in images)
     assert not re.search(r"""(src|href)=['"](?!data:)""", page)  # nothing external
     assert page.count("<table>") >= 4
-    assert "<span class='node'>n0</span>" in page and "vulnerable</span>" in page
+    assert "<span class='node'>n0</span>" in page and "vulnerable</span>" in page  # simple rendering
+    frame = re.search(r'<iframe class=\'tree\' srcdoc="([^"]*)"', page)  # the tree stage's page, inline
+    assert frame is not None
+    inner = html.unescape(frame.group(1))
+    assert "Query users by name" in inner and "<html" in inner
 
 
 def test_missing_and_partial_runs(tmp_path: Path) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -161,22 +162,20 @@ def humaneval_program(task: Task, completion: str) -> str:
 
 
 def run_humaneval_test(task: Task, completion: str, *, timeout_s: float = 10.0) -> TestResult:
-    """HumanEval `check(entry_point)` inside the sandbox."""
-    from treeplay.oracle import sandbox
+    """HumanEval `check(entry_point)` inside the sandbox (the completion is untrusted code)."""
+    from treeplay.oracle.sandbox import Limits, run_sandboxed
 
     script = humaneval_program(task, completion)
-    runner = getattr(sandbox, "run_python", None)
-    if runner is None:
-        raise EvalError("treeplay.oracle.sandbox has no run_python(code, timeout_s=...) to run HumanEval checks")
-    run = runner(script, timeout_s=timeout_s)
+    limits = Limits(wall_s=timeout_s, cpu_s=max(1, int(timeout_s)), memory_mb=1024)
+    run = run_sandboxed([sys.executable, "check.py"], {"check.py": script}, limits)
     passed = run.outcome == "ok" and run.returncode == 0
-    tail = (run.stderr or run.stdout or "")[-2000:]
+    tail = run.output_tail[-2000:]
     return TestResult(
         functional_pass=passed,
         security_pass=passed,  # HumanEval has no security tests; func-sec is not reported for it
         outcome=run.outcome,
-        tests=(TestCaseOutcome("check", "functionality", passed, "" if passed else tail[-300:]),),
-        duration_s=float(getattr(run, "duration_s", 0.0)),
+        tests=(TestCaseOutcome("check", "functionality", passed, "" if passed else (run.reason or tail[-300:])),),
+        duration_s=run.duration_s,
         output_tail=tail,
     )
 

@@ -22,18 +22,7 @@ from typing import Any
 
 import numpy as np
 
-try:  # the sandbox stage owns the estimator; keep one implementation in the code base
-    from treeplay.oracle.passk import pass_at_k
-except ImportError:  # pragma: no cover - only until treeplay.oracle.passk lands
-
-    def pass_at_k(n: int, c: int, k: int) -> float:
-        """Unbiased pass@k (Chen et al. 2021): 1 - C(n-c, k) / C(n, k)."""
-        if not 0 <= c <= n or k < 1 or k > n:
-            raise ValueError(f"pass_at_k needs 0 <= c <= n and 1 <= k <= n, got n={n}, c={c}, k={k}")
-        if n - c < k:
-            return 1.0
-        return 1.0 - math.prod(1.0 - k / i for i in range(n - c + 1, n + 1))
-
+from treeplay.oracle.passk import pass_at_k  # the one estimator in the code base
 
 DEFAULT_BOOTSTRAP_SAMPLES = 1000
 DEFAULT_BOOTSTRAP_SEED = 0

@@ -55,6 +55,7 @@ class RunData:
     @property
     def methods(self) -> list[str]:
         present = {e.method for e in self.evals} | {m for _, m in self.budgets} | {k[1] for k in self.train_logs}
+        present |= {method for _, method, _, _ in self.trees}
         return [m for m in METHODS if m in present] + sorted(present - set(METHODS))
 
     @property
@@ -178,6 +179,12 @@ def missing_parts(data: RunData) -> list[str]:
 
 
 # ---- formatting helpers
+
+
+def _natural(name: str) -> tuple[str, int, str]:
+    """'CWE-20' before 'CWE-113': sort by the text before the number, then the number."""
+    match = re.match(r"^(.*?)(\d+)(.*)$", name)
+    return (match.group(1), int(match.group(2)), match.group(3)) if match else (name, -1, "")
 
 
 def _value(metrics: dict[str, Any], key: str) -> float | None:
@@ -320,7 +327,7 @@ def bench_table(data: RunData, bench: str) -> Block:
 def per_group_table(data: RunData, bench: str, group: str, key: str = "spr@1") -> Block | None:
     """Rows: CWE (or language); columns: methods; cells: metric over seeds and generation count."""
     results = [e for e in data.evals if e.bench == bench]
-    names = sorted({g for e in results for g in (e.metrics.get(group) or {})})
+    names = sorted({g for e in results for g in (e.metrics.get(group) or {})}, key=_natural)
     if not names:
         return None
     methods = [m for m in data.methods if any(e.method == m for e in results)]
@@ -359,7 +366,7 @@ def per_cwe_chart(data: RunData, bench: str, key: str = "spr@1") -> bytes | None
     import numpy as np
 
     results = [e for e in data.evals if e.bench == bench]
-    cwes = sorted({c for e in results for c in (e.metrics.get("per_cwe") or {})})
+    cwes = sorted({c for e in results for c in (e.metrics.get("per_cwe") or {})}, key=_natural)
     methods = [m for m in data.methods if any(e.method == m for e in results)]
     if not cwes or not methods:
         return None
@@ -530,7 +537,7 @@ _LABEL_COLORS = {"secure": "#1a7f37", "vulnerable": "#cf222e", "unparseable": "#
 
 def tree_html(tree: dict[str, Any]) -> str:
     marked = html.escape(golden_with_markers(tree) or "(no golden path)")
-    marked = re.sub(r"«(n\d+)»", r'<span class="node">\1</span>', marked)
+    marked = re.sub(r"«([\w.-]+)»", r'<span class="node">\1</span>', marked)
     parts = [
         f"<p><b>{html.escape(str(tree.get('task_id')))}</b> — golden path ({html.escape(str(tree.get('golden_source')))}), "
         f"{len(tree.get('nodes') or [])} nodes, {len(tree.get('branches') or [])} branches</p>",
@@ -554,6 +561,22 @@ def tree_html(tree: dict[str, Any]) -> str:
             f"depth {node.get('depth', 1)}) — {len(branches)} branches</summary><ul>{''.join(items)}</ul></details>"
         )
     return "\n".join(parts)
+
+
+def tree_block_html(tree: dict[str, Any]) -> str:
+    """The tree stage's page (diffs, findings) in an inline iframe when the tree carries its task
+    snapshot; otherwise the simple rendering above. Both stay self-contained (no external resource)."""
+    if tree.get("task"):
+        try:
+            from treeplay.tasks.records import Task
+            from treeplay.tree.records import tree_from_dict
+            from treeplay.tree.render import tree_html as stage_tree_html
+
+            page = stage_tree_html(tree_from_dict(tree), Task.from_dict(tree["task"]))
+        except (ImportError, KeyError, TypeError, ValueError):
+            return tree_html(tree)
+        return f"<iframe class='tree' srcdoc=\"{html.escape(page, quote=True)}\"></iframe>"
+    return tree_html(tree)
 
 
 # ---- building and rendering
@@ -650,7 +673,7 @@ body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;max-width:1200px;ma
 table{border-collapse:collapse;margin:.5em 0 1.2em;font-size:14px}th,td{border:1px solid #d0d7de;padding:4px 8px;text-align:right}
 th{background:#f6f8fa}td:first-child,th:first-child{text-align:left}img{max-width:100%}
 pre{background:#f6f8fa;padding:8px;overflow-x:auto;font-size:12px}.node{background:#0969da;color:#fff;border-radius:3px;padding:0 3px;font-size:11px}
-.label{color:#fff;border-radius:3px;padding:1px 5px;font-size:12px}ul{list-style:none;padding-left:1em}
+iframe.tree{width:100%;height:640px;border:1px solid #d0d7de}.label{color:#fff;border-radius:3px;padding:1px 5px;font-size:12px}ul{list-style:none;padding-left:1em}
 """
 
 
@@ -682,7 +705,7 @@ def render_html(sections: Sequence[Section], *, title: str) -> str:
             elif block.kind == "pre":
                 body.append(f"<details><summary>show</summary><pre>{html.escape(block.text)}</pre></details>")
             elif block.kind == "tree":
-                body.append(tree_html(block.tree))
+                body.append(tree_block_html(block.tree))
     return (
         f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
         f"<style>{_CSS}</style></head><body>{''.join(body)}</body></html>\n"

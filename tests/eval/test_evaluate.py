@@ -1,0 +1,87 @@
+"""evaluate(): bench resolution, HumanEval checks in the sandbox, one real run with resume."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from treeplay.eval.evaluate import (
+    EvalError,
+    bench_slug,
+    evaluate,
+    load_complete_records,
+    resolve_bench,
+    run_humaneval_test,
+)
+from treeplay.jsonl import read_jsonl
+from treeplay.policy.records import Completion, Policy, SampleRequest, Scored, ScoreRequest
+
+
+def test_bench_names(shared_data: Path) -> None:
+    assert bench_slug("sec-eval:not-trained") == "sec-eval-not-trained"
+    assert bench_slug("cweval:/x/y") == "cweval"
+    held_out = resolve_bench("sec-eval:not-trained", shared_data)
+    assert held_out and all(t.meta.get("group") == "not-trained" for t in held_out)
+    everything = resolve_bench("sec-eval", shared_data)
+    assert len(everything) > len(held_out)
+    assert len({t.id for t in everything}) == len(everything)  # ids keep their group: no collisions
+    assert len(resolve_bench("securityeval", shared_data, limit=3)) == 3
+    with pytest.raises(EvalError, match="unknown sec-eval group"):
+        resolve_bench("sec-eval:nope", shared_data)
+    with pytest.raises(EvalError, match="unknown bench"):
+        resolve_bench("mbpp", shared_data)
+
+
+def test_humaneval_checks_run_in_the_sandbox() -> None:
+    task = resolve_bench("humaneval", limit=1)[0]
+    assert task.golden is not None
+    assert run_humaneval_test(task, task.golden).functional_pass
+    wrong = run_humaneval_test(task, "    return None\n")
+    assert not wrong.functional_pass and wrong.outcome == "crashed"
+    hung = run_humaneval_test(task, "    while True:\n        pass\n", timeout_s=2)
+    assert hung.outcome == "timeout" and not hung.functional_pass
+
+
+class CountingPolicy:
+    """The real policy, counting which tasks it is asked to sample (to check resume)."""
+
+    def __init__(self, inner: Policy) -> None:
+        self.inner = inner
+        self.model_id = inner.model_id
+        self.sampled: list[str] = []
+
+    def sample(self, requests: list[SampleRequest]) -> list[Completion]:
+        self.sampled += [r.task.id for r in requests]
+        return self.inner.sample(requests)
+
+    def score(self, requests: list[ScoreRequest]) -> list[Scored]:
+        return self.inner.score(requests)
+
+
+@pytest.mark.slow
+def test_evaluate_embedded_on_securityeval_and_resume(embedded_policy, shared_data: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    tasks = resolve_bench("securityeval", shared_data, limit=2)
+    out = tmp_path / "eval"
+    metrics = evaluate(embedded_policy, tasks, bench="securityeval", n=1, max_new_tokens=48, out_dir=out, seed=0)
+    records = list(read_jsonl(out / "generations.jsonl"))
+    assert [r["task_id"] for r in records] == [t.id for t in tasks]
+    for record, task in zip(records, tasks, strict=True):
+        assert record["program"] == task.prefix + record["completion"]
+        assert record["verdict"]["status"] in ("secure", "vulnerable", "unparseable")
+    statuses = [r["verdict"]["status"] for r in records]
+    assert metrics["counts"]["secure"] == statuses.count("secure")
+    assert metrics["strict_spr@1"]["value"] == pytest.approx(statuses.count("secure") / 2)
+    assert json.loads((out / "metrics.json").read_text())["generations"] == 2
+
+    # Simulate a kill while the second task was being written: resume redoes only that task.
+    lines = (out / "generations.jsonl").read_text().splitlines(keepends=True)
+    (out / "generations.jsonl").write_text(lines[0] + lines[1][: len(lines[1]) // 2])
+    counting = CountingPolicy(embedded_policy)
+    evaluate(counting, tasks, bench="securityeval", n=1, max_new_tokens=48, out_dir=out, seed=0)
+    assert counting.sampled == [tasks[1].id]
+    assert [r["task_id"] for r in load_complete_records(out / "generations.jsonl", 1)] == [t.id for t in tasks]
+    # Mixing settings in one directory is refused.
+    with pytest.raises(EvalError, match="other settings"):
+        evaluate(embedded_policy, tasks, bench="securityeval", n=1, max_new_tokens=64, out_dir=out, seed=0)
