@@ -23,7 +23,7 @@ def eval_command(
 ) -> None:
     """Evaluate a model: SPR@1 (+ strict, unparseable), func(-sec)@k, HumanEval pass@k, per CWE/language."""
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
     from treeplay.eval.evaluate import EvalError, bench_slug, evaluate, resolve_bench
     from treeplay.policy import load_policy
@@ -42,10 +42,14 @@ def eval_command(
             console=console,
         ) as bar:  # fmt: skip
             job = bar.add_task(name, total=len(tasks))
+
+            def advance(done: int, total: int, job: TaskID = job) -> None:
+                bar.update(job, completed=done, total=total)
+
             try:
                 metrics = evaluate(
                     policy, tasks, bench=name, n=n, temperature=temperature, max_new_tokens=max_new_tokens,
-                    out_dir=target, seed=seed, progress=lambda done, total, job=job: bar.update(job, completed=done),
+                    out_dir=target, seed=seed, progress=advance,
                 )  # fmt: skip
             except EvalError as exc:
                 console.print(f"[red]error:[/red] {exc}")
