@@ -85,3 +85,22 @@ def test_evaluate_embedded_on_securityeval_and_resume(embedded_policy, shared_da
     # Mixing settings in one directory is refused.
     with pytest.raises(EvalError, match="other settings"):
         evaluate(embedded_policy, tasks, bench="securityeval", n=1, max_new_tokens=64, out_dir=out, seed=0)
+
+
+def test_cweval_func_sec_from_sandboxed_tests(fixtures_dir: Path) -> None:
+    from treeplay.eval.evaluate import compute_metrics
+    from treeplay.oracle.sandbox import run_task_tests
+
+    tasks = [t for t in resolve_bench(f"cweval:{fixtures_dir / 'cweval'}") if t.language == "py"][:2]
+    assert len(tasks) == 2 and all(t.tests and t.golden for t in tasks)
+    records = []
+    for task in tasks:  # per task: the reference solution and a body that returns None
+        for completion in (task.golden or "", "    return None\n"):
+            result = run_task_tests(task, task.prefix + completion)
+            records.append({"task_id": task.id, "language": "py", "cwe": list(task.cwe), "verdict": None,
+                            "tests": {"functional_pass": result.functional_pass, "security_pass": result.security_pass}})  # fmt: skip
+    metrics = compute_metrics(records)
+    assert metrics["func@1"]["value"] == pytest.approx(0.5)
+    assert metrics["func-sec@1"]["value"] == pytest.approx(0.5)
+    assert "func-sec@5" not in metrics  # k in (1, 5, 10), only up to the samples per task
+    assert "spr@1" not in metrics  # nothing was judged statically

@@ -186,14 +186,19 @@ def _judge(programs: list[tuple[str, Task]]) -> list[Verdict]:
     return list(judge_many([(code, task.language, task) for code, task in programs]))
 
 
-def _run_tests(task: Task, completion: str, program: str, humaneval: bool) -> TestResult | None:
+def _run_tests(pairs: Sequence[tuple[Task, Completion]], humaneval: bool) -> list[TestResult | None]:
+    """Sandboxed tests for every generation of tasks that have tests (None for the others)."""
     if humaneval:
-        return run_humaneval_test(task, completion)
-    if task.tests:
-        from treeplay.oracle.sandbox import run_task_tests
+        return [run_humaneval_test(t, c.text) for t, c in pairs]
+    tested = [i for i, (t, _) in enumerate(pairs) if t.tests]
+    results: list[TestResult | None] = [None] * len(pairs)
+    if tested:
+        from treeplay.oracle.sandbox import run_many
 
-        return run_task_tests(task, program)
-    return None
+        outcomes = run_many([(pairs[i][0], pairs[i][0].prefix + pairs[i][1].text) for i in tested])
+        for i, result in zip(tested, outcomes, strict=True):
+            results[i] = result
+    return results
 
 
 def generation_record(
@@ -281,7 +286,7 @@ def evaluate(
         )
         timings["judge_s"] += time.perf_counter() - t0
         t0 = time.perf_counter()
-        results = [_run_tests(t, c.text, t.prefix + c.text, humaneval) for t, c in pairs]
+        results = _run_tests(pairs, humaneval)
         timings["test_s"] += time.perf_counter() - t0
         append_jsonl(
             gen_path,
