@@ -104,3 +104,21 @@ def test_cweval_func_sec_from_sandboxed_tests(fixtures_dir: Path) -> None:
     assert metrics["func-sec@1"]["value"] == pytest.approx(0.5)
     assert "func-sec@5" not in metrics  # k in (1, 5, 10), only up to the samples per task
     assert "spr@1" not in metrics  # nothing was judged statically
+
+
+def test_resume_drops_partial_tasks_and_pins_settings(tmp_path: Path) -> None:
+    from treeplay.eval.evaluate import EvalSettings, _check_settings
+
+    path = tmp_path / "generations.jsonl"
+    rows = [{"task_id": "a", "sample_index": 0}, {"task_id": "a", "sample_index": 1}, {"task_id": "b", "sample_index": 0}]
+    text = "".join(json.dumps(r) + "\n" for r in rows)
+    path.write_text(text + '{"task_id": "b", "sample_in')  # killed while writing b's second sample
+    assert [r["task_id"] for r in load_complete_records(path, 2)] == ["a", "a"]
+    assert path.read_text().count("\n") == 2  # b's partial records are gone: a resume redoes b once
+    with pytest.raises(EvalError, match="more than n=1"):
+        load_complete_records(path, 1)
+    settings = EvalSettings("securityeval", "embedded", 1, 0.2, 0.95, 64, 0, ())
+    _check_settings(tmp_path, settings)
+    _check_settings(tmp_path, settings)  # same settings: fine
+    with pytest.raises(EvalError, match="other settings"):
+        _check_settings(tmp_path, EvalSettings("securityeval", "embedded", 1, 0.8, 0.95, 64, 0, ()))
