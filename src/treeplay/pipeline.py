@@ -527,12 +527,18 @@ class _StageClock:
 
 def run_pipeline(config_path: Path | str, run_dir: Path | str | None = None) -> Path:
     config = load_config(config_path)
+    directory = Path(run_dir) if run_dir else Path("runs") / config.name
+    return run_config(config, directory, source=str(config_path))
+
+
+def run_config(config: RunConfig, run_dir: Path, *, source: str = "config") -> Path:
+    """Run a validated config into `run_dir` (resuming whatever is already there)."""
+    _check_sections(config, Path(source))
     if config.threads:
         import torch
 
         torch.set_num_threads(config.threads)
-    directory = Path(run_dir) if run_dir else Path("runs") / config.name
     try:
-        return Pipeline(config, directory).run()
+        return Pipeline(config, run_dir).run()
     except TaskFormatError as exc:
-        raise ConfigError(f"{config_path}: field train_tasks: {exc}") from None
+        raise ConfigError(f"{source}: field train_tasks: {exc}") from None

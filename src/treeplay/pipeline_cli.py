@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated
 
@@ -29,5 +30,58 @@ def run_command(
     typer.echo(f"report:  {out / 'report.md'}")
 
 
+
+
+def selfplay_command(
+    tasks: Annotated[Path, typer.Option("--tasks", help="Training tasks (any supported format)")],
+    out: Annotated[Path, typer.Option("--out", help="Run directory")],
+    model: Annotated[str, typer.Option("--model", help="Start model: embedded, a local dir or cached hub id")] = "embedded",
+    rounds: Annotated[int, typer.Option("--rounds", min=1, help="Self-play rounds T (paper: 2)")] = 2,
+    method: Annotated[str, typer.Option("--method", help="tsp, selfplay or sft")] = "tsp",
+    config: Annotated[
+        Path | None, typer.Option("--config", help="YAML with tree:/train:/pair_mode: sections (a run config works)")
+    ] = None,
+    language: Annotated[str | None, typer.Option("--language")] = None,
+    cwe: Annotated[str | None, typer.Option("--cwe")] = None,
+    limit: Annotated[int | None, typer.Option("--limit", min=1)] = None,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+) -> None:
+    """Self-play rounds without evaluation: build trees -> pairs -> train, T times.
+
+    The model of round t is the opponent (sampler) and the DPO reference of round t+1. Resumable:
+    rerun the same command after a kill.
+    """
+    import yaml
+    from rich.console import Console
+
+    from treeplay.pipeline import ConfigError, RunConfig, run_config
+
+    sections: dict[str, object] = {}
+    if config is not None:
+        loaded = yaml.safe_load(config.read_text(encoding="utf-8")) or {}
+        sections = {k: loaded[k] for k in ("tree", "train", "pair_mode", "selfplay", "threads") if k in loaded}
+    try:
+        run = RunConfig.model_validate(
+            {
+                "name": out.name,
+                "model": model,
+                "seeds": [seed],
+                "methods": [method],
+                "rounds": rounds,
+                "train_tasks": {"path": str(tasks), "language": language, "cwe": cwe, "limit": limit},
+                "eval": {"benches": []},
+                "report": False,
+                **sections,
+            }
+        )
+        result = run_config(run, out, source=str(config or "command line"))
+    except (ConfigError, ValueError) as exc:
+        Console(stderr=True).print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from None
+    final = result / f"seed-{seed}" / method / "budget.json"
+    typer.echo(f"final model: {json.loads(final.read_text())['final_model']}")
+
+
 def register(app: typer.Typer) -> None:
     app.command("run")(run_command)
+    app.command("selfplay")(selfplay_command)

@@ -98,3 +98,24 @@ def test_interrupted_stage_resumes_with_its_partial_output(tmp_path):
 
     run_stage(Stage("s", directory, digest("a"), resume))
     assert seen == ['{"done": 1}\n']
+
+
+def test_selfplay_command_rejects_bad_options_before_loading_anything(tmp_path):
+    from typer.testing import CliRunner
+
+    from treeplay.cli import app
+
+    tasks = tmp_path / "tasks.jsonl"
+    tasks.write_text("")
+    result = CliRunner().invoke(
+        app, ["selfplay", "--tasks", str(tasks), "--out", str(tmp_path / "r"), "--method", "magic"]
+    )
+    assert result.exit_code == 2
+    assert "methods" in result.stderr
+    config = tmp_path / "c.yaml"
+    config.write_text("tree: {k: 0}\n")
+    result = CliRunner().invoke(
+        app, ["selfplay", "--tasks", str(tasks), "--out", str(tmp_path / "r"), "--config", str(config)]
+    )
+    assert result.exit_code == 2
+    assert "field tree: k must be >= 1" in result.stderr
