@@ -16,7 +16,7 @@ def write(tmp_path: Path, text: str) -> Path:
     return path
 
 
-@pytest.mark.parametrize("name", ["embedded.yaml", "embedded-full.yaml", "codellama-7b.yaml", "qwen2.5-coder-7b.yaml"])
+@pytest.mark.parametrize("name", sorted(p.name for p in (REPO / "configs").glob("*.yaml")))
 def test_shipped_configs_validate(name):
     config = load_config(REPO / "configs" / name)
     assert config.seeds and config.methods
