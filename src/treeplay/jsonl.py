@@ -37,6 +37,14 @@ def to_jsonable(obj: Any) -> Any:
 
 def read_jsonl(path: Path | str, *, tolerate_truncated_tail: bool = False) -> Iterator[dict[str, Any]]:
     """Yield one dict per non-empty line; a bad line raises JsonlError with file and line."""
+    for _number, record in read_jsonl_numbered(path, tolerate_truncated_tail=tolerate_truncated_tail):
+        yield record
+
+
+def read_jsonl_numbered(
+    path: Path | str, *, tolerate_truncated_tail: bool = False
+) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Like `read_jsonl`, with each record's 1-based line number (for error messages)."""
     path = Path(path)
     with path.open(encoding="utf-8") as fh:
         lines = fh.readlines()
@@ -52,7 +60,7 @@ def read_jsonl(path: Path | str, *, tolerate_truncated_tail: bool = False) -> It
             raise JsonlError(path, number, f"invalid JSON ({exc.msg} at column {exc.colno})") from None
         if not isinstance(value, dict):
             raise JsonlError(path, number, f"expected a JSON object, got {type(value).__name__}")
-        yield value
+        yield number, value
 
 
 def append_jsonl(path: Path | str, records: Iterable[Any]) -> int:

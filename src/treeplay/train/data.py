@@ -240,22 +240,14 @@ def steps_for_epochs(n_items: int, epochs: float, batch_size: int, grad_accum: i
 
 def read_pairs(path: str | Path) -> list[Pair]:
     """Read Pair records from JSONL; a bad record raises ValueError naming file, line and field."""
-    from treeplay.jsonl import JsonlError
+    from treeplay.jsonl import read_jsonl_numbered
     from treeplay.tree.records import pair_from_dict
 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such pairs file")
     out = []
-    with path.open(encoding="utf-8") as fh:
-        lines = fh.readlines()
-    for number, raw in enumerate(lines, start=1):
-        if not raw.strip():
-            continue
-        try:
-            record = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise JsonlError(path, number, f"invalid JSON ({exc.msg})") from None
+    for number, record in read_jsonl_numbered(path):
         try:
             pair = pair_from_dict(record)
         except KeyError as exc:
