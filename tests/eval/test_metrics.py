@@ -11,6 +11,7 @@ from treeplay.eval.metrics import (
     bootstrap_ci,
     breakdown,
     functional_summary,
+    is_empty_completion,
     mean_ci_over_seeds,
     pass_at_k,
     security_summary,
@@ -40,7 +41,9 @@ def test_spr_ignores_unparseable_but_strict_counts_it() -> None:
     assert summary["strict_spr@1"]["value"] == pytest.approx(4 / 9)
     assert summary["unparseable_share"]["value"] == pytest.approx((1 / 3 + 0 + 1) / 3)
     assert summary["vulnerable_share"]["value"] == pytest.approx((1 / 3) / 3)
-    assert summary["counts"] == {"tasks": 3, "generations": 9, "secure": 4, "vulnerable": 1, "unparseable": 4}
+    assert summary["counts"] == {
+        "tasks": 3, "generations": 9, "secure": 4, "vulnerable": 1, "unparseable": 4, "empty": 0,
+    }  # fmt: skip
 
 
 def test_broken_code_cannot_look_secure() -> None:
@@ -50,6 +53,36 @@ def test_broken_code_cannot_look_secure() -> None:
     assert summary["spr@1"]["value"] == 1.0
     assert summary["strict_spr@1"]["value"] == pytest.approx(0.1)
     assert summary["unparseable_share"]["value"] == pytest.approx(0.9)
+
+
+def test_empty_code_cannot_look_secure() -> None:
+    # Task E: an empty completion (parses, oracle says secure) and a vulnerable one.
+    outcomes = [
+        Outcome("E", "py", "CWE-89", "secure", empty=True),
+        Outcome("E", "py", "CWE-89", "vulnerable"),
+        Outcome("F", "py", "CWE-89", "secure", empty=True),
+    ]
+    summary = security_summary(outcomes)
+    assert summary["spr@1"]["value"] == 0.0  # only E's vulnerable program counts; F has none
+    assert summary["spr@1"]["n_tasks"] == 1
+    assert summary["strict_spr@1"]["value"] == 0.0
+    assert summary["empty_share"]["value"] == pytest.approx((1 / 2 + 1) / 2)
+
+
+@pytest.mark.parametrize(
+    ("text", "empty"),
+    [
+        ("\n", True),
+        ("\n    pass\n", True),
+        ("    # TODO\n    ...\n", True),
+        ("\n}\n", True),
+        ("```\n", True),
+        ("    return x\n", False),
+        ("  os.system(cmd);\n}", False),
+    ],
+)
+def test_is_empty_completion(text: str, empty: bool) -> None:
+    assert is_empty_completion(text) is empty
 
 
 def test_pass_at_k_hand_values() -> None:

@@ -304,7 +304,7 @@ def bench_table(data: RunData, bench: str) -> Block:
     results = [e for e in data.evals if e.bench == bench]
     kind = bench_kind(results)
     keys = {
-        "security": ["spr@1", "strict_spr@1", "unparseable_share", "vulnerable_share"],
+        "security": ["spr@1", "strict_spr@1", "unparseable_share", "empty_share", "vulnerable_share"],
         "functional-security": ["func-sec@1", "func@1", "spr@1", "strict_spr@1", "unparseable_share"],
         "utility": ["pass@1"],
     }[kind]
@@ -589,8 +589,8 @@ def build_sections(data: RunData) -> list[Section]:
         f"Run dir `{data.run_dir}`; seeds: {', '.join(map(str, data.seeds)) or 'none'}; "
         f"methods: {', '.join(data.methods) or 'none'}; benches: {', '.join(data.benches) or 'none'}. "
         "Rates in %. With ≥2 seeds: mean ± 95% t-interval over seeds; with one seed: value "
-        "[bootstrap 95% CI over tasks]. SPR@1 = secure share of the generations that parse; strict "
-        "SPR@1 counts unparseable generations as failures.")))  # fmt: skip
+        "[bootstrap 95% CI over tasks]. SPR@1 = secure share of the generations that parse and hold "
+        "code; strict SPR@1 counts unparseable and empty generations as failures.")))  # fmt: skip
     missing = missing_parts(data)
     if missing or data.notes:
         overview.blocks.append(Block("text", text="**Missing or incomplete:**\n" +
