@@ -70,9 +70,10 @@ def run_dir(tmp_path: Path) -> Path:
                        [generation(f"h{i}", "CWE-020", s, bench="sec-eval:not-trained") for i, s in enumerate(held)])  # fmt: skip
         tsp_dir = run / f"seed-{seed}" / "tsp"
         for round_no in (1, 2):
-            log = [{"step": s, "loss": 0.7 - 0.05 * s - 0.1 * round_no, "lr": 1e-5, "reward_margin": 0.1 * s,
-                    "pref_accuracy": 0.5 + 0.1 * s, "chosen_logps": -10.0, "rejected_logps": -12.0} for s in range(1, 5)]  # fmt: skip
-            write_jsonl(tsp_dir / f"round-{round_no}" / "train" / "log.jsonl", log)
+            # the trainer's own log file and key names (treeplay.train.trainer writes metrics.jsonl)
+            log = [{"step": s, "loss": 0.7 - 0.05 * s - 0.1 * round_no, "lr": 1e-5, "rewards/margin": 0.1 * s,
+                    "rewards/accuracy": 0.5 + 0.1 * s, "logps/chosen": -10.0, "logps/rejected": -12.0} for s in range(1, 5)]  # fmt: skip
+            write_jsonl(tsp_dir / f"round-{round_no}" / "train" / "metrics.jsonl", log)
             write_jsonl(tsp_dir / f"round-{round_no}" / "data" / "trees.jsonl", [TREE, TREE_WITH_TASK])
         (tsp_dir / "budget.json").write_text(json.dumps({"optimizer_steps": 8, "tokens": 12000, "pairs": 16, "wall_s": 30.5}))
     return run
@@ -143,3 +144,11 @@ def test_missing_and_partial_runs(tmp_path: Path) -> None:
 def test_golden_markers_follow_node_offsets() -> None:
     marked = golden_with_markers(TREE)
     assert marked.startswith("«n0»cur.execute(q, (name,))\n«n1»return")
+
+
+def test_training_table_reads_the_trainers_log(run_dir: Path) -> None:
+    md_path, _ = write_report(run_dir)
+    row = next(line for line in md_path.read_text().splitlines() if line.startswith("| tsp | 0 | 2 |"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    # steps, first loss, last loss, last margin (rewards/margin), last pref acc (rewards/accuracy)
+    assert cells[3:] == ["4", "0.450", "0.300", "0.400", "0.900"]

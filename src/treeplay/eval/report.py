@@ -110,6 +110,19 @@ def _read_jsonl_safely(path: Path, data: RunData) -> list[dict[str, Any]]:
         return []
 
 
+# The trainer's metrics.jsonl names (TRL-style) -> the report's names.
+_LOG_KEYS = {
+    "rewards/margin": "reward_margin",
+    "rewards/accuracy": "pref_accuracy",
+    "logps/chosen": "chosen_logps",
+    "logps/rejected": "rejected_logps",
+}
+
+
+def _normalise_log_row(row: dict[str, Any]) -> dict[str, Any]:
+    return {**row, **{new: row[old] for old, new in _LOG_KEYS.items() if old in row and new not in row}}
+
+
 def collect_run(run_dir: Path | str) -> RunData:
     """Everything the report needs from a run dir; unreadable parts become notes, not crashes."""
     root = Path(run_dir)
@@ -140,9 +153,11 @@ def collect_run(run_dir: Path | str) -> RunData:
                 data.budgets[(seed, method)] = json.loads(budget.read_text(encoding="utf-8"))
             for round_dir in sorted(p for p in method_dir.iterdir() if _ROUND_DIR.match(p.name)):
                 round_no = int(round_dir.name.split("-")[1])
-                log = round_dir / "train" / "log.jsonl"
-                if log.exists():
-                    data.train_logs[(seed, method, round_no)] = _read_jsonl_safely(log, data)
+                for log in (round_dir / "train" / "metrics.jsonl", round_dir / "train" / "log.jsonl"):
+                    if log.exists():
+                        rows = [_normalise_log_row(r) for r in _read_jsonl_safely(log, data)]
+                        data.train_logs[(seed, method, round_no)] = rows
+                        break
                 trees = round_dir / "data" / "trees.jsonl"
                 if trees.exists():
                     data.trees.extend((seed, method, round_no, t) for t in _read_jsonl_safely(trees, data))
