@@ -237,11 +237,13 @@ def build_bwrap_command(
         args += ["--unshare-user", "--uid", "65534", "--gid", "65534"]
     args += ["--die-with-parent", "--new-session", "--clearenv"]
     args += _top_level_system_args()
-    created: set[str] = set()
+    # /tmp first: an interpreter or venv that lives under the host's /tmp (a checkout in /tmp, as
+    # CI may use) is then mounted on top of the private tmpfs instead of being hidden by it.
+    args += ["--perms", "01777", "--tmpfs", "/tmp", "--proc", "/proc", "--dev", "/dev"]
+    created: set[str] = {"/tmp", "/proc", "/dev"}
     for d in _python_dirs():
         args += _ro_bind_with_parents(d, created)
     args += ["--bind", str(workdir), SANDBOX_DIR]
-    args += ["--perms", "01777", "--tmpfs", "/tmp", "--proc", "/proc", "--dev", "/dev"]
     args += ["--chdir", SANDBOX_DIR]
     args += _env_args(env, flag="--setenv")
     args.append("--")
