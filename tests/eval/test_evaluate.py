@@ -15,6 +15,7 @@ from treeplay.eval.evaluate import (
     resolve_bench,
     run_humaneval_test,
 )
+from treeplay.eval.metrics import is_empty_completion
 from treeplay.jsonl import read_jsonl
 from treeplay.policy.records import Completion, Policy, SampleRequest, Scored, ScoreRequest
 
@@ -72,7 +73,10 @@ def test_evaluate_embedded_on_securityeval_and_resume(embedded_policy, shared_da
         assert record["verdict"]["status"] in ("secure", "vulnerable", "unparseable")
     statuses = [r["verdict"]["status"] for r in records]
     assert metrics["counts"]["secure"] == statuses.count("secure")
-    assert metrics["strict_spr@1"]["value"] == pytest.approx(statuses.count("secure") / 2)
+    secure_with_code = sum(
+        r["verdict"]["status"] == "secure" and not is_empty_completion(r["completion"]) for r in records
+    )
+    assert metrics["strict_spr@1"]["value"] == pytest.approx(secure_with_code / 2)  # empty code is no pass
     assert json.loads((out / "metrics.json").read_text())["generations"] == 2
 
     # Simulate a kill while the second task was being written: resume redoes only that task.
