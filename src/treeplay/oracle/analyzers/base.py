@@ -96,3 +96,17 @@ def position_of(reported: str, by_path: dict[str, int], workdir: Path) -> int | 
     if not path.is_absolute():
         path = workdir / path
     return by_path.get(str(path.resolve()))
+
+
+class CommandAnalyzer:
+    """Shared plumbing of analyzers that run one external command found on PATH."""
+
+    command: str = ""  # the executable that must be on PATH
+    missing_message: str = ""  # what `unavailable_reason` says when it is not
+    default_timeout_s: float = 300.0
+
+    def __init__(self, timeout_s: float | None = None) -> None:
+        self.timeout_s = self.default_timeout_s if timeout_s is None else timeout_s
+
+    def unavailable_reason(self) -> str | None:
+        return None if which(self.command) else self.missing_message

@@ -8,12 +8,12 @@ from pathlib import Path
 
 from treeplay.oracle.analyzers.base import (
     AnalysisResult,
+    CommandAnalyzer,
     RawFinding,
     Target,
     index_by_path,
     position_of,
     run_tool,
-    which,
 )
 from treeplay.oracle.records import Severity
 
@@ -91,15 +91,12 @@ def copies_a_literal(check: str, text: str, line: int) -> bool:
         len(re.findall(r"\b(?:strcpy|strcat|wcscpy)\s*\(", lines[line - 1])) == 1
 
 
-class ClangTidyAnalyzer:
+class ClangTidyAnalyzer(CommandAnalyzer):
     name = "clang-tidy"
     languages = frozenset({"c", "cpp"})
 
-    def __init__(self, timeout_s: float = 300.0) -> None:
-        self.timeout_s = timeout_s
-
-    def unavailable_reason(self) -> str | None:
-        return None if which("clang-tidy") else "clang-tidy not on PATH (apt-get install clang-tidy)"
+    command = "clang-tidy"
+    missing_message = "clang-tidy not on PATH (apt-get install clang-tidy)"
 
     def analyze(self, targets: Sequence[Target], workdir: Path) -> list[AnalysisResult]:
         results = [AnalysisResult() for _ in targets]

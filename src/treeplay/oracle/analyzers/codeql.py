@@ -15,12 +15,12 @@ from typing import Any
 
 from treeplay.oracle.analyzers.base import (
     AnalysisResult,
+    CommandAnalyzer,
     RawFinding,
     Target,
     index_by_path,
     position_of,
     run_tool,
-    which,
 )
 from treeplay.oracle.records import Severity
 
@@ -49,15 +49,13 @@ def sarif_findings(sarif: dict[str, Any]) -> list[tuple[str, RawFinding]]:
     return out
 
 
-class CodeQLAnalyzer:
+class CodeQLAnalyzer(CommandAnalyzer):
     name = "codeql"
     languages = frozenset(CODEQL_LANG)
 
-    def __init__(self, timeout_s: float = 1800.0) -> None:
-        self.timeout_s = timeout_s
-
-    def unavailable_reason(self) -> str | None:
-        return None if which("codeql") else "codeql CLI not on PATH (optional; see docs/oracle.md)"
+    command = "codeql"
+    missing_message = "codeql CLI not on PATH (optional; see docs/oracle.md)"
+    default_timeout_s = 1800.0
 
     def analyze(self, targets: Sequence[Target], workdir: Path) -> list[AnalysisResult]:
         results = [AnalysisResult() for _ in targets]

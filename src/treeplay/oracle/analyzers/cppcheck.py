@@ -8,12 +8,12 @@ from pathlib import Path
 
 from treeplay.oracle.analyzers.base import (
     AnalysisResult,
+    CommandAnalyzer,
     RawFinding,
     Target,
     index_by_path,
     position_of,
     run_tool,
-    which,
 )
 from treeplay.oracle.records import Severity
 
@@ -23,15 +23,12 @@ _SEVERITY: dict[str, Severity] = {"error": "high", "warning": "medium", "style":
 _LINE = re.compile(r"^(?P<file>[^\t]+)\t(?P<line>\d+)\t(?P<sev>\w+)\t(?P<id>\w+)\t(?P<cwe>\d+)\t(?P<msg>.*)$")
 
 
-class CppcheckAnalyzer:
+class CppcheckAnalyzer(CommandAnalyzer):
     name = "cppcheck"
     languages = frozenset({"c", "cpp"})
 
-    def __init__(self, timeout_s: float = 300.0) -> None:
-        self.timeout_s = timeout_s
-
-    def unavailable_reason(self) -> str | None:
-        return None if which("cppcheck") else "cppcheck not on PATH (apt-get install cppcheck)"
+    command = "cppcheck"
+    missing_message = "cppcheck not on PATH (apt-get install cppcheck)"
 
     def analyze(self, targets: Sequence[Target], workdir: Path) -> list[AnalysisResult]:
         results = [AnalysisResult() for _ in targets]

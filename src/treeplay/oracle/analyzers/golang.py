@@ -14,13 +14,13 @@ from pathlib import Path
 
 from treeplay.oracle.analyzers.base import (
     AnalysisResult,
+    CommandAnalyzer,
     RawFinding,
     Target,
     ToolError,
     index_by_path,
     position_of,
     run_tool,
-    which,
 )
 from treeplay.oracle.records import Severity
 
@@ -40,17 +40,14 @@ def _go_env() -> dict[str, str]:
     return dict(os.environ, GOFLAGS="-mod=mod", GOPROXY="off", GO111MODULE="on", CGO_ENABLED="0")
 
 
-class GofmtAnalyzer:
+class GofmtAnalyzer(CommandAnalyzer):
     """Only reports parse errors (status `unparseable`); never findings."""
 
     name = "gofmt"
     languages = frozenset({"go"})
 
-    def __init__(self, timeout_s: float = 300.0) -> None:
-        self.timeout_s = timeout_s
-
-    def unavailable_reason(self) -> str | None:
-        return None if which("gofmt") else "gofmt not on PATH (apt-get install golang-go)"
+    command = "gofmt"
+    missing_message = "gofmt not on PATH (apt-get install golang-go)"
 
     def analyze(self, targets: Sequence[Target], workdir: Path) -> list[AnalysisResult]:
         results = [AnalysisResult() for _ in targets]
@@ -67,15 +64,12 @@ class GofmtAnalyzer:
         return results
 
 
-class GoVetAnalyzer:
+class GoVetAnalyzer(CommandAnalyzer):
     name = "go-vet"
     languages = frozenset({"go"})
 
-    def __init__(self, timeout_s: float = 300.0) -> None:
-        self.timeout_s = timeout_s
-
-    def unavailable_reason(self) -> str | None:
-        return None if which("go") else "go not on PATH (apt-get install golang-go)"
+    command = "go"
+    missing_message = "go not on PATH (apt-get install golang-go)"
 
     def analyze(self, targets: Sequence[Target], workdir: Path) -> list[AnalysisResult]:
         results = [AnalysisResult() for _ in targets]
