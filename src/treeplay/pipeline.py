@@ -74,7 +74,7 @@ class SelfplaySection(_Strict):
 class RunConfig(_Strict):
     name: str
     model: str = "embedded"
-    backend: Literal["hf", "vllm"] = "hf"
+    backend: Literal["auto", "llamacpp", "hf", "vllm"] = "auto"  # auto: llama.cpp for embedded GGUF models on CPU
     device: str = "cpu"
     threads: int | None = Field(default=None, ge=1)
     seeds: list[int] = Field(default_factory=lambda: [0])
@@ -245,7 +245,7 @@ class Pipeline:
         from treeplay.policy import load_policy
 
         self._policy_cache = None
-        kwargs: dict[str, Any] = {"device": self.config.device} if self.config.backend == "hf" else {}
+        kwargs: dict[str, Any] = {"device": self.config.device, "threads": self.config.threads}
         policy = load_policy(model, backend=self.config.backend, **kwargs)
         self._policy_cache = (model, policy)
         return policy
@@ -353,9 +353,9 @@ class Pipeline:
         from treeplay.train.config import TrainConfig
 
         directory = self.run_dir / f"seed-{seed}" / method / f"round-{round_}" / "train"
+        # With LoRA the next round loads this round's adapter on top of its own base (a chain of
+        # adapters, see treeplay.policy.models.model_chain): llama.cpp applies them unmerged.
         options = {**self.config.train, "method": method, "seed": seed}
-        if options.get("lora"):
-            options["merge_lora"] = True  # the next round samples from and trains a full model
         train_cfg = TrainConfig.from_dict(options, source="train")
         inputs = digest("train", method, round_, model_hash, data.inputs_hash, train_cfg.to_dict())
 

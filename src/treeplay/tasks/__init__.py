@@ -33,7 +33,7 @@ from treeplay.tasks.loaders import (
     load_scenarios,
     load_securityeval,
 )
-from treeplay.tasks.records import AnnotatedNode, Task, normalise_cwe
+from treeplay.tasks.records import AnnotatedNode, Task, align_prefix_to_line, normalise_cwe
 
 __all__ = [
     "FORMATS",
@@ -164,6 +164,7 @@ def load_tasks(
         tasks = load_humaneval(None if str(path) == "humaneval" else path, errors)
     else:
         tasks = FORMATS[name](path, errors)
+    tasks = [align_prefix_to_line(task) for task in tasks]
     return filter_tasks(tasks, language=language, cwe=cwe, split=split, limit=limit)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass, field
 from typing import Any
@@ -152,3 +153,27 @@ class Task:
             ),
             meta=dict(data.get("meta") or {}),
         )
+
+
+def align_prefix_to_line(task: Task) -> Task:
+    """`task` with the indentation after the prefix's last newline moved into the completions.
+
+    A prefix ending in indentation (a docstring line then ``"\\n    "``, as SecurityEval and sec-eval
+    prompts do) ends on a whitespace token that BPE tokenizers rarely produce before code, so models
+    continue it with one space too many (``"     with ..."``, an IndentationError). Ending the
+    prefix at the line boundary lets the model write the indentation itself. `golden` and
+    `vulnerable` get the moved whitespace prepended and `changed_spans` shift by its length, so
+    every reference program (`prefix + golden`) is unchanged.
+    """
+    cut = task.prefix.rfind("\n") + 1
+    tail = task.prefix[cut:]
+    if not tail or tail.strip(" \t"):
+        return task
+    shift = len(tail)
+    return dataclasses.replace(
+        task,
+        prefix=task.prefix[:cut],
+        golden=None if task.golden is None else tail + task.golden,
+        vulnerable=None if task.vulnerable is None else tail + task.vulnerable,
+        changed_spans=tuple((start + shift, end + shift) for start, end in task.changed_spans),
+    )

@@ -36,6 +36,11 @@ class TrainConfig:
     beta: float = 0.1
     loss_type: Literal["sigmoid", "ipo"] = "sigmoid"
     label_smoothing: float = 0.0
+    # Where DPO reference log-probs come from. "recompute": a no-grad forward of the frozen start
+    # model (the weights the trainer starts from, so the policy/reference log-ratio is 0 at step 0);
+    # "recorded": the log-probs the sampling engine recorded, where present (only exact when the
+    # engine runs the same weights in the same precision: the torch backend, not llama.cpp's Q4).
+    reference: Literal["recompute", "recorded"] = "recompute"
     # TSP options; None = method default (tsp: alpha 0.1, first_w 4, first_w_weight 1.0; others: off)
     sft_alpha: float | None = None
     first_w: int | None = None
@@ -82,6 +87,8 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.max_steps must be >= 1, got {self.max_steps}")
         if self.learning_rate <= 0 or self.beta <= 0:
             raise ValueError("TrainConfig.learning_rate and beta must be > 0")
+        if self.reference not in ("recompute", "recorded"):
+            raise ValueError(f"TrainConfig.reference must be recompute or recorded, got {self.reference!r}")
         if self.prefix_sharing not in ("packed", "kv-cache", "off"):
             raise ValueError(f"TrainConfig.prefix_sharing must be packed, kv-cache or off, got {self.prefix_sharing!r}")
         if self.prefix_sharing == "kv-cache" and self.gradient_checkpointing:

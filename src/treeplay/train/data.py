@@ -102,8 +102,12 @@ def encode_pairs(
     method: str,
     max_prompt_tokens: int,
     max_completion_tokens: int,
+    use_recorded_reference: bool = True,
 ) -> EncodeReport:
     """Encode pairs; recorded token ids (with their opponent log-probs) are used as-is.
+
+    With `use_recorded_reference=False` the recorded log-probs are dropped (token ids are kept), so
+    every reference value is recomputed by the frozen start model.
 
     Continuations longer than `max_completion_tokens` are cut (with their reference log-probs,
     which stay aligned); pairs whose prompt is too long or whose continuation is empty are skipped.
@@ -137,7 +141,7 @@ def encode_pairs(
         if needs_rejected and chosen == rejected:
             skipped["chosen equals rejected (after truncation)"] = skipped.get("chosen equals rejected (after truncation)", 0) + 1
             continue
-        if ref_c is not None and (ref_r is not None or not needs_rejected):
+        if use_recorded_reference and ref_c is not None and (ref_r is not None or not needs_rejected):
             recorded += 1
         else:
             ref_c = ref_r = None  # a half-recorded pair is recomputed whole, from one reference model

@@ -308,6 +308,7 @@ def train(
     report = encode_pairs(
         pairs, bundle.encoder, method=config.method,
         max_prompt_tokens=config.max_prompt_tokens, max_completion_tokens=config.max_completion_tokens,
+        use_recorded_reference=config.reference == "recorded",
     )
     data = report.pairs
     if not data:

@@ -53,7 +53,7 @@ def build(
     ),
     out: Path = typer.Option(..., "--out", help="Trees JSONL (appended to; resumable)."),
     model: str = typer.Option("embedded", "--model", help="Policy model (embedded, a local dir, ...)."),
-    backend: str = typer.Option("hf", "--backend", help="Policy backend: hf or vllm."),
+    backend: str = typer.Option("auto", "--backend", help="Policy backend: auto (llama.cpp for embedded GGUF models on CPU, else hf), llamacpp, hf or vllm."),
     device: str = typer.Option("cpu", "--device"),
     adapter: str | None = typer.Option(None, "--adapter", help="LoRA adapter dir of a trained round."),
     strategy: str = typer.Option("diff,oracle", "--strategy", help="Risk-node strategies, comma-separated."),
@@ -115,14 +115,10 @@ def build(
         torch.set_num_threads(threads)
     from treeplay.policy import load_policy
 
-    kwargs: dict[str, object] = {"device": device}
+    kwargs: dict[str, object] = {"device": device, "threads": threads}
     if adapter:
         kwargs["adapter"] = adapter
-    policy = (
-        load_policy(model, backend=backend, **kwargs)
-        if backend == "hf"
-        else load_policy(model, backend=backend)
-    )
+    policy = load_policy(model, backend=backend, **kwargs)
     try:
         summary = build_trees(task_list, policy, config=config, out_path=out, round=round_, seed=seed)
     except ValueError as exc:

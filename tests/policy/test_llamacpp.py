@@ -1,0 +1,116 @@
+"""The llama.cpp backend on the real embedded Qwen2.5-Coder-0.5B (one engine per session)."""
+
+from __future__ import annotations
+
+import ast
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from treeplay.policy import SampleRequest, SamplingParams, load_policy, resolve_backend
+from treeplay.policy.llamacpp import EngineConfig, EngineError
+from treeplay.policy.prompting import decode_tokens
+from treeplay.tasks import Task
+
+pytestmark = pytest.mark.slow
+
+YAML_TASK = Task(
+    id="t-yaml", language="py", cwe=("CWE-502",),
+    instruction="Open the file, load its YAML contents and return them.",
+    prefix="import yaml\n\n\ndef yaml_load(filename):\n    '''Load the YAML file and return its contents.'''\n",
+)
+SQL_TASK = Task(
+    id="t-sql", language="py", cwe=("CWE-89",),
+    instruction="Return the row of the users table whose name is `name`.",
+    prefix="import sqlite3\n\n\ndef get_user(conn: sqlite3.Connection, name: str):\n",
+)
+
+
+def test_auto_backend_is_llamacpp_for_embedded_on_cpu() -> None:
+    assert resolve_backend("embedded") == "llamacpp"
+    assert resolve_backend("embedded", device="cuda") == "hf"
+    assert resolve_backend("/some/hf/model/dir") == "hf"
+    assert resolve_backend("embedded", "hf") == "hf"
+
+
+def test_samples_are_code_with_aligned_tokens_and_raw_logprobs(qwen_engine: Any) -> None:
+    params = SamplingParams(temperature=0.2, max_new_tokens=96, seed=1)
+    requests = [SampleRequest(t, t.prefix, n=2, params=params, request_id=t.id) for t in (YAML_TASK, SQL_TASK)]
+    out = qwen_engine.sample(requests)
+    assert [(c.request_id, c.index) for c in out] == [("t-yaml", 0), ("t-yaml", 1), ("t-sql", 0), ("t-sql", 1)]
+    for completion, task in zip(out, (YAML_TASK, YAML_TASK, SQL_TASK, SQL_TASK), strict=True):
+        assert completion.text.strip(), "empty completion"
+        assert "```" not in completion.text
+        assert completion.text == decode_tokens(qwen_engine.tokenizer, completion.token_ids)
+        assert len(completion.logprobs) == len(completion.token_ids)
+        assert all(lp <= 0.0 for lp in completion.logprobs)
+        ast.parse(task.prefix + completion.text)  # a whole function body, correctly indented
+    assert "yaml" in out[0].text
+
+
+def test_greedy_is_deterministic(qwen_engine: Any) -> None:
+    greedy = SamplingParams(temperature=0.0, max_new_tokens=32)
+    first = qwen_engine.sample([SampleRequest(SQL_TASK, SQL_TASK.prefix, n=2, params=greedy)])
+    again = qwen_engine.sample([SampleRequest(SQL_TASK, SQL_TASK.prefix, n=1, params=greedy)])
+    assert first[0].token_ids == first[1].token_ids == again[0].token_ids
+
+
+def test_engine_logprobs_match_the_torch_model_of_the_same_weights(qwen_engine: Any) -> None:
+    """The engine's raw log-probs vs a no-grad forward of the de-quantised weights (what training uses)."""
+    from treeplay.policy import ScoreRequest
+
+    greedy = SamplingParams(temperature=0.0, max_new_tokens=48)
+    (completion,) = qwen_engine.sample([SampleRequest(YAML_TASK, YAML_TASK.prefix, params=greedy)])
+    (scored,) = qwen_engine.score([ScoreRequest(YAML_TASK, YAML_TASK.prefix, completion.text)])
+    assert scored.token_ids == completion.token_ids
+    diffs = [abs(a - b) for a, b in zip(scored.logprobs, completion.logprobs, strict=True)]
+    # Q4_K matmuls with 8-bit activations in llama.cpp vs fp32 torch on the same de-quantised
+    # weights: measured mean 0.0x nats (docs/policy.md); 0.1 would already mean a different model
+    assert sum(diffs) / len(diffs) < 0.1
+
+
+def test_out_of_context_prompt_names_the_task(qwen_engine: Any) -> None:
+    long_task = Task(id="t-long", language="py", cwe=(), instruction="x", prefix="x = 1\n" * 2000)
+    with pytest.raises(EngineError, match=r"task t-long.*exceeds the engine's 1024 tokens per slot"):
+        qwen_engine.sample([SampleRequest(long_task, long_task.prefix, params=SamplingParams(max_new_tokens=8))])
+
+
+def test_engine_config_rejects_bad_values() -> None:
+    with pytest.raises(ValueError, match="branch_mode"):
+        EngineConfig(branch_mode="tree")
+
+
+def test_trained_adapter_changes_the_engine_logprobs(tmp_path: Path, qwen_engine: Any) -> None:
+    """A LoRA adapter on attn_k (896 -> 128, non-square) exported to GGUF and loaded by the engine
+    moves its log-probs the way the same adapter moves the torch model's."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from treeplay.policy import ScoreRequest
+    from treeplay.policy.models import load_model_and_tokenizer
+
+    base, _tokenizer, _ = load_model_and_tokenizer("embedded")
+    peft_model = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules=["k_proj"], lora_dropout=0.0))
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for name, param in peft_model.named_parameters():
+            if "lora_B" in name:  # peft starts B at zero (a no-op); make the adapter bite
+                param.copy_(torch.randn(param.shape, generator=generator) * 0.5)
+    final = tmp_path / "final"
+    peft_model.save_pretrained(str(final))
+    (final / "treeplay_train.json").write_text(json.dumps({"base_model": "embedded", "adapter": True}))
+
+    greedy = SamplingParams(temperature=0.0, max_new_tokens=32)
+    trained = load_policy(str(final), backend="llamacpp", threads=2, n_parallel=2, ctx_per_slot=1024)
+    assert (final / "adapter_model.gguf").is_file()
+    (adapted,) = trained.sample([SampleRequest(YAML_TASK, YAML_TASK.prefix, params=greedy)])
+    # the torch model with the adapter merged scores what the adapted engine wrote
+    (torch_scored,) = trained.score([ScoreRequest(YAML_TASK, YAML_TASK.prefix, adapted.text)])
+    (base_scored,) = qwen_engine.score([ScoreRequest(YAML_TASK, YAML_TASK.prefix, adapted.text)])
+    n = len(adapted.logprobs)
+    engine_vs_torch = sum(abs(a - b) for a, b in zip(adapted.logprobs, torch_scored.logprobs, strict=True)) / n
+    adapter_effect = sum(abs(a - b) for a, b in zip(torch_scored.logprobs, base_scored.logprobs, strict=True)) / n
+    assert adapter_effect > 0.3, "the random adapter should move the log-probs a lot"
+    assert engine_vs_torch < 0.15 < adapter_effect
