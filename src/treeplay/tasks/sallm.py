@@ -26,7 +26,8 @@ from treeplay.tasks.records import Task, normalise_cwe
 
 SALLM_FIELDS = frozenset({"id", "technique", "source", "prompt", "insecure_code"})
 _CWE_IN_ID = re.compile(r"cwe[_-]?(\d+)", re.IGNORECASE)
-_REQUIREMENT = re.compile(r"([A-Za-z][A-Za-z0-9_.-]*)\s*(?:==\s*([0-9][0-9A-Za-z.]*))?")
+# A pin is `name==X.Y.Z`; the version is digits and dots only, so a glued next name is not eaten.
+_REQUIREMENT = re.compile(r"([A-Za-z][A-Za-z0-9_-]*)\s*==\s*(\d+(?:\.\d+)*)")
 
 # PyPI distribution name -> the top-level module a test imports (for the missing-dependency check).
 IMPORT_NAMES = {
@@ -44,7 +45,11 @@ IMPORT_NAMES = {
 def dataset_file(path: Path) -> Path | None:
     """The SALLM index for a path (the jsonl itself, a `PythonDataset` dir or its parent), or None."""
     for candidate in (path, path / "dataset.jsonl", path / "PythonDataset" / "dataset.jsonl"):
-        if candidate.is_file() and candidate.name == "dataset.jsonl" and (candidate.parent / "Assertion").is_dir():
+        if (
+            candidate.is_file()
+            and candidate.name == "dataset.jsonl"
+            and (candidate.parent / "Assertion").is_dir()
+        ):
             return candidate
     return None
 
@@ -54,9 +59,7 @@ def parse_requirements(text: str) -> tuple[str, ...]:
     ('PyJWT==2.3.0Flask==2.3.3'), so pins are split on the version's end, not on lines."""
     found = []
     for match in _REQUIREMENT.finditer(text):
-        name, version = match.group(1), match.group(2)
-        if version and name[0].isalpha():
-            found.append(f"{name}=={version}")
+        found.append(f"{match.group(1)}=={match.group(2)}")
     return tuple(found)
 
 

@@ -68,35 +68,35 @@ class Recorder(unittest.TestResult):
         self.state: dict[str, Any] = {}
         self.any_failed = False
 
-    def startTest(self, test: unittest.TestCase) -> None:  # noqa: N802 (unittest API)
+    def startTest(self, test: unittest.TestCase) -> None:
         super().startTest(test)
         self.state = {"passed": True, "message": ""}
 
     def _fail(self, verb: str, err: Any) -> None:
         self.state = {"passed": False, "message": f"{verb}: {describe(err)}"}
 
-    def addError(self, test: Any, err: Any) -> None:  # noqa: N802
+    def addError(self, test: Any, err: Any) -> None:
         super().addError(test, err)
         self._fail("error", err)
 
-    def addFailure(self, test: Any, err: Any) -> None:  # noqa: N802
+    def addFailure(self, test: Any, err: Any) -> None:
         super().addFailure(test, err)
         self._fail("failed", err)
 
-    def addSubTest(self, test: Any, subtest: Any, err: Any) -> None:  # noqa: N802
+    def addSubTest(self, test: Any, subtest: Any, err: Any) -> None:
         super().addSubTest(test, subtest, err)
         if err is not None:
             self._fail(f"subtest {subtest._subDescription()} failed", err)
 
-    def addSkip(self, test: Any, reason: str) -> None:  # noqa: N802
+    def addSkip(self, test: Any, reason: str) -> None:
         super().addSkip(test, reason)
         self.state = {"passed": False, "message": f"skipped: {reason}"}
 
-    def addUnexpectedSuccess(self, test: Any) -> None:  # noqa: N802
+    def addUnexpectedSuccess(self, test: Any) -> None:
         super().addUnexpectedSuccess(test)
         self.state = {"passed": False, "message": "unexpected success of an expected failure"}
 
-    def stopTest(self, test: unittest.TestCase) -> None:  # noqa: N802
+    def stopTest(self, test: unittest.TestCase) -> None:
         super().stopTest(test)
         name = test_name(test) if isinstance(test, unittest.TestCase) else str(test)
         method = getattr(test, "_testMethodName", "")
@@ -119,7 +119,7 @@ def main() -> int:
     try:
         module = importlib.import_module(module_name)
         suite = unittest.defaultTestLoader.loadTestsFromModule(module)
-    except BaseException:  # noqa: BLE001 - the candidate's import may raise anything
+    except BaseException:
         emit({"event": "collect_error", "where": module_name, "message": describe(sys.exc_info())})
         return 2
     cases = flatten(suite)

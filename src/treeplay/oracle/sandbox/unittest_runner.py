@@ -71,7 +71,9 @@ def requirement_modules(task: Task) -> dict[str, str]:
 
 def missing_dependencies(task: Task) -> list[str]:
     """Requirements the sandbox's interpreter (this one, `sys.executable`) cannot import."""
-    return [req for module, req in requirement_modules(task).items() if importlib.util.find_spec(module) is None]
+    return [
+        req for module, req in requirement_modules(task).items() if importlib.util.find_spec(module) is None
+    ]
 
 
 def fixture_files(task_dir: Path) -> dict[str, bytes]:
@@ -99,7 +101,9 @@ def _candidate_files(
 ) -> dict[str, str | bytes]:
     test_file = Path(str(task.tests))
     module = str(task.meta["module"])
-    files: dict[str, str | bytes] = {f"c0/{k}": v for k, v in fixture_files(Path(str(task.meta["task_dir"]))).items()}
+    files: dict[str, str | bytes] = {
+        f"c0/{k}": v for k, v in fixture_files(Path(str(task.meta["task_dir"]))).items()
+    }
     files.update({
         f"c0/{module}.py": code,
         f"c0/{test_file.name}": test_file.read_bytes(),
@@ -119,9 +123,13 @@ def classify(task: Task, result: TestResult) -> TestResult:
     texts = [result.output_tail, *(t.message for t in result.tests)]
     for module, requirement in requirement_modules(task).items():
         if any(f"missing module '{module}'" in text for text in texts):
-            return _error_result(f"missing dependency {requirement} in the sandbox's Python (run scripts/install.sh)")
+            return _error_result(
+                f"missing dependency {requirement} in the sandbox's Python (run scripts/install.sh)"
+            )
     network = [t.name for t in result.tests if NETWORK_NOTE in t.message]
-    tail = result.output_tail.replace("pytest exit code", "test exit code").replace("pytest killed", "test killed")
+    tail = result.output_tail.replace("pytest exit code", "test exit code").replace(
+        "pytest killed", "test killed"
+    )
     if network:
         tail = f"tests needing the network (off in the sandbox; counted as not passed): {', '.join(network)}\n{tail}"
     return TestResult(result.functional_pass, result.security_pass, result.outcome, result.tests,
