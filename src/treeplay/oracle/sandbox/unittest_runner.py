@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from treeplay.oracle.records import TestResult
+from treeplay.oracle.sandbox._unittest_driver import NETWORK_MARKERS
 from treeplay.oracle.sandbox.core import Limits, Sandbox, default_sandbox
 from treeplay.oracle.sandbox.runner import TaskTestError, build_result, default_limits
 from treeplay.tasks.records import Task
@@ -33,7 +34,8 @@ TESTS_JSON = "_treeplay_tests.json"
 SECURITY_METHODS = ("test_vulnerability",)
 FIXTURE_CAP_BYTES = 32 * 1024 * 1024
 _SKIP_NAMES = {"__pycache__", ".DS_Store"}
-NETWORK_NOTE = "needs the network"
+NETWORK_NOTE = "needs the network"  # the in-sandbox runner's words for a test's network error
+NETWORK_HEADER = "tests needing the network"  # first line of the output tail when any test needed it
 
 
 def is_unittest_task(task: Task) -> bool:
@@ -127,11 +129,15 @@ def classify(task: Task, result: TestResult) -> TestResult:
                 f"missing dependency {requirement} in the sandbox's Python (run scripts/install.sh)"
             )
     network = [t.name for t in result.tests if NETWORK_NOTE in t.message]
+    if not network and NETWORK_NOTE in result.output_tail:
+        network = ["the test module's import"]
+    if not network and any(marker in result.output_tail for marker in NETWORK_MARKERS):
+        network = ["the program under test (a network error in its log)"]
     tail = result.output_tail.replace("pytest exit code", "test exit code").replace(
         "pytest killed", "test killed"
     )
     if network:
-        tail = f"tests needing the network (off in the sandbox; counted as not passed): {', '.join(network)}\n{tail}"
+        tail = f"{NETWORK_HEADER} (off in the sandbox; counted as not passed): {', '.join(network)}\n{tail}"
     return TestResult(result.functional_pass, result.security_pass, result.outcome, result.tests,
                       result.duration_s, tail)  # fmt: skip
 
