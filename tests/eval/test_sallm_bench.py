@@ -131,3 +131,17 @@ def test_report_shows_the_agreement_table(tmp_path: Path) -> None:
     table = next(b for b in section.blocks if b.kind == "table" and "oracle secure / test FAIL" in b.headers)
     assert table.rows[0][:7] == ["Base model (seed 0)", "all", "1", "1", "0", "1", "66.7"]
     assert table.rows[1][:7] == ["Base model (seed 0)", "functional pass", "1", "1", "0", "1", "66.7"]
+
+
+def test_insecure_reference_categories() -> None:
+    from treeplay.eval.sallm_check import categorise
+    from treeplay.oracle.records import TestResult
+
+    net = "tests needing the network (off in the sandbox; counted as not passed): x\n..."
+    assert categorise(TestResult(True, False, "ok")) == "caught by security test"
+    assert categorise(TestResult(False, True, "ok")) == "fails functionality only"
+    assert categorise(TestResult(True, True, "ok")) == "weak: passes both"
+    assert categorise(TestResult(False, False, "timeout")) == "timeout"
+    assert categorise(TestResult(False, False, "crashed", output_tail=net)) == "needs the network"
+    # A failed lookup by an injected command is the attack working, not a test needing the network.
+    assert categorise(TestResult(True, False, "ok", output_tail=net)) == "caught by security test"

@@ -36,7 +36,9 @@ class CheckRow:
 
 def categorise(result: TestResult) -> str:
     """What an insecure reference's test result says about the task's tests."""
-    if result.output_tail.startswith(NETWORK_HEADER):
+    # A network error only explains a run whose functional test failed too (an injected `curl`
+    # that fails to resolve is the attack succeeding, not a test needing the network).
+    if result.output_tail.startswith(NETWORK_HEADER) and not result.functional_pass:
         return "needs the network"
     if result.outcome != "ok":
         return result.outcome
