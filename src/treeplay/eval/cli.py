@@ -64,6 +64,12 @@ def _summary_line(name: str, metrics: dict) -> str:  # type: ignore[type-arg]
         value = (metrics.get(key) or {}).get("value")
         if value is not None:
             parts.append(f"{key}={100 * value:.1f}%")
+    table = (metrics.get("oracle_vs_test") or {}).get("all") or {}
+    if table.get("total"):
+        parts.append(
+            f"oracle-vs-security-test: {table['secure_fail']} of "
+            f"{table['secure_fail'] + table['vulnerable_fail']} test-failing programs called secure"
+        )
     return ", ".join(parts)
 
 

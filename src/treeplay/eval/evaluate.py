@@ -28,7 +28,7 @@ METRICS_FILE = "metrics.json"
 SETTINGS_FILE = "eval_settings.json"
 
 SEC_EVAL_GROUPS = ("trained", "trained-new", "not-trained")
-BENCH_HELP = "securityeval | sec-eval[:trained|:trained-new|:not-trained] | cweval:<root> | humaneval"
+BENCH_HELP = "securityeval | sec-eval[:trained|:trained-new|:not-trained] | cweval:<root> | humaneval | sallm"
 # The standard HumanEval stop sequences (Chen et al. 2021): stop when the function body ends.
 HUMANEVAL_STOP = ("\nclass ", "\ndef ", "\n#", "\nif __name__", "\nprint(")
 
@@ -87,6 +87,11 @@ def resolve_bench(name: str, data_root: Path | str | None = None, *, limit: int 
         if not path.is_dir():
             raise EvalError(f"bench {name!r}: CWEval root {path} is not a directory")
         tasks = load_tasks(path)
+    elif kind == "sallm":
+        path = root / "sallm"
+        if not path.is_dir():
+            raise EvalError(f"bench {name!r}: SALLM not found at {path}")
+        tasks = load_tasks(path, format="sallm")
     elif kind == "humaneval":
         from treeplay.tasks.loaders import humaneval_path
 
@@ -314,7 +319,22 @@ def compute_metrics(records: Sequence[dict[str, Any]], *, humaneval: bool = Fals
     findings = Counter(f.get("cwe") or "none" for v in verdicts for f in v.get("findings") or [])
     if findings:
         metrics["finding_cwes"] = dict(findings.most_common())
+    metrics.update(_test_tables(records))
     return metrics
+
+
+def _test_tables(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Sandbox outcome counts and the oracle-vs-security-test table (see `treeplay.eval.agreement`)."""
+    from treeplay.eval.agreement import oracle_vs_tests
+
+    extra: dict[str, Any] = {}
+    outcomes = Counter(str(r["tests"].get("outcome")) for r in records if r.get("tests"))
+    if outcomes:
+        extra["test_outcomes"] = dict(outcomes.most_common())
+    table = oracle_vs_tests(records)
+    if table is not None:
+        extra["oracle_vs_test"] = table
+    return extra
 
 
 def write_metrics(

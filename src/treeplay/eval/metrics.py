@@ -13,6 +13,9 @@ Definitions (documented in docs/eval.md):
   per task, averaged.
 - func@k / func-sec@k: unbiased pass@k estimator per task (c = generations passing the
   functional tests / passing functional *and* security tests), averaged over tasks with tests.
+  A test run the harness could not complete (outcome `error`, e.g. a missing dependency) is
+  neither pass nor fail: it is left out (and counted in `test_outcomes`); func-sec@k leaves out
+  tasks whose test file has no security test.
 - Every rate carries a seeded bootstrap 95% CI over tasks (tasks resampled with replacement).
 """
 
@@ -62,6 +65,8 @@ class Outcome:
         """Build from a generations.jsonl record (see `treeplay.eval.evaluate`)."""
         verdict = record.get("verdict") or {}
         tests = record.get("tests") or None
+        if tests is not None and tests.get("outcome") == "error":
+            tests = None  # the harness could not test it (e.g. a missing dependency): neither pass nor fail
         cwes = record.get("cwe") or []
         return cls(
             task_id=str(record["task_id"]),
@@ -69,9 +74,15 @@ class Outcome:
             cwe=cwes[0] if cwes else None,
             status=verdict.get("status") if verdict else None,
             functional_pass=None if tests is None else bool(tests.get("functional_pass")),
-            security_pass=None if tests is None else bool(tests.get("security_pass")),
+            security_pass=None if tests is None or not _has_security_test(tests) else bool(tests.get("security_pass")),
             empty=is_empty_completion(str(record.get("completion", "x"))),
         )
+
+
+def _has_security_test(tests: Mapping[str, Any]) -> bool:
+    """False only when the run lists its tests and none is a security test (func-sec undefined)."""
+    listed = tests.get("tests") or []
+    return not listed or any(t.get("kind") == "security" for t in listed)
 
 
 _NO_CODE_LINE = re.compile(r"^(pass|\.\.\.|[{}();\]\[]*|end|```\w*)$")
@@ -152,7 +163,7 @@ def task_pass_at_k(k: int, *, security: bool) -> TaskMetric:
     """func@k (security=False) or func-sec@k (security=True) for one task's generations."""
 
     def metric(gens: Sequence[Outcome]) -> float | None:
-        tested = [g for g in gens if g.functional_pass is not None]
+        tested = [g for g in gens if g.functional_pass is not None and (not security or g.security_pass is not None)]
         if len(tested) < k:
             return None
         correct = sum(bool(g.functional_pass) and (not security or bool(g.security_pass)) for g in tested)

@@ -75,7 +75,7 @@ def bench_order(bench: str) -> tuple[int, str]:
         return (2, bench)
     if bench.startswith("sec-eval"):
         return (1, bench)
-    if bench.startswith("cweval"):
+    if bench.startswith("cweval") or bench == "sallm":
         return (3, bench)
     return (4 if bench == "humaneval" else 5, bench)
 
@@ -594,6 +594,24 @@ def tree_block_html(tree: dict[str, Any]) -> str:
     return tree_html(tree)
 
 
+def agreement_table(data: RunData, bench: str) -> list[Block]:
+    """The oracle-vs-security-test 2x2 counts per method and seed (empty when the bench has none)."""
+    from treeplay.eval.agreement import agreement_rows
+
+    tables = [
+        (f"{METHOD_NAMES.get(e.method, e.method)} (seed {e.seed})", e.metrics["oracle_vs_test"])
+        for method in data.methods
+        for e in data.evals
+        if e.bench == bench and e.method == method and e.metrics.get("oracle_vs_test")
+    ]
+    if not tables:
+        return []
+    headers, rows = agreement_rows(tables)
+    note = ("**Static oracle vs executed security test** (generations; only those the oracle judged "
+            "and whose security test ran). 'oracle secure / test FAIL' is the oracle's blind spot.")  # fmt: skip
+    return [Block("text", text=note), Block("table", headers=headers, rows=rows)]
+
+
 # ---- building and rendering
 
 
@@ -625,6 +643,9 @@ def build_sections(data: RunData) -> list[Section]:
                 table = per_group_table(data, bench, "per_cwe", key)
                 if table:
                     section.blocks.append(table)
+            agreement = agreement_table(data, bench)
+            if agreement:
+                section.blocks += agreement
             languages = {g for e in data.evals if e.bench == bench for g in (e.metrics.get("per_language") or {})}
             if len(languages) > 1:
                 table = per_group_table(data, bench, "per_language", key)

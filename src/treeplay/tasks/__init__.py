@@ -12,6 +12,7 @@ pass `format=` to override. Formats:
 | `multilang`    | TSP reference multi-language prompts (`prompt`, `original_code`) |
 | `cweval`       | CWEval-style directories (`*_task.<ext>` + `*_test.py`)          |
 | `humaneval`    | HumanEval (path, or the word `humaneval` for the packaged copy)  |
+| `sallm`        | SALLM (`dataset.jsonl` + `<technique>/<source>/test_<id>.py`)    |
 | `tasks`        | treeplay's normalised tasks.jsonl                               |
 """
 
@@ -34,6 +35,7 @@ from treeplay.tasks.loaders import (
     load_securityeval,
 )
 from treeplay.tasks.records import AnnotatedNode, Task, align_prefix_to_line, normalise_cwe
+from treeplay.tasks.sallm import dataset_file, is_sallm_row, load_sallm
 
 __all__ = [
     "FORMATS",
@@ -56,6 +58,7 @@ FORMATS: dict[str, Loader] = {
     "multilang": load_multilang,
     "cweval": load_cweval,
     "humaneval": load_humaneval,
+    "sallm": load_sallm,
     "tasks": load_normalised,
 }
 
@@ -88,6 +91,8 @@ def detect_format(path: Path) -> str:
         return "humaneval"
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file or directory")
+    if dataset_file(path) is not None:
+        return "sallm"
     if path.is_dir():
         if (path / "benchmark" / "core").is_dir() or any(path.rglob("cwe_*_task.*")):
             return "cweval"
@@ -100,6 +105,8 @@ def detect_format(path: Path) -> str:
     keys = set(row)
     if {"func_src_before", "func_src_after"} <= keys:
         return "annotated" if ("output" in keys or "Nodes" in keys) else "safecoder"
+    if is_sallm_row(keys):
+        raise ValueError(f"{path}: a SALLM index outside its dataset folder (no Assertion/ next to it)")
     if {"ID", "Prompt"} <= keys:
         return "securityeval"
     if {"task_id", "prompt", "canonical_solution"} <= keys:

@@ -262,6 +262,10 @@ def run_candidates(
     """
     if not solutions:
         return []
+    if task.meta.get("test_framework") == "unittest":  # SALLM layout: see unittest_runner
+        from treeplay.oracle.sandbox.unittest_runner import run_unittest_candidates
+
+        return run_unittest_candidates(task, solutions, timeout_s=timeout_s, sandbox=sandbox, limits=limits)
     plan = plan_for(task)
     box = sandbox or default_sandbox()
     inside = box.workdir_inside()
