@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-BranchLabel = Literal["secure", "vulnerable", "unparseable", "nonfunctional"]
+BranchLabel = Literal["secure", "vulnerable", "unparseable", "nonfunctional", "incomplete", "unsupported"]
 
 
 @dataclass(frozen=True)

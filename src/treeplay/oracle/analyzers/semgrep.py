@@ -147,9 +147,7 @@ class SemgrepAnalyzer:
                  results: list[AnalysisResult], positions: list[int]) -> None:
         by_path = index_by_path(targets)
         for error in output.get("errors", []):
-            kind = str(error.get("error_type") or error.get("type") or "")
-            if "Rule" in kind or "Invalid" in kind:
-                raise ToolError(f"semgrep rule error: {error.get('message') or error.get('long_msg')}")
+            self._collect_error(error, by_path, workdir, results, positions)
         for hit in output.get("results", []):
             pos = position_of(str(hit.get("path", "")), by_path, workdir)
             if pos is None:
@@ -165,3 +163,24 @@ class SemgrepAnalyzer:
                     cwe=_first_cwe(extra.get("metadata") or {}),
                 )
             )
+
+    @staticmethod
+    def _collect_error(error: dict[str, Any], by_path: dict[str, int], workdir: Path,
+                       results: list[AnalysisResult], positions: list[int]) -> None:
+        """Rule errors fail the batch; per-file errors (timeouts, parse errors, memory limits) fail
+        that file's analysis: the oracle then says `incomplete`, never `secure`."""
+        kind = error.get("error_type") or error.get("type") or ""
+        name = str(kind[0] if isinstance(kind, list) and kind else kind)
+        message = str(error.get("message") or error.get("long_msg") or "").strip()
+        if "Rule" in name or "Invalid" in name:
+            raise ToolError(f"semgrep rule error: {message}")
+        location = error.get("location") or {}
+        reported = str(location.get("path") or error.get("path") or "")
+        pos = position_of(reported, by_path, workdir) if reported else None
+        if pos is None:
+            if str(error.get("level") or error.get("severity") or "error").lower() == "error":
+                raise ToolError(f"semgrep error ({name}): {message}")
+            return
+        result = results[positions[pos]]
+        detail = f"{name}: {message}"[:300]
+        result.error = detail if result.error is None else f"{result.error}; {detail}"
