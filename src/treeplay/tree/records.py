@@ -64,7 +64,7 @@ class Pair:
 
     task_id: str
     node_id: str  # "root" for whole-sequence pairs
-    mode: Literal["golden-vs-branch", "sibling", "whole-sequence", "sft"]
+    mode: Literal["golden-vs-branch", "golden-vs-unparseable", "sibling", "whole-sequence", "sft"]
     language: str
     cwe: str | None
     instruction: str
