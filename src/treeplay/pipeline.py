@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -35,6 +36,10 @@ STAGE_FILE = "stage.json"
 
 class ConfigError(ValueError):
     """A run config that cannot be used; the message names the file and the field."""
+
+
+class StageError(RuntimeError):
+    """A stage that ended without producing what the next stage needs (e.g. zero training pairs)."""
 
 
 # ---- configuration --------------------------------------------------------------------------
@@ -85,6 +90,8 @@ class RunConfig(_Strict):
     eval: EvalSection = Field(default_factory=EvalSection)
     tree: dict[str, Any] = Field(default_factory=dict)  # TreeConfig fields
     pair_mode: Literal["golden-vs-branch", "sibling", "both"] = "both"
+    unparseable_pairs: bool = False  # also golden vs finished unparseable branches (own pair kind)
+    allow_untrained: bool = False  # a method with 0 pairs / 0 steps is reported "untrained" instead of failing
     selfplay: SelfplaySection = Field(default_factory=SelfplaySection)
     train: dict[str, Any] = Field(default_factory=dict)  # TrainConfig fields (method is set per method)
     report: bool = True
@@ -262,7 +269,8 @@ class Pipeline:
         for bench in section.benches:
             limit = section.limits.get(bench, section.limit)
             directory = self.run_dir / f"seed-{seed}" / method / "eval" / bench_slug(bench)
-            inputs = digest("eval", bench, limit, section.model_dump(exclude={"batch_tasks", "limits", "limit"}), model_hash, seed)
+            inputs = digest("eval", bench, limit, section.model_dump(exclude={"batch_tasks", "limits", "limit"}), model_hash,
+                            seed, oracle_fingerprint())
 
             def run(bench: str = bench, limit: int | None = limit, directory: Path = directory) -> dict[str, Any]:
                 from treeplay.eval.evaluate import evaluate
@@ -293,7 +301,7 @@ class Pipeline:
         tree_cfg = self._tree_config(method)
         inputs = digest(
             "data", method, round_, opponent_hash, seed, dataclasses.asdict(tree_cfg), self.config.pair_mode,
-            [t.id for t in self.train_tasks],
+            self.config.unparseable_pairs, [t.id for t in self.train_tasks], oracle_fingerprint(),
         )
 
         def run() -> dict[str, Any]:
@@ -317,7 +325,8 @@ class Pipeline:
             )
             trees = [tree_from_dict(r) for r in read_jsonl(trees_path)]
             mode = "whole-sequence" if method == "selfplay" else self.config.pair_mode
-            pairs, missing = pairs_for_trees(trees, self.tasks_by_id, mode)
+            pairs, missing = pairs_for_trees(trees, self.tasks_by_id, mode,
+                                             include_unparseable=self.config.unparseable_pairs)
             if missing:
                 raise RuntimeError(f"{trees_path}: trees for unknown tasks {missing[:3]}")
             write_jsonl(pairs_path, pairs)
@@ -330,6 +339,7 @@ class Pipeline:
                 "built_now": summary.built,
                 "branches": labels,
                 "pairs": len(pairs),
+                "pairs_by_mode": dict(sorted(Counter(p.mode for p in pairs).items())),
                 "pairs_file": str(pairs_path),
             }
 
@@ -365,9 +375,13 @@ class Pipeline:
 
             pairs = read_pairs(data.directory / "pairs.jsonl")
             if not pairs:
-                return {"skipped": "no training pairs", "final_model_dir": model_in, "steps": 0, "tokens": 0}
+                return self._untrained(f"seed {seed} / {method} / round {round_}: 0 training pairs "
+                                       f"(see {data.directory / STAGE_FILE})", model_in)
             self.drop_policy()  # free the sampling model while training
             result = train(train_cfg, pairs, model_in, directory, resume=True)
+            if result.steps == 0:
+                return self._untrained(f"seed {seed} / {method} / round {round_}: 0 optimizer steps "
+                                       f"from {len(pairs)} pairs", model_in)
             return {
                 "final_model_dir": result.final_model_dir,
                 "adapter": result.adapter,
@@ -378,6 +392,13 @@ class Pipeline:
             }
 
         return Stage(f"seed {seed} / {method} / round {round_} / train", directory, inputs, run)
+
+    def _untrained(self, why: str, model_in: str) -> dict[str, Any]:
+        """Zero pairs or zero steps: fail the stage, or (allow_untrained) record the method as untrained."""
+        if not self.config.allow_untrained:
+            raise StageError(f"{why}: the method would be evaluated as the untrained model under its own "
+                             "name; fix the data settings or set `allow_untrained: true` to report it as untrained")
+        return {"untrained": why, "final_model_dir": model_in, "steps": 0, "tokens": 0}
 
     # -- execution ---------------------------------------------------------------------------
     def run(self) -> Path:
@@ -403,6 +424,8 @@ class Pipeline:
                 model, model_hash = config.model, base_hash
                 steps = tokens = pairs_total = 0
                 wall = 0.0
+                untrained: list[str] = []
+                by_mode: Counter[str] = Counter()
                 for round_ in range(1, config.rounds + 1):
                     data = self.data_stage(seed, method, round_, model, model_hash)
                     data_record = clock.run(data)
@@ -412,6 +435,8 @@ class Pipeline:
                     steps += int(train_record.get("steps", 0))
                     tokens += int(train_record.get("tokens", 0))
                     pairs_total += int(data_record.get("pairs", 0))
+                    by_mode.update(data_record.get("pairs_by_mode") or {})
+                    untrained += [train_record["untrained"]] if train_record.get("untrained") else []
                     model, model_hash = str(train_record["final_model_dir"]), train.inputs_hash
                 self.drop_policy()
                 eval_records = [clock.run(stage) for stage in self.eval_stages(seed, method, model, model_hash)]
@@ -422,6 +447,8 @@ class Pipeline:
                     "optimizer_steps": steps,
                     "tokens": tokens,
                     "pairs": pairs_total,
+                    "pairs_by_mode": dict(sorted(by_mode.items())),
+                    "untrained": untrained,
                     "wall_s": round(wall, 1),
                     "final_model": model,
                 }
@@ -513,7 +540,7 @@ class _StageClock:
         record = run_stage(stage)
         self.worked_s += time.monotonic() - t0
         self.worked += 1
-        shown = {k: v for k, v in record.items() if k in ("summary", "pairs", "branches", "steps", "tasks", "skipped")}
+        shown = {k: v for k, v in record.items() if k in ("summary", "pairs", "branches", "steps", "tasks", "untrained")}
         self.console.print(f"  done in {time.monotonic() - t0:.0f}s {json.dumps(shown, default=str)}")
         return record
 
@@ -531,9 +558,21 @@ def run_pipeline(config_path: Path | str, run_dir: Path | str | None = None) -> 
     return run_config(config, directory, source=str(config_path))
 
 
+def oracle_fingerprint() -> str:
+    """The oracle policy (rules, settings, analyzers and versions) in the data and eval stage digests."""
+    from treeplay.oracle import default_oracle
+
+    return str(default_oracle().fingerprint())
+
+
 def run_config(config: RunConfig, run_dir: Path, *, source: str = "config") -> Path:
-    """Run a validated config into `run_dir` (resuming whatever is already there)."""
+    """Run a validated config into `run_dir` (resuming whatever is already there), after `--check`."""
+    from treeplay.run_check import check_run
+
     _check_sections(config, Path(source))
+    report = check_run(config, run_dir, source=source)
+    if not report.ok:
+        raise ConfigError("run check failed:\n" + "\n".join(f"  - {p}" for p in report.problems))
     if config.threads:
         import torch
 

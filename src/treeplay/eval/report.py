@@ -185,6 +185,8 @@ def missing_parts(data: RunData) -> list[str]:
                     missing.append(f"seed {seed} / {method}: no training log")
                 if (seed, method) not in data.budgets:
                     missing.append(f"seed {seed} / {method}: no budget.json")
+                for why in data.budgets.get((seed, method), {}).get("untrained") or []:
+                    missing.append(f"seed {seed} / {method}: UNTRAINED, evaluated as the model it started from ({why})")
     if HELDOUT_BENCH not in data.benches:
         missing.append(f"no held-out-CWE evaluation ({HELDOUT_BENCH}): vulnerability reduction not reported")
     if not any(b.startswith("cweval") for b in data.benches):
@@ -476,14 +478,17 @@ def budget_table(data: RunData) -> Block | None:
         return None
     keys = ["optimizer_steps", "tokens", "pairs", "wall_s"]
     rows = []
+    kinds = sorted({k for b in data.budgets.values() for k in (b.get("pairs_by_mode") or {})})
     for (seed, method), budget in sorted(data.budgets.items(), key=lambda kv: (METHODS.index(kv[0][1])
                                                                                if kv[0][1] in METHODS else 99, kv[0][0])):  # fmt: skip
         cells = []
         for k in keys:
             value = budget.get(k)
             cells.append(f"{value:.0f}" if isinstance(value, int | float) else "–")
-        rows.append([method, str(seed), *cells])
-    return Block("table", headers=["method", "seed", *keys], rows=rows)
+        by_mode = budget.get("pairs_by_mode") or {}
+        cells += [str(by_mode.get(k, 0)) for k in kinds]
+        rows.append([method, str(seed), *cells, "untrained" if budget.get("untrained") else ""])
+    return Block("table", headers=["method", "seed", *keys, *(f"pairs: {k}" for k in kinds), "note"], rows=rows)
 
 
 # ---- example trees
