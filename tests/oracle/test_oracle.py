@@ -141,7 +141,7 @@ def test_low_severity_rules_count_only_for_their_target_cwe(oracle: Oracle) -> N
 def test_js_fragments_are_repaired_not_unparseable(oracle: Oracle, fragment: str, repair: str) -> None:
     assert any(name == repair for name, _, _ in js_repair_candidates(fragment))
     verdict = oracle.judge(fragment, "js")
-    assert verdict.status != "unparseable", verdict.error
+    assert verdict.status in ("secure", "vulnerable"), verdict.error  # parsed and fully judged
 
 
 def test_js_fragment_findings_keep_fragment_lines(oracle: Oracle) -> None:

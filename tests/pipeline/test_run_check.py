@@ -127,3 +127,32 @@ def test_zero_training_pairs_reported_untrained_when_allowed(tmp_path: Path) -> 
     record = stage.run()
     assert record["steps"] == 0 and record["final_model_dir"] == "embedded"
     assert record["untrained"].startswith("seed 0 / tsp / round 1: 0 training pairs")
+
+
+def test_stage_digests_follow_the_oracle_policy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # issue 14 item 6: upgrading/installing an analyzer or editing a rule file redoes data and eval stages
+    import shutil
+
+    from treeplay.oracle import config as oracle_config
+    from treeplay.oracle import core as oracle_core
+
+    pipeline = Pipeline(load_config(REPO / "configs" / "embedded.yaml"), tmp_path / "run")
+
+    def hashes() -> tuple[str, str]:
+        monkeypatch.setattr(oracle_core, "_DEFAULT", {})  # a fresh oracle, as in a new process
+        return (pipeline.eval_stages(0, "base", "embedded", "m")[0].inputs_hash,
+                pipeline.data_stage(0, "tsp", 1, "embedded", "m").inputs_hash)
+
+    before = hashes()
+    assert hashes() == before
+    monkeypatch.setattr(oracle_core, "analyzer_version", lambda name: "99-upgraded")
+    upgraded = hashes()
+    assert upgraded[0] != before[0] and upgraded[1] != before[1]
+    rules = tmp_path / "rules"
+    shutil.copytree(oracle_config.RULES_DIR, rules)
+    monkeypatch.setattr(oracle_config, "RULES_DIR", rules)
+    assert hashes() == upgraded
+    with (rules / "python.yaml").open("a") as fh:
+        fh.write("# edited\n")
+    edited = hashes()
+    assert edited[0] != upgraded[0] and edited[1] != upgraded[1]
