@@ -165,3 +165,19 @@ def test_no_analyzer_can_run_fails_early(fake_analyzers: None) -> None:
     oracle = Oracle(OracleConfig(use_cache=False, analyzers={"py": ("ghost",)}))
     with pytest.raises(oracle_core.OracleUnavailableError, match="no analyzer can run for language 'py'"):
         oracle.judge(SAFE, "py")
+
+
+def test_js_fragment_semgrep_cannot_parse_gets_eslints_rewrites() -> None:
+    # semgrep's parse error on the raw fragment is a failure; the rewrite eslint also lints parses,
+    # so semgrep judges it and its finding keeps the fragment's line
+    oracle = Oracle(OracleConfig(use_cache=False, analyzers={"js": ("semgrep",)}))
+    try:
+        fragment = "  render: function(x) {\n    var y = x;\n    eval(y);\n  },\n"
+        verdict = oracle.judge(fragment, "js")
+        assert verdict.failed_analyzers == () and verdict.analyzers_run == ("semgrep",)
+        assert [(f.analyzer, f.line) for f in verdict.findings] == [("semgrep", 3)]
+        hopeless = oracle.judge("let x = ;\n  }, ) (\n", "js")
+        assert hopeless.status == "incomplete"  # no rewrite parses: semgrep's judgement is missing
+        assert hopeless.failed_analyzers == ("semgrep",)
+    finally:
+        oracle.close()
