@@ -184,3 +184,26 @@ def test_empty_or_broken_output_is_no_heldout_reduction_and_coverage_is_listed(t
     assert tsp[headers.index("strict reduction vs base %")] == "-100.0"  # insecure 0.5 -> 1.0
     coverage = table_row(markdown, "sec-eval:not-trained")
     assert coverage[1:] == ["bandit (7), semgrep (6)", "semgrep (1)", "1", "1", "rb"]
+
+
+def test_budget_table_counts_pair_kinds_and_flags_untrained(tmp_path: Path) -> None:
+    # issue 14 items 3 and 10: golden-vs-unparseable pairs are counted apart; an untrained method is said
+    run = tmp_path / "run"
+    write_eval(run, 0, "base", "securityeval", [generation("t0", "CWE-89", "secure")])
+    write_eval(run, 0, "tsp", "securityeval", [generation("t0", "CWE-89", "secure")])
+    write_eval(run, 0, "sft", "securityeval", [generation("t0", "CWE-89", "secure")])
+    budgets = {
+        "tsp": {"optimizer_steps": 4, "tokens": 100, "pairs": 5, "wall_s": 1.0, "untrained": [],
+                "pairs_by_mode": {"golden-vs-branch": 3, "golden-vs-unparseable": 2}},
+        "sft": {"optimizer_steps": 0, "tokens": 0, "pairs": 0, "wall_s": 1.0, "pairs_by_mode": {},
+                "untrained": ["seed 0 / sft / round 1: 0 training pairs"]},
+    }  # fmt: skip
+    for method, budget in budgets.items():
+        (run / "seed-0" / method / "budget.json").write_text(json.dumps(budget))
+    markdown = write_report(run)[0].read_text()
+    headers = table_row(markdown, "method")
+    assert headers[-3:] == ["pairs: golden-vs-branch", "pairs: golden-vs-unparseable", "note"]
+    assert table_row(markdown, "tsp")[-3:] == ["3", "2", ""]
+    assert table_row(markdown, "sft")[-3:] == ["0", "0", "untrained"]
+    assert ("seed 0 / sft: UNTRAINED, evaluated as the model it started from "
+            "(seed 0 / sft / round 1: 0 training pairs)") in markdown
