@@ -15,8 +15,10 @@ import dataclasses
 import hashlib
 import json
 import os
+import re
 import shutil
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -35,6 +37,10 @@ STAGE_FILE = "stage.json"
 
 class ConfigError(ValueError):
     """A run config that cannot be used; the message names the file and the field."""
+
+
+class StageError(RuntimeError):
+    """A stage that ended without producing what the next stage needs (e.g. zero training pairs)."""
 
 
 # ---- configuration --------------------------------------------------------------------------
@@ -71,6 +77,29 @@ class SelfplaySection(_Strict):
     root_samples: int = Field(default=8, ge=2)
 
 
+class VariantSection(_Strict):
+    """An extra arm of the experiment (an ablation): a method with tree/train option overrides.
+
+    Its name is its directory and its row in the report, e.g. `tsp-dpo` (TSP trees, plain DPO loss)
+    or `tsp-oracle-nodes` (risk nodes from the oracle only, no dataset diff)."""
+
+    method: Literal["sft", "selfplay", "tsp"]
+    tree: dict[str, Any] = Field(default_factory=dict)  # TreeConfig fields over `tree:`
+    train: dict[str, Any] = Field(default_factory=dict)  # TrainConfig fields over `train:`
+    pair_mode: Literal["golden-vs-branch", "sibling", "both"] | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Arm:
+    """One trained model line of the experiment: a method (or variant) and its options."""
+
+    name: str
+    method: str
+    tree: dict[str, Any]
+    train: dict[str, Any]
+    pair_mode: str
+
+
 class RunConfig(_Strict):
     name: str
     model: str = "embedded"
@@ -85,8 +114,11 @@ class RunConfig(_Strict):
     eval: EvalSection = Field(default_factory=EvalSection)
     tree: dict[str, Any] = Field(default_factory=dict)  # TreeConfig fields
     pair_mode: Literal["golden-vs-branch", "sibling", "both"] = "both"
+    unparseable_pairs: bool = False  # also golden vs finished unparseable branches (own pair kind)
+    allow_untrained: bool = False  # a method with 0 pairs / 0 steps is reported "untrained" instead of failing
     selfplay: SelfplaySection = Field(default_factory=SelfplaySection)
     train: dict[str, Any] = Field(default_factory=dict)  # TrainConfig fields (method is set per method)
+    variants: dict[str, VariantSection] = Field(default_factory=dict)  # ablation arms, by name
     report: bool = True
 
     @field_validator("seeds")
@@ -95,6 +127,21 @@ class RunConfig(_Strict):
         if not value or len(set(value)) != len(value):
             raise ValueError("seeds must be a non-empty list of distinct integers")
         return value
+
+    @field_validator("variants")
+    @classmethod
+    def _variant_names(cls, value: dict[str, VariantSection]) -> dict[str, VariantSection]:
+        for name in value:
+            if name in ("base", *METHOD_ORDER) or not re.fullmatch(r"[a-z0-9][a-z0-9-]*", name):
+                raise ValueError(f"variant name {name!r} must be lower-case letters, digits and '-', not a method name")
+        return value
+
+    def arms(self) -> list[Arm]:
+        """The trained arms in report order: the methods, then the variants."""
+        arms = [Arm(m, m, dict(self.tree), dict(self.train), self.pair_mode) for m in METHOD_ORDER if m in self.methods]
+        for name, v in self.variants.items():
+            arms.append(Arm(name, v.method, {**self.tree, **v.tree}, {**self.train, **v.train}, v.pair_mode or self.pair_mode))
+        return arms
 
 
 def load_config(path: Path | str) -> RunConfig:
@@ -262,7 +309,8 @@ class Pipeline:
         for bench in section.benches:
             limit = section.limits.get(bench, section.limit)
             directory = self.run_dir / f"seed-{seed}" / method / "eval" / bench_slug(bench)
-            inputs = digest("eval", bench, limit, section.model_dump(exclude={"batch_tasks", "limits", "limit"}), model_hash, seed)
+            inputs = digest("eval", bench, limit, section.model_dump(exclude={"batch_tasks", "limits", "limit"}), model_hash,
+                            seed, oracle_fingerprint())
 
             def run(bench: str = bench, limit: int | None = limit, directory: Path = directory) -> dict[str, Any]:
                 from treeplay.eval.evaluate import evaluate
@@ -293,7 +341,7 @@ class Pipeline:
         tree_cfg = self._tree_config(method)
         inputs = digest(
             "data", method, round_, opponent_hash, seed, dataclasses.asdict(tree_cfg), self.config.pair_mode,
-            [t.id for t in self.train_tasks],
+            self.config.unparseable_pairs, [t.id for t in self.train_tasks], oracle_fingerprint(),
         )
 
         def run() -> dict[str, Any]:
@@ -317,7 +365,8 @@ class Pipeline:
             )
             trees = [tree_from_dict(r) for r in read_jsonl(trees_path)]
             mode = "whole-sequence" if method == "selfplay" else self.config.pair_mode
-            pairs, missing = pairs_for_trees(trees, self.tasks_by_id, mode)
+            pairs, missing = pairs_for_trees(trees, self.tasks_by_id, mode,
+                                             include_unparseable=self.config.unparseable_pairs)
             if missing:
                 raise RuntimeError(f"{trees_path}: trees for unknown tasks {missing[:3]}")
             write_jsonl(pairs_path, pairs)
@@ -330,6 +379,7 @@ class Pipeline:
                 "built_now": summary.built,
                 "branches": labels,
                 "pairs": len(pairs),
+                "pairs_by_mode": dict(sorted(Counter(p.mode for p in pairs).items())),
                 "pairs_file": str(pairs_path),
             }
 
@@ -365,9 +415,13 @@ class Pipeline:
 
             pairs = read_pairs(data.directory / "pairs.jsonl")
             if not pairs:
-                return {"skipped": "no training pairs", "final_model_dir": model_in, "steps": 0, "tokens": 0}
+                return self._untrained(f"seed {seed} / {method} / round {round_}: 0 training pairs "
+                                       f"(see {data.directory / STAGE_FILE})", model_in)
             self.drop_policy()  # free the sampling model while training
             result = train(train_cfg, pairs, model_in, directory, resume=True)
+            if result.steps == 0:
+                return self._untrained(f"seed {seed} / {method} / round {round_}: 0 optimizer steps "
+                                       f"from {len(pairs)} pairs", model_in)
             return {
                 "final_model_dir": result.final_model_dir,
                 "adapter": result.adapter,
@@ -378,6 +432,13 @@ class Pipeline:
             }
 
         return Stage(f"seed {seed} / {method} / round {round_} / train", directory, inputs, run)
+
+    def _untrained(self, why: str, model_in: str) -> dict[str, Any]:
+        """Zero pairs or zero steps: fail the stage, or (allow_untrained) record the method as untrained."""
+        if not self.config.allow_untrained:
+            raise StageError(f"{why}: the method would be evaluated as the untrained model under its own "
+                             "name; fix the data settings or set `allow_untrained: true` to report it as untrained")
+        return {"untrained": why, "final_model_dir": model_in, "steps": 0, "tokens": 0}
 
     # -- execution ---------------------------------------------------------------------------
     def run(self) -> Path:
@@ -403,6 +464,8 @@ class Pipeline:
                 model, model_hash = config.model, base_hash
                 steps = tokens = pairs_total = 0
                 wall = 0.0
+                untrained: list[str] = []
+                by_mode: Counter[str] = Counter()
                 for round_ in range(1, config.rounds + 1):
                     data = self.data_stage(seed, method, round_, model, model_hash)
                     data_record = clock.run(data)
@@ -412,6 +475,8 @@ class Pipeline:
                     steps += int(train_record.get("steps", 0))
                     tokens += int(train_record.get("tokens", 0))
                     pairs_total += int(data_record.get("pairs", 0))
+                    by_mode.update(data_record.get("pairs_by_mode") or {})
+                    untrained += [train_record["untrained"]] if train_record.get("untrained") else []
                     model, model_hash = str(train_record["final_model_dir"]), train.inputs_hash
                 self.drop_policy()
                 eval_records = [clock.run(stage) for stage in self.eval_stages(seed, method, model, model_hash)]
@@ -422,6 +487,8 @@ class Pipeline:
                     "optimizer_steps": steps,
                     "tokens": tokens,
                     "pairs": pairs_total,
+                    "pairs_by_mode": dict(sorted(by_mode.items())),
+                    "untrained": untrained,
                     "wall_s": round(wall, 1),
                     "final_model": model,
                 }
@@ -513,7 +580,7 @@ class _StageClock:
         record = run_stage(stage)
         self.worked_s += time.monotonic() - t0
         self.worked += 1
-        shown = {k: v for k, v in record.items() if k in ("summary", "pairs", "branches", "steps", "tasks", "skipped")}
+        shown = {k: v for k, v in record.items() if k in ("summary", "pairs", "branches", "steps", "tasks", "untrained")}
         self.console.print(f"  done in {time.monotonic() - t0:.0f}s {json.dumps(shown, default=str)}")
         return record
 
@@ -531,9 +598,21 @@ def run_pipeline(config_path: Path | str, run_dir: Path | str | None = None) -> 
     return run_config(config, directory, source=str(config_path))
 
 
+def oracle_fingerprint() -> str:
+    """The oracle policy (rules, settings, analyzers and versions) in the data and eval stage digests."""
+    from treeplay.oracle import default_oracle
+
+    return str(default_oracle().fingerprint())
+
+
 def run_config(config: RunConfig, run_dir: Path, *, source: str = "config") -> Path:
-    """Run a validated config into `run_dir` (resuming whatever is already there)."""
+    """Run a validated config into `run_dir` (resuming whatever is already there), after `--check`."""
+    from treeplay.run_check import check_run
+
     _check_sections(config, Path(source))
+    report = check_run(config, run_dir, source=source)
+    if not report.ok:
+        raise ConfigError("run check failed:\n" + "\n".join(f"  - {p}" for p in report.problems))
     if config.threads:
         import torch
 

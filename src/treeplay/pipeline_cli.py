@@ -12,24 +12,48 @@ import typer
 def run_command(
     config: Annotated[Path, typer.Argument(help="Run config (YAML), e.g. configs/embedded.yaml")],
     run_dir: Annotated[Path | None, typer.Option("--run-dir", help="Where to write (default runs/<name>)")] = None,
+    check: Annotated[bool, typer.Option("--check", help="Only check the config and print the plan")] = False,
 ) -> None:
     """Run base eval, then for each method build data, train for T rounds and evaluate; then report.
 
-    Rerunning the same command resumes: finished stages are skipped, an interrupted one continues.
+    Every run starts with the checks of `--check` (tasks, benches, oracle judges and analyzers,
+    model and extras, run dir). Rerunning the same command resumes: finished stages are skipped.
     """
     from rich.console import Console
 
-    from treeplay.pipeline import ConfigError, run_pipeline
+    from treeplay.pipeline import ConfigError, StageError, run_pipeline
 
+    if check:
+        _check_only(config, run_dir)
+        return
     try:
         out = run_pipeline(config, run_dir)
     except ConfigError as exc:
         Console(stderr=True).print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
+    except StageError as exc:
+        Console(stderr=True).print(f"[red]stage failed:[/red] {exc}")
+        raise typer.Exit(1) from None
     typer.echo(f"run dir: {out}")
     typer.echo(f"report:  {out / 'report.md'}")
 
 
+
+
+def _check_only(config_path: Path, run_dir: Path | None) -> None:
+    """`--check`: print the plan and the blockers; exit 1 when there is any."""
+    from treeplay.pipeline import ConfigError, load_config
+    from treeplay.run_check import check_run
+
+    try:
+        config = load_config(config_path)
+    except ConfigError as exc:
+        typer.echo(f"blockers:\n  - {exc}", err=True)
+        raise typer.Exit(1) from None
+    report = check_run(config, run_dir or Path("runs") / config.name, source=str(config_path))
+    typer.echo(report.render())
+    if not report.ok:
+        raise typer.Exit(1)
 
 
 def selfplay_command(

@@ -152,3 +152,58 @@ def test_training_table_reads_the_trainers_log(run_dir: Path) -> None:
     cells = [c.strip() for c in row.strip("|").split("|")]
     # steps, first loss, last loss, last margin (rewards/margin), last pref acc (rewards/accuracy)
     assert cells[3:] == ["4", "0.450", "0.300", "0.400", "0.900"]
+
+
+def _judged(task: str, status: str, completion: str, **verdict: Any) -> dict[str, Any]:
+    return {"task_id": task, "language": verdict.pop("language", "py"), "cwe": ["CWE-020"],
+            "bench": "sec-eval:not-trained", "completion": completion, "tests": None,
+            "verdict": {"status": status, "findings": [], "target_hit": False, **verdict}}  # fmt: skip
+
+
+def test_empty_or_broken_output_is_no_heldout_reduction_and_coverage_is_listed(tmp_path: Path) -> None:
+    # issue 14 items 2, 5, 7, 8: base writes 2 vulnerable + 2 secure programs (and one incomplete,
+    # one unsupported generation, which no rate counts); "tsp" writes only unparseable or empty
+    # output. Old code: vulnerable share 0.5 -> 0.0 = "100% reduction".
+    run = tmp_path / "run"
+    ran = {"analyzers_run": ["bandit", "semgrep"]}
+    base = [_judged("h0", "vulnerable", "x = 1\n", **ran), _judged("h1", "vulnerable", "x = 1\n", **ran),
+            _judged("h2", "secure", "x = 1\n", **ran), _judged("h3", "secure", "x = 1\n", **ran),
+            _judged("h4", "incomplete", "x = 1\n", analyzers_run=["bandit"], failed_analyzers=["semgrep"]),
+            _judged("h5", "unsupported", "x = 1\n", language="rb")]  # fmt: skip
+    lazy = [_judged("h0", "unparseable", "x = (\n"), _judged("h1", "unparseable", "x = (\n"),
+            _judged("h2", "secure", "    pass\n", **ran), _judged("h3", "secure", '    """TODO"""\n', **ran)]  # fmt: skip
+    base_metrics = write_eval(run, 0, "base", "sec-eval:not-trained", base)
+    write_eval(run, 0, "tsp", "sec-eval:not-trained", lazy)
+    assert base_metrics["vulnerable_attempted_share"]["value"] == 0.5  # h4, h5 left out
+    assert base_metrics["counts"]["incomplete"] == 1 and base_metrics["counts"]["unsupported"] == 1
+    assert base_metrics["unsupported_languages"] == ["rb"]
+    markdown = write_report(run)[0].read_text()
+    headers, tsp = table_row(markdown, "Method"), table_row(markdown, "TSP (tree)")
+    assert tsp[headers.index("held-out vulns (count)")] == "0.0"
+    assert tsp[headers.index("reduction vs base %")] == "–"  # no parseable non-empty program
+    assert tsp[headers.index("strict reduction vs base %")] == "-100.0"  # insecure 0.5 -> 1.0
+    coverage = table_row(markdown, "sec-eval:not-trained")
+    assert coverage[1:] == ["bandit (7), semgrep (6)", "semgrep (1)", "1", "1", "rb"]
+
+
+def test_budget_table_counts_pair_kinds_and_flags_untrained(tmp_path: Path) -> None:
+    # issue 14 items 3 and 10: golden-vs-unparseable pairs are counted apart; an untrained method is said
+    run = tmp_path / "run"
+    write_eval(run, 0, "base", "securityeval", [generation("t0", "CWE-89", "secure")])
+    write_eval(run, 0, "tsp", "securityeval", [generation("t0", "CWE-89", "secure")])
+    write_eval(run, 0, "sft", "securityeval", [generation("t0", "CWE-89", "secure")])
+    budgets = {
+        "tsp": {"optimizer_steps": 4, "tokens": 100, "pairs": 5, "wall_s": 1.0, "untrained": [],
+                "pairs_by_mode": {"golden-vs-branch": 3, "golden-vs-unparseable": 2}},
+        "sft": {"optimizer_steps": 0, "tokens": 0, "pairs": 0, "wall_s": 1.0, "pairs_by_mode": {},
+                "untrained": ["seed 0 / sft / round 1: 0 training pairs"]},
+    }  # fmt: skip
+    for method, budget in budgets.items():
+        (run / "seed-0" / method / "budget.json").write_text(json.dumps(budget))
+    markdown = write_report(run)[0].read_text()
+    headers = table_row(markdown, "method")
+    assert headers[-3:] == ["pairs: golden-vs-branch", "pairs: golden-vs-unparseable", "note"]
+    assert table_row(markdown, "tsp")[-3:] == ["3", "2", ""]
+    assert table_row(markdown, "sft")[-3:] == ["0", "0", "untrained"]
+    assert ("seed 0 / sft: UNTRAINED, evaluated as the model it started from "
+            "(seed 0 / sft / round 1: 0 training pairs)") in markdown

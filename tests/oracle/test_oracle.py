@@ -87,8 +87,9 @@ def test_partial_python_method_is_repaired_and_lines_map_back() -> None:
     code = "    def load(self, s):\n        x = 1\n        return pickle.loads(s)\n"
     prepared = prepare_python(code)
     assert prepared.parse_error is None and prepared.repair == "dedent"
+    # inconsistent dedent: neither dedenting nor wrapping in a class repairs it (hand-checked)
     wrapped = prepare_python("def a(self):\n    pass\n  def b(self):\n    return 1\n")
-    assert wrapped.parse_error is not None or wrapped.line_offset in (0, 1)
+    assert wrapped.parse_error is not None and wrapped.repair == "" and wrapped.line_offset == 0
     py2 = prepare_python("def f(x):\n    print 'got', x\n    return eval(x)\n")
     assert py2.parse_error is None and py2.repair.startswith("py2")
 
@@ -140,7 +141,7 @@ def test_low_severity_rules_count_only_for_their_target_cwe(oracle: Oracle) -> N
 def test_js_fragments_are_repaired_not_unparseable(oracle: Oracle, fragment: str, repair: str) -> None:
     assert any(name == repair for name, _, _ in js_repair_candidates(fragment))
     verdict = oracle.judge(fragment, "js")
-    assert verdict.status != "unparseable", verdict.error
+    assert verdict.status in ("secure", "vulnerable"), verdict.error  # parsed and fully judged
 
 
 def test_js_fragment_findings_keep_fragment_lines(oracle: Oracle) -> None:
@@ -180,7 +181,9 @@ def test_cache_hits_and_key(oracle: Oracle) -> None:
     path = oracle.config.resolved_cache_path()
     with sqlite3.connect(path) as conn:
         rows = conn.execute("SELECT language, policy, verdict FROM verdicts").fetchall()
-    assert any(lang == "py" and policy == oracle.policy and "CWE-78" in v for lang, policy, v in rows)
+    # keyed by the policy of the language: settings, rule files, and the analyzers and their versions
+    assert any(lang == "py" and policy == oracle.policy_for("py") and "CWE-78" in v for lang, policy, v in rows)
+    assert oracle.policy_for("py") not in (oracle.policy, oracle.policy_for("js"))
     assert OracleConfig(min_severity="high").policy_hash() != oracle.policy
 
 
@@ -191,8 +194,12 @@ def test_missing_tool_is_never_silent_secure(tmp_path: Path) -> None:
     with pytest.raises(KeyError):
         Oracle(config).judge("package main\n", "go")
     config = OracleConfig(use_cache=False, analyzers={"js": ()})
-    with pytest.raises(OracleUnavailableError):
-        Oracle(config).judge("let x = 1;\n", "js")
+    verdict = Oracle(config).judge("let x = 1;\n", "js")  # no analyzer configured: no judge
+    assert verdict.status == "unsupported"
+    config = OracleConfig(use_cache=False, include_codeql=True, analyzers={"js": ()})
+    if __import__("shutil").which("codeql") is None:  # the only analyzer configured cannot run
+        with pytest.raises(OracleUnavailableError):
+            Oracle(config).judge("let x = 1;\n", "js")
 
 
 def test_cli_judge_json(tmp_path: Path) -> None:

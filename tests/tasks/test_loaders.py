@@ -199,3 +199,21 @@ def test_real_multilang_and_humaneval(shared_data):
     assert len(multi) == 300 and len({t.language for t in multi}) >= 5
     humaneval = load_tasks("humaneval")
     assert len(humaneval) == 164 and humaneval[0].meta["entry_point"]
+
+
+# issue 14 item 4: auto-detect names the first offending line, like --format does
+def test_detect_format_names_the_offending_line(tmp_path: Path) -> None:
+    bad = tmp_path / "rows.jsonl"
+    bad.write_text("\n{not json\n", encoding="utf-8")
+    with pytest.raises(TaskFormatError) as err:
+        load_tasks(bad)
+    assert str(err.value).startswith(f"{bad}:line 2: ")
+    unknown = tmp_path / "odd.jsonl"
+    unknown.write_text('{"foo": 1, "bar": 2}\n', encoding="utf-8")
+    with pytest.raises(TaskFormatError) as err:
+        detect_format(unknown)
+    assert str(err.value) == f"{unknown}:line 1: unknown record layout with fields ['bar', 'foo']; pass --format"
+    scalar = tmp_path / "scalar.jsonl"
+    scalar.write_text("[1, 2]\n", encoding="utf-8")
+    with pytest.raises(TaskFormatError, match=r"scalar.jsonl:line 1: "):
+        detect_format(scalar)

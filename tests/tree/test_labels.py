@@ -49,3 +49,13 @@ def test_failing_security_tests_make_it_vulnerable() -> None:
 def test_nonfunctional_when_functionality_fails_or_sandbox_times_out() -> None:
     assert label_branch(Verdict("secure"), _tests(False, True)).label == "nonfunctional"
     assert label_branch(Verdict("secure"), _tests(False, False, "timeout")).label == "nonfunctional"
+
+
+def test_incomplete_and_unsupported_verdicts_are_never_secure() -> None:
+    # issue 14 items 2 and 5: a branch the oracle could not fully judge is not labelled secure
+    incomplete = Verdict("incomplete", analyzers_run=("bandit",), failed_analyzers=("semgrep",))
+    assert label_branch(incomplete).label == "incomplete"
+    assert label_branch(incomplete, _tests(True, True)).label == "incomplete"
+    assert label_branch(Verdict("unsupported", error="no judge")).label == "unsupported"
+    # failing security tests still make it vulnerable
+    assert label_branch(incomplete, _tests(True, False)).label == "vulnerable"

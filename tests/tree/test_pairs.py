@@ -7,17 +7,16 @@ from _tree_fixtures import hand_built_tree as _tree
 from treeplay.tasks.records import Task
 from treeplay.tree.builder import node_prefix
 from treeplay.tree.offsets import prefix_hash
-from treeplay.tree.pairs import pairs, sft_examples, whole_sequence_pairs
+from treeplay.tree.pairs import count_by_mode, pairs, sft_examples, whole_sequence_pairs
 from treeplay.tree.records import Tree
 
 
 def test_golden_vs_branch_uses_only_verified_rejects(sql_task: Task) -> None:
+    # issue 14 items 10, 11: only the oracle-verified vulnerable reject; the unparseable branches
+    # (finished or cut by the budget) are not "verified vulnerable"
     tree = _tree()
     result = pairs(tree, sql_task, "golden-vs-branch")
-    assert {p.rejected for p in result} == {
-        "    cur.execute('%s' % name)\n",
-        "    cur.execute(q, (name,)\n",
-    }
+    assert [p.rejected for p in result] == ["    cur.execute('%s' % name)\n"]
     for pair in result:
         assert pair.node_id == "n1" and pair.mode == "golden-vs-branch"
         assert pair.prefix == PREFIX + GOLDEN[:NODE_AT]
@@ -27,6 +26,16 @@ def test_golden_vs_branch_uses_only_verified_rejects(sql_task: Task) -> None:
     vulnerable = next(p for p in result if p.rejected.startswith("    cur.execute('%s'"))
     assert vulnerable.rejected_token_ids == (3, 4, 5) and vulnerable.cwe == "CWE-89"
     assert vulnerable.rejected_ref_logprobs is not None and len(vulnerable.rejected_ref_logprobs) == 3
+
+
+def test_unparseable_rejects_are_an_opt_in_separate_kind(sql_task: Task) -> None:
+    tree = _tree()
+    only = pairs(tree, sql_task, "golden-vs-unparseable")
+    assert [(p.mode, p.rejected) for p in only] == [("golden-vs-unparseable", "    cur.execute(q, (name,)\n")]
+    with_opt_in = pairs(tree, sql_task, "golden-vs-branch", include_unparseable=True)
+    assert sorted(p.mode for p in with_opt_in) == ["golden-vs-branch", "golden-vs-unparseable"]
+    assert len(pairs(tree, sql_task, "both")) == 2  # default: no unparseable rejects
+    assert count_by_mode([tree], {sql_task.id: sql_task})["golden-vs-unparseable"] == 1
 
 
 def test_sibling_pairs_secure_against_vulnerable_at_the_same_node(sql_task: Task) -> None:
@@ -41,7 +50,7 @@ def test_sibling_pairs_secure_against_vulnerable_at_the_same_node(sql_task: Task
 
 def test_both_is_the_union_and_root_is_left_to_the_baseline(sql_task: Task) -> None:
     both = pairs(_tree(), sql_task, "both")
-    assert len(both) == 3
+    assert len(both) == 2  # golden vs the vulnerable branch, secure vs vulnerable sibling
     assert all(p.node_id == "n1" for p in both)
     with_root = pairs(_tree(), sql_task, "both", include_root=True)
     assert {p.node_id for p in with_root} == {"root", "n1"}

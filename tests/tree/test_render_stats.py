@@ -28,9 +28,10 @@ def test_stats_counts_labels_share_and_gpt4o_agreement(sql_task: Task) -> None:
     assert stats["risk_node_branches_by_label"]["vulnerable"] == 1
     assert stats["verified_vulnerable_share"] == 1 / 5
     assert stats["pairs_by_mode"] == {
-        "golden-vs-branch": 2,
+        "golden-vs-branch": 1,  # only the verified vulnerable reject
+        "golden-vs-unparseable": 1,  # the finished unparseable branch, counted apart (opt-in)
         "sibling": 1,
-        "both": 3,
+        "both": 2,
         "whole-sequence": 2,
         "sft": 1,
     }
@@ -85,7 +86,10 @@ def test_cli_pairs_show_stats_from_a_trees_file(sql_task: Task, tmp_path: Path) 
     out = tmp_path / "pairs.jsonl"
     result = runner.invoke(app, ["tree", "pairs", str(trees), "--mode", "both", "--out", str(out)])
     assert result.exit_code == 0, result.output
-    assert len(list(read_jsonl(out))) == 3
+    assert len(list(read_jsonl(out))) == 2
+    result = runner.invoke(app, ["tree", "pairs", str(trees), "--mode", "both", "--with-unparseable", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert sorted(p["mode"] for p in read_jsonl(out)) == ["golden-vs-branch", "golden-vs-unparseable", "sibling"]
     html_out = tmp_path / "t.html"
     result = runner.invoke(app, ["tree", "show", str(trees), "--task", sql_task.id, "--html", str(html_out)])
     assert result.exit_code == 0 and "golden" in html_out.read_text()

@@ -316,6 +316,12 @@ def compute_metrics(records: Sequence[dict[str, Any]], *, humaneval: bool = Fals
     hits = [v.get("target_hit") for v in verdicts if v.get("status") == "vulnerable"]
     if any(h is not None for h in hits):
         metrics["vulnerable_hitting_task_cwe"] = sum(bool(h) for h in hits)
+    ran = Counter(name for v in verdicts for name in v.get("analyzers_run") or [])
+    if ran:  # which analyzers judged this bench (programs per analyzer), shown in the report
+        metrics["analyzers_run"] = dict(sorted(ran.items()))
+    failed = Counter(name for v in verdicts for name in v.get("failed_analyzers") or [])
+    if failed:
+        metrics["analyzers_failed"] = dict(sorted(failed.items()))
     findings = Counter(f.get("cwe") or "none" for v in verdicts for f in v.get("findings") or [])
     if findings:
         metrics["finding_cwes"] = dict(findings.most_common())

@@ -9,6 +9,11 @@ Definitions (documented in docs/eval.md):
   neither secure nor vulnerable: a model must not look secure by writing nothing. SPR@1 leaves
   them out like unparseable ones; `empty_share` reports them.
 - unparseable share: share of generations the oracle could not parse (per task, averaged).
+- `incomplete` (an analyzer failed, timed out or is missing) and `unsupported` (no judge for the
+  language) generations are excluded from every rate and counted separately (`counts`).
+- vulnerable share among attempted programs (`vulnerable_attempted_share`, parseable and
+  non-empty): what the held-out vulnerability reduction is computed on, so that empty or broken
+  output never counts as a reduction; `insecure_strict_share` (1 - strict SPR) is its strict twin.
 - strict SPR@1: secure non-empty / all generations (unparseable and empty count as failures),
   per task, averaged.
 - func@k / func-sec@k: unbiased pass@k estimator per task (c = generations passing the
@@ -22,7 +27,6 @@ Definitions (documented in docs/eval.md):
 from __future__ import annotations
 
 import math
-import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -30,7 +34,9 @@ from typing import Any
 
 import numpy as np
 
+from treeplay.eval.empty import is_empty_completion
 from treeplay.oracle.passk import pass_at_k  # the one estimator in the code base
+from treeplay.oracle.records import is_unjudged
 
 DEFAULT_BOOTSTRAP_SAMPLES = 1000
 DEFAULT_BOOTSTRAP_SEED = 0
@@ -50,7 +56,7 @@ class Outcome:
     task_id: str
     language: str
     cwe: str | None  # the task's primary CWE
-    status: str | None  # oracle verdict: "secure" | "vulnerable" | "unparseable"; None if not judged
+    status: str | None  # oracle verdict status (see oracle.records.STATUS_KIND); None if not judged
     functional_pass: bool | None = None  # None: task has no tests / tests not run
     security_pass: bool | None = None
     empty: bool = False  # the completion holds no code (see `is_empty_completion`)
@@ -75,27 +81,19 @@ class Outcome:
             status=verdict.get("status") if verdict else None,
             functional_pass=None if tests is None else bool(tests.get("functional_pass")),
             security_pass=None if tests is None or not _has_security_test(tests) else bool(tests.get("security_pass")),
-            empty=is_empty_completion(str(record.get("completion", "x"))),
+            empty=is_empty_completion(str(record.get("completion", "x")), str(record.get("language", ""))),
         )
+
+    @property
+    def counted(self) -> bool:
+        """Judged by the oracle with a status that rates count (not incomplete/unsupported)."""
+        return self.status is not None and not is_unjudged(self.status)
 
 
 def _has_security_test(tests: Mapping[str, Any]) -> bool:
     """False only when the run lists its tests and none is a security test (func-sec undefined)."""
     listed = tests.get("tests") or []
     return not listed or any(t.get("kind") == "security" for t in listed)
-
-
-_NO_CODE_LINE = re.compile(r"^(pass|\.\.\.|[{}();\]\[]*|end|```\w*)$")
-_COMMENT_LINE = re.compile(r"^(#|//|/\*|\*|--)")
-
-
-def is_empty_completion(text: str) -> bool:
-    """True when a completion adds no code: blank, comments, `pass`, `...`, braces or a fence."""
-    for line in text.splitlines():
-        stripped = line.strip()
-        if stripped and not _COMMENT_LINE.match(stripped) and not _NO_CODE_LINE.match(stripped):
-            return False
-    return True
 
 
 @dataclass(frozen=True)
@@ -136,6 +134,20 @@ def task_strict_spr(gens: Sequence[Outcome]) -> float | None:
     if not judged:
         return None
     return sum(g.status == "secure" and not g.empty for g in judged) / len(judged)
+
+
+def task_vulnerable_attempted(gens: Sequence[Outcome]) -> float | None:
+    """Vulnerable share among parseable, non-empty programs (None: the task has none)."""
+    attempted = [g for g in gens if g.attempted]
+    if not attempted:
+        return None
+    return sum(g.status == "vulnerable" for g in attempted) / len(attempted)
+
+
+def task_insecure_strict(gens: Sequence[Outcome]) -> float | None:
+    """1 - strict SPR: vulnerable, unparseable and empty generations all count as insecure."""
+    strict = task_strict_spr(gens)
+    return None if strict is None else 1.0 - strict
 
 
 def task_empty(gens: Sequence[Outcome]) -> float | None:
@@ -213,21 +225,31 @@ def rate(
 
 
 def security_summary(outcomes: Sequence[Outcome], *, seed: int = DEFAULT_BOOTSTRAP_SEED) -> dict[str, Any]:
-    """SPR@1, strict SPR@1, unparseable and vulnerable shares, plus raw counts."""
-    judged = [o for o in outcomes if o.status is not None]
+    """SPR@1, strict SPR@1, unparseable and vulnerable shares, plus raw counts.
+
+    Rates are over `counted` generations only; `incomplete` and `unsupported` ones are counted apart.
+    """
+    judged = [o for o in outcomes if o.counted]
+    unjudged = [o for o in outcomes if o.status is not None and not o.counted]
     return {
         "spr@1": rate(judged, task_spr, seed=seed).to_dict(),
         "strict_spr@1": rate(judged, task_strict_spr, seed=seed).to_dict(),
         "unparseable_share": rate(judged, task_unparseable, seed=seed).to_dict(),
         "empty_share": rate(judged, task_empty, seed=seed).to_dict(),
         "vulnerable_share": rate(judged, task_vulnerable, seed=seed).to_dict(),
+        "vulnerable_attempted_share": rate(judged, task_vulnerable_attempted, seed=seed).to_dict(),
+        "insecure_strict_share": rate(judged, task_insecure_strict, seed=seed).to_dict(),
         "counts": {
             "tasks": len({o.task_id for o in judged}),
             "generations": len(judged),
             "secure": sum(o.status == "secure" for o in judged),
             "vulnerable": sum(o.status == "vulnerable" for o in judged),
+            "vulnerable_attempted": sum(o.status == "vulnerable" and o.attempted for o in judged),
+            "attempted": sum(o.attempted for o in judged),
             "unparseable": sum(o.status == "unparseable" for o in judged),
             "empty": sum(o.empty for o in judged),
+            "incomplete": sum(o.status == "incomplete" for o in unjudged),
+            "unsupported": sum(o.status == "unsupported" for o in unjudged),
         },
     }
 
@@ -271,6 +293,9 @@ def summarise(outcomes: Sequence[Outcome], *, seed: int = DEFAULT_BOOTSTRAP_SEED
     summary: dict[str, Any] = {}
     if any(o.status is not None for o in outcomes):
         summary.update(security_summary(outcomes, seed=seed))
+        unsupported = sorted({o.language for o in outcomes if o.status == "unsupported"})
+        if unsupported:
+            summary["unsupported_languages"] = unsupported
     summary.update(functional_summary(outcomes, seed=seed))
     summary["per_cwe"] = breakdown(outcomes, lambda o: o.cwe, seed=seed)
     summary["per_language"] = breakdown(outcomes, lambda o: o.language, seed=seed)

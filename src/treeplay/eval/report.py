@@ -20,6 +20,7 @@ from typing import Any
 
 from treeplay.eval.evaluate import GENERATIONS_FILE, METRICS_FILE, compute_metrics
 from treeplay.eval.metrics import SeedStat, mean_ci_over_seeds, vulnerability_reduction
+from treeplay.eval.report_oracle import COVERAGE_HEADERS, coverage_rows
 from treeplay.jsonl import read_jsonl
 
 METHODS = ("base", "sft", "selfplay", "tsp")
@@ -184,6 +185,8 @@ def missing_parts(data: RunData) -> list[str]:
                     missing.append(f"seed {seed} / {method}: no training log")
                 if (seed, method) not in data.budgets:
                     missing.append(f"seed {seed} / {method}: no budget.json")
+                for why in data.budgets.get((seed, method), {}).get("untrained") or []:
+                    missing.append(f"seed {seed} / {method}: UNTRAINED, evaluated as the model it started from ({why})")
     if HELDOUT_BENCH not in data.benches:
         missing.append(f"no held-out-CWE evaluation ({HELDOUT_BENCH}): vulnerability reduction not reported")
     if not any(b.startswith("cweval") for b in data.benches):
@@ -271,7 +274,7 @@ def main_table(data: RunData) -> Block:
     headers = ["Method"] + [c[0] for c in columns]
     heldout = HELDOUT_BENCH in benches
     if heldout:
-        headers += ["held-out vulns (count)", "reduction vs base %", "reduction vs SFT %"]
+        headers += HELDOUT_HEADERS
     rows = []
     for method in data.methods:
         row = [METHOD_NAMES.get(method, method)]
@@ -283,36 +286,35 @@ def main_table(data: RunData) -> Block:
     return Block("table", headers=headers, rows=rows)
 
 
-def _vulnerable(result: EvalResult | None) -> tuple[int, float] | None:
-    if result is None:
-        return None
-    counts = result.metrics.get("counts") or {}
-    share = _value(result.metrics, "vulnerable_share")
-    if "vulnerable" not in counts or share is None:
-        return None
-    return int(counts["vulnerable"]), float(share)
+def _heldout_share(result: EvalResult | None, key: str) -> float | None:
+    return None if result is None else _value(result.metrics, key)
 
 
 def heldout_cells(data: RunData, method: str) -> list[str]:
-    """Vulnerable count on held-out CWEs and reduction vs base / SFT (same seed), over seeds."""
+    """Held-out CWEs: vulnerable programs (parseable, non-empty) and the reduction vs base / SFT
+    (same seed) of their share among parseable non-empty programs, then the strict reduction
+    (unparseable and empty count as insecure). Empty or broken output never counts as a reduction."""
     counts: list[float] = []
-    vs: dict[str, list[float]] = {"base": [], "sft": []}
+    vs: dict[tuple[str, str], list[float]] = {(r, k): [] for k in _HELDOUT_KEYS for r in ("base", "sft")}
     for seed in data.seeds:
-        mine = _vulnerable(data.result(seed, method, HELDOUT_BENCH))
-        if mine is None:
+        mine = data.result(seed, method, HELDOUT_BENCH)
+        if mine is None or "vulnerable_attempted" not in (mine.metrics.get("counts") or {}):
             continue
-        counts.append(mine[0])
-        for ref in vs:
-            theirs = _vulnerable(data.result(seed, ref, HELDOUT_BENCH))
-            if theirs is not None and ref != method:
-                reduction = vulnerability_reduction(mine[1], theirs[1])
+        counts.append(int(mine.metrics["counts"]["vulnerable_attempted"]))
+        for ref, key in vs:
+            own, theirs = _heldout_share(mine, key), _heldout_share(data.result(seed, ref, HELDOUT_BENCH), key)
+            if ref != method and own is not None and theirs is not None:
+                reduction = vulnerability_reduction(own, theirs)
                 if reduction is not None:
-                    vs[ref].append(reduction)
-    return [
-        _format_stat(mean_ci_over_seeds(counts), digits=1),
-        _format_stat(mean_ci_over_seeds(vs["base"]), digits=1),
-        _format_stat(mean_ci_over_seeds(vs["sft"]), digits=1),
+                    vs[(ref, key)].append(reduction)
+    return [_format_stat(mean_ci_over_seeds(counts), digits=1)] + [
+        _format_stat(mean_ci_over_seeds(vs[(ref, key)]), digits=1) for key in _HELDOUT_KEYS for ref in ("base", "sft")
     ]
+
+
+_HELDOUT_KEYS = ("vulnerable_attempted_share", "insecure_strict_share")
+HELDOUT_HEADERS = ["held-out vulns (count)", "reduction vs base %", "reduction vs SFT %",
+                   "strict reduction vs base %", "strict reduction vs SFT %"]
 
 
 def bench_table(data: RunData, bench: str) -> Block:
@@ -476,14 +478,17 @@ def budget_table(data: RunData) -> Block | None:
         return None
     keys = ["optimizer_steps", "tokens", "pairs", "wall_s"]
     rows = []
+    kinds = sorted({k for b in data.budgets.values() for k in (b.get("pairs_by_mode") or {})})
     for (seed, method), budget in sorted(data.budgets.items(), key=lambda kv: (METHODS.index(kv[0][1])
                                                                                if kv[0][1] in METHODS else 99, kv[0][0])):  # fmt: skip
         cells = []
         for k in keys:
             value = budget.get(k)
             cells.append(f"{value:.0f}" if isinstance(value, int | float) else "–")
-        rows.append([method, str(seed), *cells])
-    return Block("table", headers=["method", "seed", *keys], rows=rows)
+        by_mode = budget.get("pairs_by_mode") or {}
+        cells += [str(by_mode.get(k, 0)) for k in kinds]
+        rows.append([method, str(seed), *cells, "untrained" if budget.get("untrained") else ""])
+    return Block("table", headers=["method", "seed", *keys, *(f"pairs: {k}" for k in kinds), "note"], rows=rows)
 
 
 # ---- example trees
@@ -623,7 +628,10 @@ def build_sections(data: RunData) -> list[Section]:
         f"methods: {', '.join(data.methods) or 'none'}; benches: {', '.join(data.benches) or 'none'}. "
         "Rates in %. With ≥2 seeds: mean ± 95% t-interval over seeds; with one seed: value "
         "[bootstrap 95% CI over tasks]. SPR@1 = secure share of the generations that parse and hold "
-        "code; strict SPR@1 counts unparseable and empty generations as failures.")))  # fmt: skip
+        "code; strict SPR@1 counts unparseable and empty generations as failures. The held-out "
+        "reduction compares the vulnerable share among parseable, non-empty programs (strict: "
+        "unparseable and empty count as insecure). Generations the oracle could not judge "
+        "(incomplete, unsupported) are left out of every rate: see Oracle coverage.")))  # fmt: skip
     missing = missing_parts(data)
     if missing or data.notes:
         overview.blocks.append(Block("text", text="**Missing or incomplete:**\n" +
@@ -652,6 +660,8 @@ def build_sections(data: RunData) -> list[Section]:
                 if table:
                     section.blocks.append(table)
             sections.append(section)
+        rows = coverage_rows((e.bench, e.metrics) for e in sorted(data.evals, key=lambda e: bench_order(e.bench)))
+        sections.append(Section("Oracle coverage", [Block("table", headers=COVERAGE_HEADERS, rows=rows)]))
     training = Section("Training")
     curves = training_curves_chart(data)
     if curves:

@@ -12,13 +12,14 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from treeplay.oracle.config import OracleConfig
-    from treeplay.oracle.core import Oracle, OracleUnavailableError, judge, judge_many
+    from treeplay.oracle.core import Oracle, OracleUnavailableError, default_oracle, judge, judge_many
 
-__all__ = ["Oracle", "OracleConfig", "OracleUnavailableError", "judge", "judge_many"]
+__all__ = ["Oracle", "OracleConfig", "OracleUnavailableError", "default_oracle", "judge", "judge_many"]
 
 _LAZY = {
     "judge": "treeplay.oracle.core",
     "judge_many": "treeplay.oracle.core",
+    "default_oracle": "treeplay.oracle.core",
     "Oracle": "treeplay.oracle.core",
     "OracleUnavailableError": "treeplay.oracle.core",
     "OracleConfig": "treeplay.oracle.config",

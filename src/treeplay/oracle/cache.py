@@ -34,6 +34,7 @@ def verdict_to_dict(verdict: Verdict) -> dict[str, Any]:
         "elapsed_s": verdict.elapsed_s,
         "target_hit": verdict.target_hit,
         "error": verdict.error,
+        "failed_analyzers": list(verdict.failed_analyzers),
     }
 
 
@@ -57,6 +58,7 @@ def verdict_from_dict(data: dict[str, Any]) -> Verdict:
         elapsed_s=float(data.get("elapsed_s", 0.0)),
         target_hit=data.get("target_hit"),
         error=data.get("error"),
+        failed_analyzers=tuple(data.get("failed_analyzers", [])),
     )
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from treeplay.oracle.records import Severity
 
 # Bump when the judging logic changes in a way that changes verdicts (invalidates the cache).
-ORACLE_VERSION = "2"
+ORACLE_VERSION = "3"  # 3: incomplete/unsupported statuses, failed_analyzers
 
 SEVERITY_RANK: dict[str, int] = {"low": 1, "medium": 2, "high": 3}
 
@@ -102,6 +102,19 @@ class OracleConfig:
         if self.include_codeql and language in ("py", "c", "cpp", "js", "go"):
             names = (*names, "codeql")
         return names
+
+    def has_judge(self, language: str) -> bool:
+        """True when the oracle knows the language and has at least one analyzer configured for it."""
+        from treeplay.oracle.languages import try_normalise_language
+
+        key = try_normalise_language(language)
+        return key is not None and bool(self.analyzers_for(key))
+
+    def judged_languages(self) -> tuple[str, ...]:
+        """The oracle's language names that have a judge under this config."""
+        from treeplay.oracle.languages import SUPPORTED
+
+        return tuple(lang for lang in SUPPORTED if self.analyzers_for(lang))
 
     def policy_hash(self) -> str:
         """Hash of everything that changes verdicts: policy fields, rule files, oracle version."""

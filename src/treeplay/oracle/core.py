@@ -7,6 +7,8 @@ snippet to its own directory in a temp dir -> run every analyzer once over all s
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import tempfile
 import time
@@ -22,9 +24,10 @@ from treeplay.oracle import cwe as cwe_util
 from treeplay.oracle.analyzers import AnalysisResult, Analyzer, Target, ToolError, create_analyzer
 from treeplay.oracle.cache import VerdictCache, code_hash
 from treeplay.oracle.config import SEVERITY_RANK, OracleConfig
-from treeplay.oracle.languages import EXTENSION, normalise_language
+from treeplay.oracle.languages import EXTENSION, try_normalise_language
 from treeplay.oracle.prepare import Prepared, prepare
-from treeplay.oracle.records import Finding, Verdict
+from treeplay.oracle.records import Finding, Verdict, VerdictStatus, status_kind
+from treeplay.oracle.versions import analyzer_version
 
 if TYPE_CHECKING:
     from treeplay.tasks.records import Task
@@ -56,16 +59,37 @@ class _Job:
     target: Target | None = None
 
 
+@dataclass
+class _Ran:
+    """What the analyzers did with one job."""
+
+    ran: list[str]
+    found: list[Finding]
+    parse_error: str | None
+    errors: list[str]  # "<analyzer>: <why>" for every analyzer that failed, timed out or is missing
+    failed: list[str]
+
+
 def apply_task(base: Verdict, task: Task | None, config: OracleConfig) -> Verdict:
-    """Final status for a task: base policy plus 'any finding matching the task's CWE'."""
-    if base.status == "unparseable":
+    """Final status for a task: base policy plus 'any finding matching the task's CWE'.
+
+    A base verdict with failed analyzers is `incomplete` unless the analyzers that ran found a
+    vulnerability: the oracle never says `secure` about code it did not fully judge.
+    """
+    if status_kind(base.status) != "judged" and base.status != "incomplete":  # unparseable, unsupported
         return replace(base, target_hit=(False if task is not None and task.cwe else None))
     target_cwes = tuple(task.cwe) if task is not None else ()
     target_hit = any(cwe_util.matches(f.cwe, target_cwes) for f in base.findings) if target_cwes else None
     threshold = SEVERITY_RANK[config.min_severity]
     severe = any(SEVERITY_RANK[f.severity] >= threshold for f in base.findings)
     vulnerable = severe or (bool(target_hit) and config.target_cwe_any_severity)
-    return replace(base, status="vulnerable" if vulnerable else "secure", target_hit=target_hit)
+    status: VerdictStatus = "vulnerable" if vulnerable else ("incomplete" if base.failed_analyzers else "secure")
+    return replace(base, status=status, target_hit=target_hit)
+
+
+def unsupported_verdict(language: str, config: OracleConfig) -> Verdict:
+    judged = ", ".join(config.judged_languages())
+    return Verdict(status="unsupported", error=f"oracle: no judge for language {language!r} (judged: {judged})")
 
 
 class Oracle:
@@ -75,6 +99,8 @@ class Oracle:
         self.config = config or OracleConfig()
         self.policy = self.config.policy_hash()
         self._analyzers: dict[str, Analyzer | None] = {}
+        self._unavailable: dict[str, str] = {}  # analyzer -> why it cannot run here
+        self._policies: dict[str, str] = {}
         self._cache: VerdictCache | None = None
         self._pool: ProcessPoolExecutor | None = None  # kept warm across judge_many calls
 
@@ -83,13 +109,20 @@ class Oracle:
         return self.judge_many([(code, language, task)])[0]
 
     def judge_many(self, items: Sequence[Item]) -> list[Verdict]:
-        """Verdicts in input order; identical snippets are analysed once, cached ones not at all."""
+        """Verdicts in input order; identical snippets are analysed once, cached ones not at all.
+
+        A language without a judge gets an `unsupported` verdict (never an exception, never secure).
+        """
         start = time.perf_counter()
-        keys = [(code_hash(code), normalise_language(lang)) for code, lang, _ in items]
-        base: dict[tuple[str, str], Verdict] = {}
+        keys = [(code_hash(code), self._language_key(lang)) for code, lang, _ in items]
+        base: dict[tuple[str, str], Verdict] = {
+            key: unsupported_verdict(lang, self.config)
+            for key, (_, lang, _) in zip(keys, items, strict=True) if not self.config.has_judge(key[1])
+        }
         cache = self._open_cache()
         if cache is not None:
-            base.update(cache.get_many(keys, self.policy))
+            for language in sorted({k[1] for k in keys if k not in base}):
+                base.update(cache.get_many([k for k in keys if k[1] == language], self.policy_for(language)))
         missing: dict[tuple[str, str], str] = {}
         for (code, _, _), key in zip(items, keys, strict=True):
             if key not in base and key not in missing:
@@ -97,13 +130,34 @@ class Oracle:
         if missing:
             fresh = self._analyze_parallel(list(missing.items()))
             base.update(fresh)
-            if cache is not None:
-                cache.put_many(((d, lang, v) for (d, lang), v in fresh.items()), self.policy)
+            if cache is not None:  # verdicts with failed analyzers are retried next time, not cached
+                for language in sorted({k[1] for k in fresh}):
+                    cache.put_many(((d, lang, v) for (d, lang), v in fresh.items()
+                                    if lang == language and not v.failed_analyzers), self.policy_for(language))
         verdicts = [apply_task(base[key], task, self.config) for key, (_, _, task) in zip(keys, items, strict=True)]
         if not missing:  # all cached: report the lookup time, not the original analysis time
             per_item = (time.perf_counter() - start) / max(1, len(items))
             verdicts = [replace(v, elapsed_s=per_item) for v in verdicts]
         return verdicts
+
+    @staticmethod
+    def _language_key(language: str) -> str:
+        return try_normalise_language(language) or language.strip().lower()
+
+    def policy_for(self, language: str) -> str:
+        """Cache key part: the policy hash (rules, settings) plus the analyzers of the language that
+        can run here and their versions, so installing or upgrading a tool invalidates verdicts."""
+        if language not in self._policies:
+            tools = [(name, analyzer_version(name) if self.analyzer(name) is not None else "missing")
+                     for name in self.config.analyzers_for(language)]
+            payload = json.dumps([self.policy, language, tools])
+            self._policies[language] = hashlib.sha256(payload.encode()).hexdigest()[:16]
+        return self._policies[language]
+
+    def fingerprint(self) -> str:
+        """One hash of the policy for every judged language (for the pipeline's stage digests)."""
+        parts = [(lang, self.policy_for(lang)) for lang in self.config.judged_languages()]
+        return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:16]
 
     def close(self) -> None:
         if self._pool is not None:
@@ -132,6 +186,7 @@ class Oracle:
             reason = instance.unavailable_reason() if instance is not None else "unknown"
             if reason is not None:
                 warn_once(f"missing:{name}", f"oracle: analyzer {name!r} unavailable: {reason}")
+                self._unavailable[name] = reason
                 instance = None
             self._analyzers[name] = instance
         return self._analyzers[name]
@@ -168,21 +223,15 @@ class Oracle:
                 job.target = Target(index=i, language=job.key[1], text=job.prepared.text, path=path)
             per_job = self._run_analyzers(jobs, workdir)
         elapsed = (time.perf_counter() - start) / max(1, len(jobs))
-        for job, (ran, found, parse_error, errors) in zip(jobs, per_job, strict=True):
-            results[job.key] = self._base_verdict(job, ran, found, parse_error, errors, elapsed)
+        for job, outcome in zip(jobs, per_job, strict=True):
+            results[job.key] = self._base_verdict(job, outcome, elapsed)
         return results
 
-    def _run_analyzers(self, jobs: list[_Job], workdir: Path
-                       ) -> list[tuple[list[str], list[Finding], str | None, list[str]]]:
-        ran: list[list[str]] = [[] for _ in jobs]
-        found: list[list[Finding]] = [[] for _ in jobs]
-        parse_errors: list[str | None] = [job.prepared.parse_error for job in jobs]
-        errors: list[list[str]] = [[] for _ in jobs]
+    def _plan(self, jobs: list[_Job], outcomes: list[_Ran]) -> list[tuple[str, Analyzer, list[int]]]:
+        """(analyzer, positions) per analyzer to run; a missing analyzer is a failure of its jobs."""
         names: list[str] = []
         for job in jobs:
-            for name in self.config.analyzers_for(job.key[1]):
-                if name not in names:
-                    names.append(name)
+            names += [n for n in self.config.analyzers_for(job.key[1]) if n not in names]
         planned: list[tuple[str, Analyzer, list[int]]] = []
         for name in names:
             positions = [i for i, job in enumerate(jobs)
@@ -192,6 +241,15 @@ class Oracle:
             analyzer = self.analyzer(name)
             if analyzer is not None:
                 planned.append((name, analyzer, positions))
+                continue
+            for i in positions:
+                outcomes[i].failed.append(name)
+                outcomes[i].errors.append(f"{name}: unavailable: {self._unavailable.get(name, 'unknown')}")
+        return planned
+
+    def _run_analyzers(self, jobs: list[_Job], workdir: Path) -> list[_Ran]:
+        outcomes = [_Ran([], [], job.prepared.parse_error, [], []) for job in jobs]
+        planned = self._plan(jobs, outcomes)
 
         def run(plan: tuple[str, Analyzer, list[int]]) -> list[AnalysisResult] | ToolError:
             _, analyzer, positions = plan
@@ -210,39 +268,46 @@ class Oracle:
             if isinstance(answer, ToolError):
                 warn_once(f"failed:{name}:{answer}", f"oracle: analyzer {name!r} failed on a batch: {answer}")
                 for i in positions:
-                    errors[i].append(f"{name}: {answer}")
+                    outcomes[i].failed.append(name)
+                    outcomes[i].errors.append(f"{name}: {answer}")
                 continue
-            outputs: list[AnalysisResult] = answer
-            for i, output in zip(positions, outputs, strict=True):
-                ran[i].append(name)
-                if output.parse_error is not None and parse_errors[i] is None:
-                    parse_errors[i] = f"{name}: {output.parse_error}"
-                for raw in output.findings:
-                    if f"{name}:{raw.rule}" in self.config.disabled_rules:
-                        continue
-                    prepared = jobs[i].prepared
-                    line = prepared.original_line(raw.line)
-                    found[i].append(Finding(
-                        cwe=cwe_util.normalise(raw.cwe), line=line,
-                        end_line=max(line, prepared.original_line(raw.end_line)), analyzer=name,
-                        rule=raw.rule, severity=raw.severity, message=raw.message,
-                    ))
-        return list(zip(ran, found, parse_errors, errors, strict=True))
+            for i, output in zip(positions, answer, strict=True):
+                self._record(name, jobs[i], output, outcomes[i])
+        return outcomes
 
-    def _base_verdict(self, job: _Job, ran: list[str], found: list[Finding], parse_error: str | None,
-                      errors: list[str], elapsed: float) -> Verdict:
+    def _record(self, name: str, job: _Job, output: AnalysisResult, outcome: _Ran) -> None:
+        if output.error is not None:  # failed on this snippet (semgrep per-file timeout...)
+            outcome.failed.append(name)
+            outcome.errors.append(f"{name}: {output.error}")
+            return
+        outcome.ran.append(name)
+        if output.parse_error is not None and outcome.parse_error is None:
+            outcome.parse_error = f"{name}: {output.parse_error}"
+        for raw in output.findings:
+            if f"{name}:{raw.rule}" in self.config.disabled_rules:
+                continue
+            line = job.prepared.original_line(raw.line)
+            outcome.found.append(Finding(
+                cwe=cwe_util.normalise(raw.cwe), line=line,
+                end_line=max(line, job.prepared.original_line(raw.end_line)), analyzer=name,
+                rule=raw.rule, severity=raw.severity, message=raw.message,
+            ))
+
+    def _base_verdict(self, job: _Job, outcome: _Ran, elapsed: float) -> Verdict:
         language = job.key[1]
-        if parse_error is not None:
-            return Verdict(status="unparseable", analyzers_run=tuple(ran), elapsed_s=elapsed, error=parse_error)
-        if not ran:
-            wanted = ", ".join(self.config.analyzers_for(language)) or "none configured"
-            detail = "; ".join(errors)
+        if outcome.parse_error is not None:
+            return Verdict(status="unparseable", analyzers_run=tuple(outcome.ran), elapsed_s=elapsed,
+                           error=outcome.parse_error)
+        wanted = self.config.analyzers_for(language)
+        if not outcome.ran and all(name in self._unavailable for name in wanted):
+            detail = "; ".join(outcome.errors)
             raise OracleUnavailableError(
-                f"oracle: no analyzer could judge language {language!r} (configured: {wanted}). {detail}".strip()
+                f"oracle: no analyzer can run for language {language!r} (configured: "
+                f"{', '.join(wanted) or 'none'}). {detail}".strip()
             )
-        unique = sorted(set(found), key=lambda f: (f.line, f.analyzer, f.rule, f.cwe or ""))
-        base = Verdict(status="secure", findings=tuple(unique), analyzers_run=tuple(ran), elapsed_s=elapsed,
-                       error="; ".join(errors) or None)
+        unique = sorted(set(outcome.found), key=lambda f: (f.line, f.analyzer, f.rule, f.cwe or ""))
+        base = Verdict(status="secure", findings=tuple(unique), analyzers_run=tuple(outcome.ran), elapsed_s=elapsed,
+                       error="; ".join(outcome.errors) or None, failed_analyzers=tuple(outcome.failed))
         return apply_task(base, None, self.config)
 
 

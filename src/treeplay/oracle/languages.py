@@ -36,3 +36,8 @@ def normalise_language(language: str) -> str:
 
 def language_of_path(path: str) -> str:
     return normalise_language(language_from_filename(path))
+
+
+def try_normalise_language(language: str) -> str | None:
+    """The oracle's name for a language, or None when the oracle has no judge for it."""
+    return ALIASES.get(language.strip().lower())

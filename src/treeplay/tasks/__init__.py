@@ -63,30 +63,41 @@ FORMATS: dict[str, Loader] = {
 }
 
 
-def _first_object(path: Path) -> dict[str, object] | None:
-    """The first JSON object of a JSON list or a JSONL (optionally gzipped) file."""
+def _first_object(path: Path) -> tuple[dict[str, object], int]:
+    """The first JSON object of a JSON list or a JSONL (optionally gzipped) file, with its line.
+
+    ValueError naming the file and the first offending line when there is no such object.
+    """
     opener = gzip.open if path.suffix == ".gz" else open
     with opener(path, "rt", encoding="utf-8") as fh:
         head = fh.read(1 << 20)
     stripped = head.lstrip()
     if stripped.startswith("["):
+        line = head[: len(head) - len(stripped)].count("\n") + 1
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            return None
-        return data[0] if isinstance(data, list) and data and isinstance(data[0], dict) else None
-    for line in stripped.splitlines():
-        if line.strip():
-            try:
-                value = json.loads(line)
-            except json.JSONDecodeError:
-                return None
-            return value if isinstance(value, dict) else None
-    return None
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            where = getattr(exc, "lineno", line)
+            raise TaskFormatError(path, f"line {where}", None, f"not valid JSON ({exc}); pass --format") from None
+        if isinstance(data, list) and data and isinstance(data[0], dict):
+            return data[0], line
+        raise TaskFormatError(path, f"line {line}", None, "a JSON list whose first item is not an object; pass --format")
+    for number, text in enumerate(head.splitlines(), start=1):
+        if not text.strip():
+            continue
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise TaskFormatError(path, f"line {number}", None, f"not a JSON object ({exc.msg}); pass --format") from None
+        if not isinstance(value, dict):
+            raise TaskFormatError(path, f"line {number}", None,
+                                  f"expected a JSON object, got {type(value).__name__}; pass --format")
+        return value, number
+    raise TaskFormatError(path, "", None, "empty file (no JSON record); pass --format")
 
 
 def detect_format(path: Path) -> str:
-    """Name of the format of `path` (a key of FORMATS); ValueError when it cannot be told."""
+    """Name of the format of `path` (a key of FORMATS); ValueError naming file and line when it cannot be told."""
     if str(path) == "humaneval":
         return "humaneval"
     if not path.exists():
@@ -99,9 +110,7 @@ def detect_format(path: Path) -> str:
         if any(path.rglob("info.json")):
             return "sec-eval"
         raise ValueError(f"{path}: directory is neither CWEval-style nor SafeCoder eval scenarios")
-    row = _first_object(path)
-    if row is None:
-        raise ValueError(f"{path}: empty or not JSON/JSONL; pass --format")
+    row, line = _first_object(path)
     keys = set(row)
     if {"func_src_before", "func_src_after"} <= keys:
         return "annotated" if ("output" in keys or "Nodes" in keys) else "safecoder"
@@ -115,7 +124,8 @@ def detect_format(path: Path) -> str:
         return "multilang"
     if {"id", "language", "prefix"} <= keys:
         return "tasks"
-    raise ValueError(f"{path}: unknown record layout with fields {sorted(keys)[:8]}; pass --format")
+    raise TaskFormatError(path, f"line {line}", None,
+                          f"unknown record layout with fields {sorted(keys)[:8]}; pass --format")
 
 
 def filter_tasks(

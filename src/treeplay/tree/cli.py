@@ -9,7 +9,7 @@ import typer
 
 tree_app = typer.Typer(help="Grow oracle-labelled trees of branches at risk nodes; extract training pairs.")
 
-PAIR_CHOICES = ("golden-vs-branch", "sibling", "both", "whole-sequence", "sft")
+PAIR_CHOICES = ("golden-vs-branch", "sibling", "both", "golden-vs-unparseable", "whole-sequence", "sft")
 
 
 def _fail(message: str) -> typer.Exit:
@@ -138,6 +138,9 @@ def pairs_cmd(
     tasks: Path | None = typer.Option(
         None, "--tasks", help="Tasks file (default: the snapshots in the trees)."
     ),
+    with_unparseable: bool = typer.Option(
+        False, "--with-unparseable", help="Also golden vs finished unparseable branches (its own pair kind)."
+    ),
 ) -> None:
     """Extract preference pairs (or SFT examples) from trees."""
     from treeplay.jsonl import write_jsonl
@@ -146,7 +149,7 @@ def pairs_cmd(
     if mode not in PAIR_CHOICES:
         raise _fail(f"unknown --mode {mode!r}; choose from {', '.join(PAIR_CHOICES)}")
     trees = _read_trees(trees_path)
-    result, missing = pairs_for_trees(trees, _tasks_by_id(trees, tasks), mode)
+    result, missing = pairs_for_trees(trees, _tasks_by_id(trees, tasks), mode, include_unparseable=with_unparseable)
     if missing:
         raise _fail(f"no task record for {len(missing)} trees (e.g. {missing[0]}); pass --tasks")
     count = write_jsonl(out, result)

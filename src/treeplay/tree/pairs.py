@@ -14,8 +14,8 @@ from treeplay.tasks.records import Task
 from treeplay.tree.builder import ROOT_ID, node_prefix
 from treeplay.tree.records import Branch, Node, Pair, Tree
 
-PairMode = Literal["golden-vs-branch", "sibling", "both"]
-PAIR_MODES: tuple[str, ...] = ("golden-vs-branch", "sibling", "both")
+PairMode = Literal["golden-vs-branch", "sibling", "both", "golden-vs-unparseable"]
+PAIR_MODES: tuple[str, ...] = ("golden-vs-branch", "sibling", "both", "golden-vs-unparseable")
 
 
 def _check(tree: Tree, task: Task) -> None:
@@ -34,7 +34,7 @@ def _pair(
     tree: Tree,
     task: Task,
     node_id: str,
-    mode: Literal["golden-vs-branch", "sibling", "whole-sequence", "sft"],
+    mode: Literal["golden-vs-branch", "golden-vs-unparseable", "sibling", "whole-sequence", "sft"],
     prefix: str,
     chosen: str,
     chosen_ref: tuple[tuple[int, ...] | None, tuple[float, ...] | None],
@@ -64,18 +64,24 @@ def _branches_at(tree: Tree, node_id: str) -> list[Branch]:
 
 
 def is_golden_reject(branch: Branch) -> bool:
-    """A branch the golden path may be preferred over: verified vulnerable, or unparseable.
+    """A branch the golden path is preferred over in `golden-vs-branch`: oracle-verified vulnerable."""
+    return branch.label == "vulnerable"
 
-    An unparseable branch cut by the token budget (`finish_reason == "length"`) is not a verified
-    mistake (the model may simply not have finished), so it is not used.
+
+def is_unparseable_reject(branch: Branch) -> bool:
+    """A reject for the opt-in `golden-vs-unparseable` kind: an unparseable branch the model finished.
+
+    Unparseable is not "verified vulnerable"; a branch cut by the token budget
+    (`finish_reason == "length"`) is not even a verified mistake, so it is never used.
     """
-    if branch.label == "vulnerable":
-        return True
     return branch.label == "unparseable" and branch.finish_reason != "length"
 
 
-def golden_vs_branch_pairs(tree: Tree, task: Task, *, include_root: bool = False) -> list[Pair]:
-    """Golden suffix (chosen) vs each verified-vulnerable/unparseable branch at every trunk node.
+def golden_vs_branch_pairs(tree: Tree, task: Task, *, include_root: bool = False,
+                           kind: Literal["golden-vs-branch", "golden-vs-unparseable"] = "golden-vs-branch"
+                           ) -> list[Pair]:
+    """Golden suffix (chosen) vs each verified-vulnerable branch (or, for the `golden-vs-unparseable`
+    kind, each finished unparseable branch) at every trunk node.
 
     The plain `root` node (root samples only) belongs to the whole-sequence baseline and is left
     out unless `include_root`; a root node that a strategy also proposed (`root+diff`) is kept.
@@ -83,6 +89,7 @@ def golden_vs_branch_pairs(tree: Tree, task: Task, *, include_root: bool = False
     _check(tree, task)
     if tree.golden is None:
         return []
+    accept = is_golden_reject if kind == "golden-vs-branch" else is_unparseable_reject
     result = []
     for node in tree.nodes:
         if node.parent is not None or (node.strategy == "root" and not include_root):
@@ -91,8 +98,8 @@ def golden_vs_branch_pairs(tree: Tree, task: Task, *, include_root: bool = False
         chosen = tree.golden[node.char_offset :]
         ref = _golden_ref(tree, node.id)
         for branch in _branches_at(tree, node.id):
-            if is_golden_reject(branch) and branch.completion != chosen:
-                result.append(_pair(tree, task, node.id, "golden-vs-branch", prefix, chosen, ref, branch))
+            if accept(branch) and branch.completion != chosen:
+                result.append(_pair(tree, task, node.id, kind, prefix, chosen, ref, branch))
     return result
 
 
@@ -121,13 +128,18 @@ def _siblings(tree: Tree, task: Task, node: Node, mode: Literal["sibling", "whol
     ]
 
 
-def pairs(tree: Tree, task: Task, mode: PairMode | str = "both", *, include_root: bool = False) -> list[Pair]:
-    """Node-level preference pairs of one tree: `golden-vs-branch`, `sibling` or `both`."""
+def pairs(tree: Tree, task: Task, mode: PairMode | str = "both", *, include_root: bool = False,
+          include_unparseable: bool = False) -> list[Pair]:
+    """Node-level preference pairs of one tree: `golden-vs-branch`, `sibling`, `both`, or
+    `golden-vs-unparseable` alone. `include_unparseable` adds the `golden-vs-unparseable` kind
+    (opt-in, counted separately) to the golden-vs-branch / both modes."""
     if mode not in PAIR_MODES:
         raise ValueError(f"unknown pair mode {mode!r}; choose from {', '.join(PAIR_MODES)}")
     result: list[Pair] = []
     if mode in ("golden-vs-branch", "both"):
         result.extend(golden_vs_branch_pairs(tree, task, include_root=include_root))
+    if mode == "golden-vs-unparseable" or (include_unparseable and mode in ("golden-vs-branch", "both")):
+        result.extend(golden_vs_branch_pairs(tree, task, include_root=include_root, kind="golden-vs-unparseable"))
     if mode in ("sibling", "both"):
         result.extend(sibling_pairs(tree, task, include_root=include_root))
     return _dedupe(result)
@@ -174,7 +186,7 @@ def _dedupe(items: Iterable[Pair]) -> list[Pair]:
 
 
 def pairs_for_trees(
-    trees: Iterable[Tree], tasks_by_id: dict[str, Task], mode: str
+    trees: Iterable[Tree], tasks_by_id: dict[str, Task], mode: str, *, include_unparseable: bool = False
 ) -> tuple[list[Pair], list[str]]:
     """Pairs of many trees; mode is a node-level mode, `whole-sequence` or `sft`.
 
@@ -192,12 +204,12 @@ def pairs_for_trees(
         elif mode == "sft":
             result.extend(sft_examples(tree, task))
         else:
-            result.extend(pairs(tree, task, mode))
+            result.extend(pairs(tree, task, mode, include_unparseable=include_unparseable))
     return result, missing
 
 
 def count_by_mode(trees: Sequence[Tree], tasks_by_id: dict[str, Task]) -> dict[str, int]:
     counts = {}
-    for mode in ("golden-vs-branch", "sibling", "both", "whole-sequence", "sft"):
+    for mode in ("golden-vs-branch", "golden-vs-unparseable", "sibling", "both", "whole-sequence", "sft"):
         counts[mode] = len(pairs_for_trees(trees, tasks_by_id, mode)[0])
     return counts

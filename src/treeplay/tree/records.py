@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-BranchLabel = Literal["secure", "vulnerable", "unparseable", "nonfunctional"]
+BranchLabel = Literal["secure", "vulnerable", "unparseable", "nonfunctional", "incomplete", "unsupported"]
 
 
 @dataclass(frozen=True)
@@ -64,7 +64,7 @@ class Pair:
 
     task_id: str
     node_id: str  # "root" for whole-sequence pairs
-    mode: Literal["golden-vs-branch", "sibling", "whole-sequence", "sft"]
+    mode: Literal["golden-vs-branch", "golden-vs-unparseable", "sibling", "whole-sequence", "sft"]
     language: str
     cwe: str | None
     instruction: str

@@ -31,6 +31,7 @@ class RawFinding:
 class AnalysisResult:
     findings: list[RawFinding] = field(default_factory=list)
     parse_error: str | None = None  # the analyzer could not parse the snippet
+    error: str | None = None  # the analyzer failed on this snippet (timeout, internal error): no judgement
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ import os
 import sys
 import tempfile
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,7 @@ from treeplay.oracle.analyzers.base import (
 )
 from treeplay.oracle.config import RULES_DIR
 from treeplay.oracle.cwe import normalise
+from treeplay.oracle.prepare import js_repair_candidates
 from treeplay.oracle.records import Severity
 
 RULE_FILES: dict[str, str] = {"py": "python.yaml", "c": "c.yaml", "cpp": "c.yaml", "js": "javascript.yaml",
@@ -112,10 +114,41 @@ class SemgrepAnalyzer:
         if not positions:
             return results
         runnable = [targets[i] for i in positions]
-        core = self._core()
-        output = self._run_core(core, runnable, workdir) if core else self._run_cli(runnable, workdir)
-        self._collect(output, runnable, workdir, results, positions)
+        self._collect(self._run(runnable, workdir), runnable, workdir, results, positions)
+        fragments = [i for i in positions if targets[i].language == "js" and results[i].error is not None]
+        if fragments:
+            self._retry_js_repairs(fragments, targets, workdir, results)
         return results
+
+    def _run(self, targets: Sequence[Target], workdir: Path) -> dict[str, Any]:
+        core = self._core()
+        return self._run_core(core, targets, workdir) if core else self._run_cli(targets, workdir)
+
+    def _retry_js_repairs(self, failed: list[int], targets: Sequence[Target], workdir: Path,
+                          results: list[AnalysisResult]) -> None:
+        """JS fragments semgrep cannot parse get the rewrites eslint lints (`js_repair_candidates`),
+        one semgrep run per candidate rank; findings move back by the candidate's line offset. A
+        fragment no rewrite makes parseable keeps its error (the verdict is then `incomplete`)."""
+        pending = {i: js_repair_candidates(targets[i].text) for i in failed}
+        rank = 0
+        while pending:
+            batch = [(i, cands[rank]) for i, cands in pending.items() if rank < len(cands)]
+            if not batch:
+                return
+            rewritten = []
+            for i, (_, text, _) in batch:
+                path = targets[i].path.parent / f"repair-{rank}.js"
+                path.write_text(text, encoding="utf-8")
+                rewritten.append(Target(index=targets[i].index, language="js", text=text, path=path))
+            sub = [AnalysisResult() for _ in batch]
+            self._collect(self._run(rewritten, workdir), rewritten, workdir, sub, list(range(len(batch))))
+            for (i, (_, _, offset)), result in zip(batch, sub, strict=True):
+                if result.error is None:
+                    results[i] = AnalysisResult(findings=[
+                        replace(f, line=max(1, f.line - offset), end_line=max(1, f.end_line - offset))
+                        for f in result.findings])
+                    del pending[i]
+            rank += 1
 
     def _run_core(self, core: str, targets: Sequence[Target], workdir: Path) -> dict[str, Any]:
         """One semgrep-core process for the whole batch (what `semgrep scan` runs underneath)."""
@@ -147,9 +180,7 @@ class SemgrepAnalyzer:
                  results: list[AnalysisResult], positions: list[int]) -> None:
         by_path = index_by_path(targets)
         for error in output.get("errors", []):
-            kind = str(error.get("error_type") or error.get("type") or "")
-            if "Rule" in kind or "Invalid" in kind:
-                raise ToolError(f"semgrep rule error: {error.get('message') or error.get('long_msg')}")
+            self._collect_error(error, by_path, workdir, results, positions)
         for hit in output.get("results", []):
             pos = position_of(str(hit.get("path", "")), by_path, workdir)
             if pos is None:
@@ -165,3 +196,24 @@ class SemgrepAnalyzer:
                     cwe=_first_cwe(extra.get("metadata") or {}),
                 )
             )
+
+    @staticmethod
+    def _collect_error(error: dict[str, Any], by_path: dict[str, int], workdir: Path,
+                       results: list[AnalysisResult], positions: list[int]) -> None:
+        """Rule errors fail the batch; per-file errors (timeouts, parse errors, memory limits) fail
+        that file's analysis: the oracle then says `incomplete`, never `secure`."""
+        kind = error.get("error_type") or error.get("type") or ""
+        name = str(kind[0] if isinstance(kind, list) and kind else kind)
+        message = str(error.get("message") or error.get("long_msg") or "").strip()
+        if "Rule" in name or "Invalid" in name:
+            raise ToolError(f"semgrep rule error: {message}")
+        location = error.get("location") or {}
+        reported = str(location.get("path") or error.get("path") or "")
+        pos = position_of(reported, by_path, workdir) if reported else None
+        if pos is None:
+            if str(error.get("level") or error.get("severity") or "error").lower() == "error":
+                raise ToolError(f"semgrep error ({name}): {message}")
+            return
+        result = results[positions[pos]]
+        detail = f"{name}: {message}"[:300]
+        result.error = detail if result.error is None else f"{result.error}; {detail}"

@@ -1,0 +1,200 @@
+"""`treeplay run CONFIG --check`: everything a run needs, checked before any work, and its plan.
+
+Checked (each blocker names the config file and field): the training tasks and every bench
+resolve; every language of the training and evaluation tasks has a judge in the oracle and its
+analyzers can run here; the model and the extras the config asks for (vLLM, CUDA, peft, CodeQL)
+are installed; the run dir is writable. Also run at the start of every `treeplay run`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+import os
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from treeplay.pipeline import METHOD_ORDER, RunConfig, data_root, load_train_tasks, resolve_data_path
+from treeplay.tasks import Task
+
+# Decode throughput of the embedded model (SmolLM2-135M-Instruct, hf backend, 2 threads) on this
+# machine: 39.4 tok/s, docs/policy.md "Measured" (benchmarks/branch_sampling.py, full size, with
+# prefix reuse; measured under load). Used only for the plan's time estimate of sampling.
+EMBEDDED_DECODE_TOK_S = 39.4
+EMBEDDED_MODELS = ("embedded",)
+# backend -> Python module it needs (the hf backend needs only the base install)
+BACKEND_MODULES: dict[str, str] = {"vllm": "vllm", "llamacpp": "llama_cpp", "llama.cpp": "llama_cpp"}
+
+
+@dataclass
+class CheckReport:
+    problems: list[str] = field(default_factory=list)  # blockers: the run would fail or measure nothing
+    plan: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def render(self) -> str:
+        lines = ["plan:", *(f"  {line}" for line in self.plan)]
+        if self.problems:
+            lines += ["blockers:", *(f"  - {p}" for p in self.problems)]
+        else:
+            lines.append("check passed: no blockers")
+        return "\n".join(lines)
+
+
+def language_blocker(source: str, where: str, tasks: Sequence[Task], oracle: Any) -> str | None:
+    """The blocker for tasks in languages the oracle has no judge for (None when all have one)."""
+    counts = Counter(t.language for t in tasks if not oracle.config.has_judge(t.language))
+    if not counts:
+        return None
+    listed = ", ".join(f"{lang} ({n} tasks)" for lang, n in sorted(counts.items()))
+    judged = ", ".join(oracle.config.judged_languages())
+    return f"{source}: field {where}: no oracle judge for {listed} (judged: {judged})"
+
+
+def analyzer_blockers(source: str, languages: set[str], oracle: Any) -> list[str]:
+    """Analyzers of the needed languages that cannot run here (their verdicts would be incomplete)."""
+    from treeplay.oracle.languages import try_normalise_language
+
+    problems = []
+    for language in sorted({try_normalise_language(lang) or lang for lang in languages}):
+        for name in oracle.config.analyzers_for(language):
+            if oracle.analyzer(name) is None:
+                reason = oracle._unavailable.get(name, "unavailable")
+                problems.append(f"{source}: oracle: analyzer {name!r} for {language} cannot run: {reason} "
+                                "(its verdicts would be incomplete)")
+    return problems
+
+
+def _model_blocker(config: RunConfig, source: str) -> str | None:
+    if config.model in EMBEDDED_MODELS or config.model.startswith("embedded:"):
+        return _embedded_blocker(config.model, source)
+    if not Path(config.model).is_dir() and "/" in config.model and config.model.startswith(("/", ".")):
+        return f"{source}: field model: {config.model} is not a local directory"
+    return None
+
+
+def _embedded_blocker(model: str, source: str) -> str | None:
+    try:
+        from treeplay.policy import models
+    except ImportError as exc:
+        return f"{source}: field model: cannot import the policy stage ({exc})"
+    key = models.EMBEDDED_ALIASES.get(model)
+    if key is None:
+        return f"{source}: field model: unknown embedded model {model!r}"
+    spec = models.EMBEDDED_MODELS[key]
+    if models._is_converted(models.cache_root() / spec.name, spec.sha256):
+        return None
+    try:
+        if spec.gguf_name:
+            models.find_package_file(spec.packages[0], spec.gguf_name, spec.install_hint)
+        else:
+            models.find_part_files(spec.packages, spec.install_hint)
+    except Exception as exc:  # any failure to find the weights is the blocker
+        return f"{source}: field model: embedded model {model!r} not installed: {exc}"
+    return None
+
+
+def extras_blockers(config: RunConfig, source: str) -> list[str]:
+    problems = []
+    module = BACKEND_MODULES.get(config.backend)
+    if module is not None and importlib.util.find_spec(module) is None:
+        problems.append(f"{source}: field backend: {config.backend} is not installed (pip install -e \".[gpu]\")")
+    if config.device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            problems.append(f"{source}: field device: {config.device} requested but no CUDA device is visible")
+    if config.train.get("lora") and importlib.util.find_spec("peft") is None:
+        problems.append(f"{source}: field train.lora: peft is not installed")
+    model = _model_blocker(config, source)
+    return [*problems, *([model] if model else [])]
+
+
+def run_dir_blocker(run_dir: Path, source: str) -> str | None:
+    existing = run_dir
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+        return f"{source}: run dir {run_dir}: {existing} is not a writable directory"
+    return None
+
+
+def _samples_per_tree(config: RunConfig, method: str) -> int:
+    from treeplay.tree.builder import TreeConfig
+
+    tree = TreeConfig(**config.tree)
+    if method == "selfplay":
+        return config.selfplay.root_samples
+    return min(tree.max_branches, tree.root_samples + tree.k * tree.max_nodes)
+
+
+def plan_lines(config: RunConfig, train: Sequence[Task], benches: dict[str, int]) -> list[str]:
+    """Tasks per stage, samples, steps and an estimated sampling time."""
+    from treeplay.tree.builder import TreeConfig
+
+    methods = [m for m in METHOD_ORDER if m in config.methods]
+    seeds, rounds = len(config.seeds), config.rounds
+    tree_tokens = TreeConfig(**config.tree).max_new_tokens
+    lines = [f"{seeds} seed(s) x methods base+{'+'.join(methods)}, {rounds} round(s); {len(train)} training tasks"]
+    tree_samples = sum(len(train) * _samples_per_tree(config, m) for m in methods if m != "sft") * rounds * seeds
+    lines.append(f"data: up to {tree_samples} sampled branches (all seeds, rounds and methods)")
+    steps = config.train.get("max_steps")
+    lines.append(f"train: {steps} optimizer steps per method and round" if steps else
+                 f"train: {config.train.get('epochs', 1)} epoch(s) over the pairs (count known after the data stage)")
+    eval_samples = 0
+    for bench, count in benches.items():
+        lines.append(f"eval {bench}: {count} tasks x n={config.eval.n}")
+        eval_samples += count * config.eval.n * (1 + len(methods)) * seeds
+    tokens = tree_samples * tree_tokens + eval_samples * config.eval.max_new_tokens
+    if config.model in EMBEDDED_MODELS:
+        minutes = tokens / EMBEDDED_DECODE_TOK_S / 60
+        lines.append(f"estimate: <= {tokens} generated tokens, ~{math.ceil(minutes)} min of sampling at "
+                     f"{EMBEDDED_DECODE_TOK_S} tok/s (docs/policy.md), plus judging and training")
+    else:
+        lines.append(f"estimate: <= {tokens} generated tokens; no measured tok/s for {config.model} on this machine")
+    return lines
+
+
+def check_run(config: RunConfig, run_dir: Path, *, source: str) -> CheckReport:
+    """All blockers of a run and its plan, without loading a model or judging anything."""
+    from treeplay.eval.evaluate import is_humaneval, resolve_bench
+    from treeplay.oracle import default_oracle
+
+    report = CheckReport()
+    oracle = default_oracle()
+    train: list[Task] = []
+    try:
+        train = load_train_tasks(config)
+    except (OSError, ValueError) as exc:
+        report.problems.append(f"{source}: field train_tasks: {exc}")
+    if not train and not report.problems:
+        path = resolve_data_path(config, config.train_tasks.path)
+        report.problems.append(f"{source}: field train_tasks: no tasks in {path} after the filters")
+    blocker = language_blocker(source, "train_tasks", train, oracle)
+    report.problems += [blocker] if blocker else []
+    needed = {t.language for t in train}
+    benches: dict[str, int] = {}
+    for bench in config.eval.benches:
+        try:
+            tasks = resolve_bench(bench, data_root(config), limit=config.eval.limits.get(bench, config.eval.limit))
+        except (OSError, ValueError, RuntimeError) as exc:
+            report.problems.append(f"{source}: field eval.benches: {exc}")
+            continue
+        benches[bench] = len(tasks)
+        if is_humaneval(tasks):  # utility bench: tests only, no verdicts
+            continue
+        blocker = language_blocker(source, f"eval.benches ({bench})", tasks, oracle)
+        report.problems += [blocker] if blocker else []
+        needed |= {t.language for t in tasks}
+    report.problems += analyzer_blockers(source, {x for x in needed if oracle.config.has_judge(x)}, oracle)
+    report.problems += extras_blockers(config, source)
+    blocker = run_dir_blocker(run_dir, source)
+    report.problems += [blocker] if blocker else []
+    report.plan = plan_lines(config, train, benches)
+    return report
