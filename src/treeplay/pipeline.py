@@ -283,6 +283,7 @@ class Pipeline:
         self._policy_cache: tuple[str, Any] | None = None
         self.train_tasks: list[Task] = []
         self.tasks_by_id: dict[str, Task] = {}
+        self._data_done: dict[str, Path] = {}  # data-stage inputs hash -> directory (shared across arms)
 
     # -- models ------------------------------------------------------------------------------
     def policy(self, model: str) -> Any:
@@ -336,16 +337,25 @@ class Pipeline:
             stages.append(Stage(f"seed {seed} / {method} / eval {bench}", directory, inputs, run))
         return stages
 
-    def data_stage(self, seed: int, method: str, round_: int, opponent: str, opponent_hash: str) -> Stage:
-        directory = self.run_dir / f"seed-{seed}" / method / f"round-{round_}" / "data"
-        tree_cfg = self._tree_config(method)
+    def data_stage(self, seed: int, arm: Arm, round_: int, opponent: str, opponent_hash: str) -> Stage:
+        method = arm.method
+        directory = self.run_dir / f"seed-{seed}" / arm.name / f"round-{round_}" / "data"
+        tree_cfg = self._tree_config(arm)
         inputs = digest(
-            "data", method, round_, opponent_hash, seed, dataclasses.asdict(tree_cfg), self.config.pair_mode,
+            "data", method, round_, opponent_hash, seed, dataclasses.asdict(tree_cfg), arm.pair_mode,
             self.config.unparseable_pairs, [t.id for t in self.train_tasks], oracle_fingerprint(),
         )
 
         def run() -> dict[str, Any]:
             pairs_path = directory / "pairs.jsonl"
+            shared = self._data_done.get(inputs)
+            if shared is not None and shared != directory:  # same trees as another arm (e.g. round 1 of an ablation)
+                directory.mkdir(parents=True, exist_ok=True)
+                for name in ("trees.jsonl", "pairs.jsonl"):
+                    if (shared / name).is_file():
+                        shutil.copyfile(shared / name, directory / name)
+                record = json.loads((shared / STAGE_FILE).read_text(encoding="utf-8")).get("record", {})
+                return {**record, "pairs_file": str(pairs_path), "copied_from": str(shared)}
             if method == "sft":
                 pairs = sft_pairs(self.train_tasks)
                 write_jsonl(pairs_path, pairs)
@@ -364,7 +374,7 @@ class Pipeline:
                 seed=seed * 1000 + round_,
             )
             trees = [tree_from_dict(r) for r in read_jsonl(trees_path)]
-            mode = "whole-sequence" if method == "selfplay" else self.config.pair_mode
+            mode = "whole-sequence" if method == "selfplay" else arm.pair_mode
             pairs, missing = pairs_for_trees(trees, self.tasks_by_id, mode,
                                              include_unparseable=self.config.unparseable_pairs)
             if missing:
@@ -383,13 +393,13 @@ class Pipeline:
                 "pairs_file": str(pairs_path),
             }
 
-        return Stage(f"seed {seed} / {method} / round {round_} / data", directory, inputs, run)
+        return Stage(f"seed {seed} / {arm.name} / round {round_} / data", directory, inputs, run)
 
-    def _tree_config(self, method: str) -> Any:
+    def _tree_config(self, arm: Arm) -> Any:
         from treeplay.tree.builder import TreeConfig
 
-        base = TreeConfig(**self.config.tree)
-        if method == "selfplay":
+        base = TreeConfig(**arm.tree)
+        if arm.method == "selfplay":
             # Unstructured self-play: whole sequences sampled from the root only, same oracle labels.
             return dataclasses.replace(
                 base, root_samples=self.config.selfplay.root_samples, max_nodes=1, depth=1,
@@ -398,16 +408,17 @@ class Pipeline:
         return base
 
     def train_stage(
-        self, seed: int, method: str, round_: int, model_in: str, model_hash: str, data: Stage
+        self, seed: int, arm: Arm, round_: int, model_in: str, model_hash: str, data: Stage
     ) -> Stage:
         from treeplay.train.config import TrainConfig
 
-        directory = self.run_dir / f"seed-{seed}" / method / f"round-{round_}" / "train"
+        method = arm.name
+        directory = self.run_dir / f"seed-{seed}" / arm.name / f"round-{round_}" / "train"
         # With LoRA the next round loads this round's adapter on top of its own base (a chain of
         # adapters, see treeplay.policy.models.model_chain): llama.cpp applies them unmerged.
-        options = {**self.config.train, "method": method, "seed": seed}
-        train_cfg = TrainConfig.from_dict(options, source="train")
-        inputs = digest("train", method, round_, model_hash, data.inputs_hash, train_cfg.to_dict())
+        options = {**arm.train, "method": arm.method, "seed": seed}
+        train_cfg = TrainConfig.from_dict(options, source=f"train ({arm.name})")
+        inputs = digest("train", arm.method, round_, model_hash, data.inputs_hash, train_cfg.to_dict())
 
         def run() -> dict[str, Any]:
             from treeplay.train.data import read_pairs
@@ -449,27 +460,29 @@ class Pipeline:
         )
         self.train_tasks = load_train_tasks(config)
         self.tasks_by_id = {t.id: t for t in self.train_tasks}
-        methods = [m for m in METHOD_ORDER if m in config.methods]
+        arms = config.arms()
         self.console.print(
             f"[bold]treeplay run[/] {config.name}: model {config.model}, {len(self.train_tasks)} train tasks, "
-            f"methods base+{'+'.join(methods)}, rounds {config.rounds}, seeds {config.seeds} -> {self.run_dir}"
+            f"arms base+{'+'.join(a.name for a in arms)}, rounds {config.rounds}, seeds {config.seeds} -> {self.run_dir}"
         )
-        planned = len(config.seeds) * (len(config.eval.benches) * (1 + len(methods)) + 2 * config.rounds * len(methods))
+        planned = len(config.seeds) * (len(config.eval.benches) * (1 + len(arms)) + 2 * config.rounds * len(arms))
         clock = _StageClock(planned, self.console)
         base_hash = digest("model", config.model)
         for seed in config.seeds:
             for stage in self.eval_stages(seed, "base", config.model, base_hash):
                 clock.run(stage)
-            for method in methods:
+            for arm in arms:
+                method = arm.name
                 model, model_hash = config.model, base_hash
                 steps = tokens = pairs_total = 0
                 wall = 0.0
                 untrained: list[str] = []
                 by_mode: Counter[str] = Counter()
                 for round_ in range(1, config.rounds + 1):
-                    data = self.data_stage(seed, method, round_, model, model_hash)
+                    data = self.data_stage(seed, arm, round_, model, model_hash)
                     data_record = clock.run(data)
-                    train = self.train_stage(seed, method, round_, model, model_hash, data)
+                    self._data_done.setdefault(data.inputs_hash, data.directory)
+                    train = self.train_stage(seed, arm, round_, model, model_hash, data)
                     train_record = clock.run(train)
                     wall += float(data_record.get("wall_s", 0)) + float(train_record.get("wall_s", 0))
                     steps += int(train_record.get("steps", 0))
@@ -482,7 +495,8 @@ class Pipeline:
                 eval_records = [clock.run(stage) for stage in self.eval_stages(seed, method, model, model_hash)]
                 wall += sum(float(r.get("wall_s", 0)) for r in eval_records)
                 budget = {
-                    "method": method,
+                    "method": arm.method,
+                    "arm": arm.name,
                     "rounds": config.rounds,
                     "optimizer_steps": steps,
                     "tokens": tokens,

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from treeplay.pipeline import METHOD_ORDER, RunConfig, data_root, load_train_tasks, resolve_data_path
+from treeplay.pipeline import METHOD_ORDER, Arm, RunConfig, data_root, load_train_tasks, resolve_data_path
 from treeplay.tasks import Task
 
 # Decode throughput of the embedded model (SmolLM2-135M-Instruct, hf backend, 2 threads) on this
@@ -125,11 +125,11 @@ def run_dir_blocker(run_dir: Path, source: str) -> str | None:
     return None
 
 
-def _samples_per_tree(config: RunConfig, method: str) -> int:
+def _samples_per_tree(config: RunConfig, arm: Arm) -> int:
     from treeplay.tree.builder import TreeConfig
 
-    tree = TreeConfig(**config.tree)
-    if method == "selfplay":
+    tree = TreeConfig(**arm.tree)
+    if arm.method == "selfplay":
         return config.selfplay.root_samples
     return min(tree.max_branches, tree.root_samples + tree.k * tree.max_nodes)
 
@@ -138,11 +138,11 @@ def plan_lines(config: RunConfig, train: Sequence[Task], benches: dict[str, int]
     """Tasks per stage, samples, steps and an estimated sampling time."""
     from treeplay.tree.builder import TreeConfig
 
-    methods = [m for m in METHOD_ORDER if m in config.methods]
+    arms = config.arms()
     seeds, rounds = len(config.seeds), config.rounds
     tree_tokens = TreeConfig(**config.tree).max_new_tokens
-    lines = [f"{seeds} seed(s) x methods base+{'+'.join(methods)}, {rounds} round(s); {len(train)} training tasks"]
-    tree_samples = sum(len(train) * _samples_per_tree(config, m) for m in methods if m != "sft") * rounds * seeds
+    lines = [f"{seeds} seed(s) x arms base+{'+'.join(a.name for a in arms)}, {rounds} round(s); {len(train)} training tasks"]
+    tree_samples = sum(len(train) * _samples_per_tree(config, a) for a in arms if a.method != "sft") * rounds * seeds
     lines.append(f"data: up to {tree_samples} sampled branches (all seeds, rounds and methods)")
     steps = config.train.get("max_steps")
     lines.append(f"train: {steps} optimizer steps per method and round" if steps else
@@ -150,7 +150,7 @@ def plan_lines(config: RunConfig, train: Sequence[Task], benches: dict[str, int]
     eval_samples = 0
     for bench, count in benches.items():
         lines.append(f"eval {bench}: {count} tasks x n={config.eval.n}")
-        eval_samples += count * config.eval.n * (1 + len(methods)) * seeds
+        eval_samples += count * config.eval.n * (1 + len(arms)) * seeds
     tokens = tree_samples * tree_tokens + eval_samples * config.eval.max_new_tokens
     if config.model in EMBEDDED_MODELS:
         minutes = tokens / EMBEDDED_DECODE_TOK_S / 60
@@ -161,12 +161,35 @@ def plan_lines(config: RunConfig, train: Sequence[Task], benches: dict[str, int]
     return lines
 
 
+def arm_option_problems(config: RunConfig, source: str) -> list[str]:
+    """Tree and train options of every arm (methods and variants), validated by their configs."""
+    from treeplay.train.config import TrainConfig
+    from treeplay.tree.builder import TreeConfig
+
+    problems = []
+    for arm in config.arms():
+        where = "tree" if arm.name in METHOD_ORDER else f"variants.{arm.name}.tree"
+        try:
+            TreeConfig(**arm.tree)
+        except (TypeError, ValueError) as exc:
+            problems.append(f"{source}: field {where}: {exc}")
+        where = "train" if arm.name in METHOD_ORDER else f"variants.{arm.name}.train"
+        try:
+            TrainConfig.from_dict({**arm.train, "method": arm.method}, source=f"{source}: field {where}")
+        except (TypeError, ValueError) as exc:
+            problems.append(str(exc) if str(exc).startswith(source) else f"{source}: field {where}: {exc}")
+    return problems
+
+
 def check_run(config: RunConfig, run_dir: Path, *, source: str) -> CheckReport:
     """All blockers of a run and its plan, without loading a model or judging anything."""
     from treeplay.eval.evaluate import is_humaneval, resolve_bench
     from treeplay.oracle import default_oracle
 
     report = CheckReport()
+    report.problems += arm_option_problems(config, source)
+    if report.problems:
+        return report
     oracle = default_oracle()
     train: list[Task] = []
     try:
