@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from rich.console import Console
 
 from treeplay.jsonl import read_jsonl, write_jsonl
@@ -87,6 +87,8 @@ class VariantSection(_Strict):
     tree: dict[str, Any] = Field(default_factory=dict)  # TreeConfig fields over `tree:`
     train: dict[str, Any] = Field(default_factory=dict)  # TrainConfig fields over `train:`
     pair_mode: Literal["golden-vs-branch", "sibling", "both"] | None = None
+    benches: list[str] | None = None  # evaluate on these of `eval.benches` only (None: all)
+    rounds: int | None = Field(default=None, ge=1)  # None: the run's `rounds`
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,6 +100,8 @@ class Arm:
     tree: dict[str, Any]
     train: dict[str, Any]
     pair_mode: str
+    benches: tuple[str, ...]
+    rounds: int
 
 
 class RunConfig(_Strict):
@@ -136,11 +140,22 @@ class RunConfig(_Strict):
                 raise ValueError(f"variant name {name!r} must be lower-case letters, digits and '-', not a method name")
         return value
 
+    @model_validator(mode="after")
+    def _variant_benches(self) -> RunConfig:
+        for name, variant in self.variants.items():
+            unknown = sorted(set(variant.benches or ()) - set(self.eval.benches))
+            if unknown:
+                raise ValueError(f"variants.{name}.benches: {unknown} are not in eval.benches")
+        return self
+
     def arms(self) -> list[Arm]:
         """The trained arms in report order: the methods, then the variants."""
-        arms = [Arm(m, m, dict(self.tree), dict(self.train), self.pair_mode) for m in METHOD_ORDER if m in self.methods]
+        benches = tuple(self.eval.benches)
+        arms = [Arm(m, m, dict(self.tree), dict(self.train), self.pair_mode, benches, self.rounds)
+                for m in METHOD_ORDER if m in self.methods]
         for name, v in self.variants.items():
-            arms.append(Arm(name, v.method, {**self.tree, **v.tree}, {**self.train, **v.train}, v.pair_mode or self.pair_mode))
+            arms.append(Arm(name, v.method, {**self.tree, **v.tree}, {**self.train, **v.train},
+                            v.pair_mode or self.pair_mode, tuple(v.benches or benches), v.rounds or self.rounds))
         return arms
 
 
@@ -302,12 +317,14 @@ class Pipeline:
         self._policy_cache = None
 
     # -- stages ------------------------------------------------------------------------------
-    def eval_stages(self, seed: int, method: str, model: str, model_hash: str) -> list[Stage]:
+    def eval_stages(
+        self, seed: int, method: str, model: str, model_hash: str, benches: Sequence[str] | None = None
+    ) -> list[Stage]:
         from treeplay.eval.evaluate import bench_slug, resolve_bench
 
         stages = []
         section = self.config.eval
-        for bench in section.benches:
+        for bench in benches if benches is not None else section.benches:
             limit = section.limits.get(bench, section.limit)
             directory = self.run_dir / f"seed-{seed}" / method / "eval" / bench_slug(bench)
             inputs = digest("eval", bench, limit, section.model_dump(exclude={"batch_tasks", "limits", "limit"}), model_hash,
@@ -478,7 +495,7 @@ class Pipeline:
                 wall = 0.0
                 untrained: list[str] = []
                 by_mode: Counter[str] = Counter()
-                for round_ in range(1, config.rounds + 1):
+                for round_ in range(1, arm.rounds + 1):
                     data = self.data_stage(seed, arm, round_, model, model_hash)
                     data_record = clock.run(data)
                     self._data_done.setdefault(data.inputs_hash, data.directory)
@@ -492,12 +509,12 @@ class Pipeline:
                     untrained += [train_record["untrained"]] if train_record.get("untrained") else []
                     model, model_hash = str(train_record["final_model_dir"]), train.inputs_hash
                 self.drop_policy()
-                eval_records = [clock.run(stage) for stage in self.eval_stages(seed, method, model, model_hash)]
+                eval_records = [clock.run(stage) for stage in self.eval_stages(seed, method, model, model_hash, arm.benches)]
                 wall += sum(float(r.get("wall_s", 0)) for r in eval_records)
                 budget = {
                     "method": arm.method,
                     "arm": arm.name,
-                    "rounds": config.rounds,
+                    "rounds": arm.rounds,
                     "optimizer_steps": steps,
                     "tokens": tokens,
                     "pairs": pairs_total,

@@ -121,3 +121,39 @@ def test_selfplay_command_rejects_bad_options_before_loading_anything(tmp_path):
     )
     assert result.exit_code == 2
     assert "field tree: k must be >= 1" in result.stderr
+
+
+VARIANTS = """name: x
+train_tasks: {path: a.jsonl}
+methods: [tsp, sft]
+rounds: 2
+eval: {benches: [securityeval, humaneval]}
+tree: {strategies: "diff,oracle", k: 4}
+train: {max_steps: 8, sft_alpha: 0.1}
+variants:
+  tsp-dpo: {method: tsp, train: {sft_alpha: 0.0, first_w: 0}, rounds: 1}
+  tsp-oracle-nodes: {method: tsp, tree: {strategies: oracle}, benches: [securityeval]}
+"""
+
+
+def test_variants_become_arms_after_the_methods_with_their_overrides(tmp_path):
+    config = load_config(write(tmp_path, VARIANTS))
+    arms = config.arms()
+    assert [a.name for a in arms] == ["sft", "tsp", "tsp-dpo", "tsp-oracle-nodes"]
+    dpo, oracle = arms[2], arms[3]
+    assert dpo.method == "tsp" and dpo.rounds == 1 and oracle.rounds == 2
+    assert dpo.train == {"max_steps": 8, "sft_alpha": 0.0, "first_w": 0}
+    assert oracle.tree == {"strategies": "oracle", "k": 4}
+    assert oracle.benches == ("securityeval",) and dpo.benches == ("securityeval", "humaneval")
+
+
+@pytest.mark.parametrize(("variant", "message"), [
+    ("tsp: {method: tsp}", "variant name 'tsp' must be"),
+    ("Bad_Name: {method: tsp}", "variant name 'Bad_Name' must be"),
+    ("v1: {method: tsp, benches: [sallm]}", r"variants.v1.benches: \['sallm'\] are not in eval.benches"),
+    ("v1: {method: dpo}", "variants.v1.method"),
+])
+def test_bad_variants_are_named(tmp_path, variant, message):
+    text = "name: x\ntrain_tasks: {path: a.jsonl}\neval: {benches: [securityeval]}\nvariants:\n  " + variant + "\n"
+    with pytest.raises(ConfigError, match=message):
+        load_config(write(tmp_path, text))
