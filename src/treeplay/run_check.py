@@ -142,7 +142,7 @@ def plan_lines(config: RunConfig, train: Sequence[Task], benches: dict[str, int]
     seeds, rounds = len(config.seeds), config.rounds
     tree_tokens = TreeConfig(**config.tree).max_new_tokens
     lines = [f"{seeds} seed(s) x arms base+{'+'.join(a.name for a in arms)}, {rounds} round(s); {len(train)} training tasks"]
-    tree_samples = sum(len(train) * _samples_per_tree(config, a) for a in arms if a.method != "sft") * rounds * seeds
+    tree_samples = sum(len(train) * _samples_per_tree(config, a) * a.rounds for a in arms if a.method != "sft") * seeds
     lines.append(f"data: up to {tree_samples} sampled branches (all seeds, rounds and methods)")
     steps = config.train.get("max_steps")
     lines.append(f"train: {steps} optimizer steps per method and round" if steps else
@@ -150,7 +150,7 @@ def plan_lines(config: RunConfig, train: Sequence[Task], benches: dict[str, int]
     eval_samples = 0
     for bench, count in benches.items():
         lines.append(f"eval {bench}: {count} tasks x n={config.eval.n}")
-        eval_samples += count * config.eval.n * (1 + len(arms)) * seeds
+        eval_samples += count * config.eval.n * (1 + sum(bench in a.benches for a in arms)) * seeds
     tokens = tree_samples * tree_tokens + eval_samples * config.eval.max_new_tokens
     if config.model in EMBEDDED_MODELS:
         minutes = tokens / EMBEDDED_DECODE_TOK_S / 60

@@ -13,7 +13,7 @@ def test_pipeline_end_to_end_and_resume(shared_data, tmp_path):
     config = {
         "name": "e2e",
         "model": "embedded",
-        "threads": 1,
+        "threads": 2,
         "seeds": [0],
         "methods": ["sft", "tsp"],
         "rounds": 1,
@@ -21,7 +21,7 @@ def test_pipeline_end_to_end_and_resume(shared_data, tmp_path):
         "train_tasks": {"path": "data:safecoder/sec-new-desc.train.jsonl", "language": "py", "limit": 2},
         "eval": {"benches": ["securityeval"], "limit": 2, "max_new_tokens": 24},
         "tree": {"k": 2, "depth": 1, "root_samples": 2, "max_new_tokens": 24, "max_nodes": 2, "max_branches": 6},
-        "train": {"max_steps": 2, "batch_size": 2, "save_every": 1},
+        "train": {"max_steps": 2, "batch_size": 2, "save_every": 1, "lora": True, "lora_r": 4, "lora_alpha": 8},
         "allow_untrained": True,  # 2 tasks may give TSP no pair: then it must be reported untrained
     }
     path = tmp_path / "e2e.yaml"
