@@ -1,4 +1,5 @@
 import json
+
 import pytest
 
 from treeplay.tasks import Task, normalise_cwe
