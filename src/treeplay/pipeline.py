@@ -371,7 +371,8 @@ class Pipeline:
                 for name in ("trees.jsonl", "pairs.jsonl"):
                     if (shared / name).is_file():
                         shutil.copyfile(shared / name, directory / name)
-                record = json.loads((shared / STAGE_FILE).read_text(encoding="utf-8")).get("record", {})
+                record = json.loads((shared / STAGE_FILE).read_text(encoding="utf-8"))
+                record = {k: v for k, v in record.items() if k not in ("inputs_hash", "wall_s")}
                 return {**record, "pairs_file": str(pairs_path), "copied_from": str(shared)}
             if method == "sft":
                 pairs = sft_pairs(self.train_tasks)
