@@ -255,3 +255,14 @@ def test_sft_is_compared_with_base_once(run: Path) -> None:
     same = diffs[("sft", "securityeval", "secure", "base")]
     assert (same.mean_pp, same.n_tasks, same.wins, same.losses) == (0.0, 5, 0, 0)
     assert ("tsp", "securityeval", "secure", "base") in diffs
+
+
+def test_forest_plot_with_only_zero_differences_has_an_axis() -> None:
+    from treeplay.eval.svg import ForestGroup, ForestRow, forest_svg
+
+    svg = forest_svg(
+        [ForestGroup("humaneval · pass", [ForestRow("tsp", 0.0, 0.0, 0.0)])], axis_label="pp", title="t"
+    )
+    labels = [t.text for t in parse_svg(svg).iter(f"{SVG}text")]
+    # axis padded to [-1, 1] around the single value 0: ticks -1 .. 1
+    assert labels[-6:] == ["-1", "-0.5", "0", "0.5", "1", "pp"]

@@ -48,6 +48,7 @@ SECURITY_METRICS = ("secure", "strict_secure", "vulnerable")
 TEST_METRICS = ("func", "func_sec")
 LOWER_IS_BETTER = frozenset({"vulnerable"})
 _SEED_DIR = re.compile(r"^seed-(\d+)$")
+_TIE = 1e-9  # |d| below this is a tie (seed means of equal scores may differ in the last bit)
 
 TaskScores = dict[str, float]  # task id -> score in [0, 1]
 # bench -> metric -> arm -> seed -> task scores
@@ -225,7 +226,7 @@ def paired_difference(
     return PairedDiff(
         arm=arm, reference=reference, bench=bench, metric=metric,
         mean_pp=100.0 * float(np.mean(diffs)), ci_low_pp=100.0 * low, ci_high_pp=100.0 * high,
-        n_tasks=len(diffs), wins=sum(d > 0 for d in diffs), losses=sum(d < 0 for d in diffs),
+        n_tasks=len(diffs), wins=sum(d > _TIE for d in diffs), losses=sum(d < -_TIE for d in diffs),
         per_seed_pp=tuple(per_seed),
     )  # fmt: skip
 

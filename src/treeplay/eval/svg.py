@@ -65,7 +65,10 @@ def forest_svg(groups: Sequence[ForestGroup], *, axis_label: str, title: str) ->
     """One row per (group, arm): the CI as a horizontal bar, the mean as a square (filled when the
     CI excludes 0), a dashed vertical line at 0, and the numbers on the right."""
     values = [v for g in groups for r in g.rows for v in (r.low, r.high, r.mean)] + [0.0]
-    ticks = nice_ticks(min(values), max(values))
+    low, high = min(values), max(values)
+    if high - low < 2.0:  # e.g. every difference 0: keep a readable axis around the values
+        low, high = low - 1.0, high + 1.0
+    ticks = nice_ticks(low, high)
     left, right, width, row_h = 210.0, 560.0, 760.0, 20.0
 
     def x(value: float) -> float:
