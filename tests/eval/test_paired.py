@@ -255,6 +255,15 @@ def test_sft_is_compared_with_base_once(run: Path) -> None:
     same = diffs[("sft", "securityeval", "secure", "base")]
     assert (same.mean_pp, same.n_tasks, same.wins, same.losses) == (0.0, 5, 0, 0)
     assert ("tsp", "securityeval", "secure", "base") in diffs
+    # The forest plot vs SFT still shows base: sft vs base negated (here 0 on all 5 tasks).
+    from treeplay.eval.report_paired import forest_groups
+
+    groups = forest_groups(list(diffs.values()), ["base", "sft", "tsp"], "sft")
+    assert [g.title for g in groups] == ["securityeval · strict_secure", "securityeval · secure"]
+    base = groups[1].rows[0]
+    assert (base.label, base.mean, base.low, base.high) == ("base", 0.0, 0.0, 0.0)
+    assert [r.label for r in groups[1].rows] == ["base", "tsp"]
+    assert groups[1].rows[1].mean == pytest.approx(100 / 6)
 
 
 def test_forest_plot_with_only_zero_differences_has_an_axis() -> None:
@@ -266,3 +275,13 @@ def test_forest_plot_with_only_zero_differences_has_an_axis() -> None:
     labels = [t.text for t in parse_svg(svg).iter(f"{SVG}text")]
     # axis padded to [-1, 1] around the single value 0: ticks -1 .. 1
     assert labels[-6:] == ["-1", "-0.5", "0", "0.5", "1", "pp"]
+
+
+def test_flipped_difference_negates_and_swaps() -> None:
+    from treeplay.eval.paired import PairedDiff
+    from treeplay.eval.report_paired import flipped
+
+    d = PairedDiff("sft", "base", "sallm", "func", 10.0, 2.0, 20.0, 5, 3, 1, ((0, 8.0), (1, 12.0)))
+    f = flipped(d)
+    assert (f.arm, f.reference, f.mean_pp, f.ci_low_pp, f.ci_high_pp) == ("base", "sft", -10.0, -20.0, -2.0)
+    assert (f.n_tasks, f.wins, f.losses, f.per_seed_pp) == (5, 1, 3, ((0, -8.0), (1, -12.0)))

@@ -63,12 +63,22 @@ def _sorted(diffs: Sequence[PairedDiff], arms: Sequence[str]) -> list[PairedDiff
     return sorted(diffs, key=key)
 
 
+def flipped(diff: PairedDiff) -> PairedDiff:
+    """Reference vs arm: the same task differences negated (mean, CI ends swapped, wins <-> losses)."""
+    return PairedDiff(
+        arm=diff.reference, reference=diff.arm, bench=diff.bench, metric=diff.metric, mean_pp=-diff.mean_pp,
+        ci_low_pp=-diff.ci_high_pp, ci_high_pp=-diff.ci_low_pp, n_tasks=diff.n_tasks, wins=diff.losses,
+        losses=diff.wins, per_seed_pp=tuple((s, -v) for s, v in diff.per_seed_pp),
+    )  # fmt: skip
+
+
 def forest_groups(diffs: Sequence[PairedDiff], arms: Sequence[str], reference: str) -> list[ForestGroup]:
     """One group per bench headline metric, one row per arm vs `reference`."""
     from treeplay.eval.report import HELDOUT_BENCH, bench_order
 
     colors = {arm: PALETTE[i % len(PALETTE)] for i, arm in enumerate(arms)}
     mine = [d for d in diffs if d.reference == reference]
+    mine += [flipped(d) for d in diffs if d.arm == reference]  # base vs SFT from SFT vs base
     groups = []
     for bench in sorted({d.bench for d in mine}, key=bench_order):
         metrics = {d.metric for d in mine if d.bench == bench}
