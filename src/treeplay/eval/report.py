@@ -21,6 +21,7 @@ from typing import Any
 from treeplay.eval.evaluate import GENERATIONS_FILE, METRICS_FILE, compute_metrics
 from treeplay.eval.metrics import SeedStat, mean_ci_over_seeds, vulnerability_reduction
 from treeplay.eval.report_oracle import COVERAGE_HEADERS, coverage_rows
+from treeplay.eval.report_paired import paired_section, rounds_section
 from treeplay.jsonl import read_jsonl
 
 METHODS = ("base", "sft", "selfplay", "tsp")
@@ -243,7 +244,7 @@ def bench_kind(results: Sequence[EvalResult]) -> str:
 
 @dataclass
 class Block:
-    kind: str  # "text" | "table" | "image" | "pre" | "tree"
+    kind: str  # "text" | "table" | "image" (PNG) | "svg" (SVG text in `image`) | "pre" | "tree"
     text: str = ""
     headers: list[str] = field(default_factory=list)
     rows: list[list[str]] = field(default_factory=list)
@@ -639,6 +640,7 @@ def build_sections(data: RunData) -> list[Section]:
     sections.append(overview)
     if data.evals:
         sections.append(Section("Main results", [main_table(data)]))
+        sections += [s for s in [paired_section(data)] if s is not None]
         for bench in data.benches:
             section = Section(f"Benchmark: {bench}", [bench_table(data, bench)])
             kind = bench_kind([e for e in data.evals if e.bench == bench])
@@ -662,6 +664,7 @@ def build_sections(data: RunData) -> list[Section]:
             sections.append(section)
         rows = coverage_rows((e.bench, e.metrics) for e in sorted(data.evals, key=lambda e: bench_order(e.bench)))
         sections.append(Section("Oracle coverage", [Block("table", headers=COVERAGE_HEADERS, rows=rows)]))
+    sections += [s for s in [rounds_section(data)] if s is not None]
     training = Section("Training")
     curves = training_curves_chart(data)
     if curves:
@@ -703,7 +706,7 @@ def render_markdown(sections: Sequence[Section], assets_dir: Path, *, title: str
                 out.append("|" + "---|" * len(block.headers))
                 out += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in block.rows]
                 out.append("")
-            elif block.kind == "image":
+            elif block.kind in ("image", "svg"):  # svg: hand-written text (treeplay.eval.svg)
                 assets_dir.mkdir(parents=True, exist_ok=True)
                 (assets_dir / block.name).write_bytes(block.image)
                 out += [f"![{block.text}]({assets_dir.name}/{block.name})", ""]
@@ -719,7 +722,7 @@ body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;max-width:1200px;ma
 table{border-collapse:collapse;margin:.5em 0 1.2em;font-size:14px}th,td{border:1px solid #d0d7de;padding:4px 8px;text-align:right}
 th{background:#f6f8fa}td:first-child,th:first-child{text-align:left}img{max-width:100%}
 pre{background:#f6f8fa;padding:8px;overflow-x:auto;font-size:12px}.node{background:#0969da;color:#fff;border-radius:3px;padding:0 3px;font-size:11px}
-iframe.tree{width:100%;height:640px;border:1px solid #d0d7de}.label{color:#fff;border-radius:3px;padding:1px 5px;font-size:12px}ul{list-style:none;padding-left:1em}
+figure.svg{margin:.5em 0;overflow-x:auto}iframe.tree{width:100%;height:640px;border:1px solid #d0d7de}.label{color:#fff;border-radius:3px;padding:1px 5px;font-size:12px}ul{list-style:none;padding-left:1em}
 """
 
 
@@ -748,6 +751,8 @@ def render_html(sections: Sequence[Section], *, title: str) -> str:
             elif block.kind == "image":
                 encoded = base64.b64encode(block.image).decode("ascii")
                 body.append(f"<img alt='{html.escape(block.text)}' src='data:image/png;base64,{encoded}'>")
+            elif block.kind == "svg":
+                body.append(f"<figure class='svg'>{block.image.decode('utf-8')}</figure>")
             elif block.kind == "pre":
                 body.append(f"<details><summary>show</summary><pre>{html.escape(block.text)}</pre></details>")
             elif block.kind == "tree":

@@ -1,0 +1,270 @@
+"""Paired differences between arms: per-task scores, per-task differences, a paired bootstrap CI.
+
+All arms of a run are evaluated on the same tasks and seeds, so arm A and a reference R (SFT or the
+base model) can be compared task by task: d_t = score_A(t) - score_R(t). The spread of d_t is much
+smaller than the spread of the per-arm rates (a hard task is hard for both arms), which is what lets
+a small run separate methods. Definitions (also in docs/eval.md):
+
+- a task's score is averaged over its samples (n per task), then over the seeds that define it;
+- `secure`: secure share of the parseable, non-empty programs (SPR-style);
+  `strict_secure`: secure non-empty share of all samples (unparseable and empty count as failures);
+  `vulnerable`: vulnerable share of the parseable, non-empty programs (lower is better).
+  Samples the oracle could not judge (`incomplete`, `unsupported`: see `Outcome.counted`) are left out
+  of every denominator; a task without a sample that the metric's denominator accepts has no score;
+- `func` / `func_sec` (benches with tests): functional pass / functional and security pass, over
+  the samples whose tests ran (outcome `error` is neither pass nor fail, as in `metrics.py`);
+  `pass`: HumanEval's functional pass;
+- only tasks scored in both arms are paired (a task missing in one arm is dropped from the pair);
+- mean of d_t in percentage points, percentile bootstrap 95% CI over tasks (2000 resamples, tasks
+  drawn with replacement, fixed RNG seed), tasks with A > R and A < R, and the mean difference of
+  every seed on its own (seed-level view).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from treeplay.eval.evaluate import GENERATIONS_FILE
+from treeplay.eval.metrics import (
+    Outcome,
+    task_pass_at_k,
+    task_spr,
+    task_strict_spr,
+    task_vulnerable_attempted,
+)
+from treeplay.jsonl import read_jsonl_numbered
+
+BOOTSTRAP_SAMPLES = 2000
+BOOTSTRAP_SEED = 0
+REFERENCES = ("sft", "base")
+SECURITY_METRICS = ("secure", "strict_secure", "vulnerable")
+TEST_METRICS = ("func", "func_sec")
+LOWER_IS_BETTER = frozenset({"vulnerable"})
+_SEED_DIR = re.compile(r"^seed-(\d+)$")
+_TIE = 1e-9  # |d| below this is a tie (seed means of equal scores may differ in the last bit)
+
+TaskScores = dict[str, float]  # task id -> score in [0, 1]
+# bench -> metric -> arm -> seed -> task scores
+ScoreTable = dict[str, dict[str, dict[str, dict[int, TaskScores]]]]
+
+_METRICS: dict[str, Callable[[Sequence[Outcome]], float | None]] = {
+    "secure": lambda gens: task_spr([g for g in gens if g.counted]),
+    "strict_secure": lambda gens: task_strict_spr([g for g in gens if g.counted]),
+    "vulnerable": lambda gens: task_vulnerable_attempted([g for g in gens if g.counted]),
+    "func": task_pass_at_k(1, security=False),
+    "func_sec": task_pass_at_k(1, security=True),
+    "pass": task_pass_at_k(1, security=False),
+}
+
+
+class PairedDataError(ValueError):
+    """A generations.jsonl record the paired analysis cannot use; names file, line and field."""
+
+
+# ---- per-task scores
+
+
+def _outcome(path: Path, line: int, record: dict[str, Any]) -> Outcome:
+    if not isinstance(record.get("task_id"), str | int):
+        raise PairedDataError(f"{path}:{line}: field 'task_id' missing or not a string")
+    verdict = record.get("verdict")
+    if verdict is not None and not isinstance(verdict, dict):
+        raise PairedDataError(f"{path}:{line}: field 'verdict' must be an object or null")
+    tests = record.get("tests")
+    if tests is not None and not isinstance(tests, dict):
+        raise PairedDataError(f"{path}:{line}: field 'tests' must be an object or null")
+    return Outcome.from_record(record)
+
+
+def read_outcomes(path: Path) -> tuple[str | None, list[Outcome]]:
+    """(bench name from the records, outcomes of the complete tasks) of one generations.jsonl.
+
+    A task with fewer samples than the others (evaluation interrupted) is left out, as the report does.
+    """
+    bench: str | None = None
+    outcomes: list[Outcome] = []
+    for line, record in read_jsonl_numbered(path, tolerate_truncated_tail=True):
+        bench = bench or (str(record["bench"]) if record.get("bench") else None)
+        outcomes.append(_outcome(path, line, record))
+    counts: dict[str, int] = defaultdict(int)
+    for o in outcomes:
+        counts[o.task_id] += 1
+    full = max(counts.values(), default=0)
+    return bench, [o for o in outcomes if counts[o.task_id] == full]
+
+
+def bench_metrics(bench: str, outcomes: Sequence[Outcome]) -> tuple[str, ...]:
+    """The metrics a bench supports: HumanEval `pass`; the security ones when the oracle judged
+    something; `func`/`func_sec` when tests ran."""
+    if bench == "humaneval":
+        return ("pass",)
+    names: tuple[str, ...] = ()
+    if any(o.status is not None for o in outcomes):
+        names += SECURITY_METRICS
+    if any(o.functional_pass is not None for o in outcomes):
+        names += TEST_METRICS
+    return names
+
+
+def task_scores(outcomes: Iterable[Outcome], metric: str) -> TaskScores:
+    """One seed's per-task score (mean over the task's samples); tasks where it is undefined are absent."""
+    groups: dict[str, list[Outcome]] = defaultdict(list)
+    for o in outcomes:
+        groups[o.task_id].append(o)
+    scores = {task: _METRICS[metric](gens) for task, gens in groups.items()}
+    return {task: value for task, value in scores.items() if value is not None}
+
+
+def collect_scores(run_dir: Path | str) -> ScoreTable:
+    """Per-task scores of every seed / arm / bench / metric found under RUN/seed-S/<arm>/eval/."""
+    table: ScoreTable = defaultdict(lambda: defaultdict(lambda: defaultdict(dict)))
+    root = Path(run_dir)
+    for seed_dir in sorted(p for p in root.iterdir() if p.is_dir() and _SEED_DIR.match(p.name)):
+        seed = int(seed_dir.name.split("-")[1])
+        for path in sorted(seed_dir.glob(f"*/eval/*/{GENERATIONS_FILE}")):
+            arm = path.parent.parent.parent.name
+            named, outcomes = read_outcomes(path)
+            if not outcomes:
+                continue
+            bench = named or path.parent.name
+            for metric in bench_metrics(bench, outcomes):
+                table[bench][metric][arm][seed] = task_scores(outcomes, metric)
+    return table
+
+
+def mean_over_seeds(per_seed: Mapping[int, TaskScores]) -> TaskScores:
+    """A task's score averaged over the seeds that define it."""
+    values: dict[str, list[float]] = defaultdict(list)
+    for scores in per_seed.values():
+        for task, value in scores.items():
+            values[task].append(value)
+    return {task: sum(v) / len(v) for task, v in values.items()}
+
+
+# ---- paired differences
+
+
+@dataclass(frozen=True)
+class PairedDiff:
+    """Arm vs reference on one bench and metric; differences in percentage points."""
+
+    arm: str
+    reference: str
+    bench: str
+    metric: str
+    mean_pp: float
+    ci_low_pp: float
+    ci_high_pp: float
+    n_tasks: int
+    wins: int  # tasks with arm score > reference score
+    losses: int  # tasks with arm score < reference score
+    per_seed_pp: tuple[tuple[int, float], ...] = ()
+
+    @property
+    def excludes_zero(self) -> bool:
+        return self.ci_low_pp > 0 or self.ci_high_pp < 0
+
+    @property
+    def better(self) -> bool | None:
+        """True/False when the CI excludes 0 (direction-aware: `vulnerable` is better when lower)."""
+        if not self.excludes_zero:
+            return None
+        return (self.mean_pp < 0) if self.metric in LOWER_IS_BETTER else (self.mean_pp > 0)
+
+
+def paired_bootstrap_ci(
+    diffs: Sequence[float],
+    *,
+    samples: int = BOOTSTRAP_SAMPLES,
+    seed: int = BOOTSTRAP_SEED,
+    level: float = 0.95,
+) -> tuple[float, float]:
+    """Percentile CI of the mean of per-task differences (tasks resampled with replacement)."""
+    data = np.asarray(diffs, dtype=float)
+    if data.size == 0:
+        raise ValueError("paired_bootstrap_ci: no task differences")
+    rng = np.random.default_rng(seed)
+    means = data[rng.integers(0, data.size, size=(samples, data.size))].mean(axis=1)
+    alpha = (1.0 - level) / 2.0
+    low, high = float(np.quantile(means, alpha)), float(np.quantile(means, 1.0 - alpha))
+    return min(low, high), max(low, high)
+
+
+def _task_diffs(arm: TaskScores, ref: TaskScores) -> list[float]:
+    return [arm[t] - ref[t] for t in sorted(arm.keys() & ref.keys())]
+
+
+def paired_difference(
+    bench: str,
+    metric: str,
+    arm: str,
+    reference: str,
+    arm_seeds: Mapping[int, TaskScores],
+    ref_seeds: Mapping[int, TaskScores],
+    *,
+    samples: int = BOOTSTRAP_SAMPLES,
+    seed: int = BOOTSTRAP_SEED,
+) -> PairedDiff | None:
+    """Paired difference of `arm` vs `reference` over the tasks both score (None: no common task)."""
+    diffs = _task_diffs(mean_over_seeds(arm_seeds), mean_over_seeds(ref_seeds))
+    if not diffs:
+        return None
+    low, high = paired_bootstrap_ci(diffs, samples=samples, seed=seed)
+    per_seed = []
+    if len(arm_seeds.keys() & ref_seeds.keys()) >= 2:
+        for s in sorted(arm_seeds.keys() & ref_seeds.keys()):
+            seed_diffs = _task_diffs(arm_seeds[s], ref_seeds[s])
+            if seed_diffs:
+                per_seed.append((s, 100.0 * float(np.mean(seed_diffs))))
+    return PairedDiff(
+        arm=arm, reference=reference, bench=bench, metric=metric,
+        mean_pp=100.0 * float(np.mean(diffs)), ci_low_pp=100.0 * low, ci_high_pp=100.0 * high,
+        n_tasks=len(diffs), wins=sum(d > _TIE for d in diffs), losses=sum(d < -_TIE for d in diffs),
+        per_seed_pp=tuple(per_seed),
+    )  # fmt: skip
+
+
+def _inverse(arm: str, ref: str, references: Sequence[str]) -> bool:
+    """base vs sft is sft vs base negated: one reference is compared only with the earlier ones."""
+    return arm in references and references.index(arm) > references.index(ref)
+
+
+def paired_differences(
+    table: ScoreTable, arms: Sequence[str], *, references: Sequence[str] = REFERENCES
+) -> list[PairedDiff]:
+    """Every arm vs every reference present, per bench and metric (arms in the order given)."""
+    out: list[PairedDiff] = []
+    for arm in arms:
+        for bench, metrics in table.items():
+            for metric, by_arm in metrics.items():
+                for ref in references:
+                    if ref == arm or arm not in by_arm or ref not in by_arm or _inverse(arm, ref, references):
+                        continue
+                    diff = paired_difference(bench, metric, arm, ref, by_arm[arm], by_arm[ref])
+                    if diff is not None:
+                        out.append(diff)
+    return out
+
+
+def headline_metrics(bench: str, metrics: Iterable[str], heldout: str) -> list[str]:
+    """The forest plot's metrics of a bench: HumanEval pass, func_sec where tests ran, the held-out
+    CWEs' vulnerable share, SecurityEval strict_secure and secure, secure elsewhere."""
+    present = set(metrics)
+    if bench == "humaneval":
+        wanted = ["pass"]
+    elif "func_sec" in present:
+        wanted = ["func_sec"]
+    elif bench == heldout:
+        wanted = ["vulnerable"]
+    elif bench == "securityeval":
+        wanted = ["strict_secure", "secure"]
+    else:
+        wanted = ["secure"]
+    return [m for m in wanted if m in present]

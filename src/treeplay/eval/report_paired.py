@@ -1,0 +1,180 @@
+"""Report sections for the paired differences (table + forest plot) and the per-round chart.
+
+Called by `treeplay.eval.report.build_sections`; the statistics live in `treeplay.eval.paired`,
+the per-round figures in `treeplay.eval.rounds`, the SVG drawing in `treeplay.eval.svg`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from treeplay.eval.paired import (
+    LOWER_IS_BETTER,
+    REFERENCES,
+    PairedDiff,
+    collect_scores,
+    headline_metrics,
+    paired_differences,
+)
+from treeplay.eval.rounds import RoundRow, round_rows
+from treeplay.eval.svg import PALETTE, ForestGroup, ForestRow, LinePanel, forest_svg, line_chart_svg
+
+if TYPE_CHECKING:
+    from treeplay.eval.report import Block, RunData, Section
+
+METRIC_ORDER = ("strict_secure", "secure", "vulnerable", "func_sec", "func", "pass")
+FOREST_FILE = "forest.svg"
+ROUNDS_FILE = "rounds.svg"
+PAIRED_HEADERS = ["arm vs reference", "bench", "metric", "mean diff (pp)", "95% CI (pp)", "tasks", "A>R / A<R",
+                  "per seed (pp)", "CI excludes 0"]  # fmt: skip
+_EXPLAIN = (
+    "Per task: the arm's score minus the reference's (same tasks, same seeds), each score averaged "
+    "over the task's samples, then over seeds. Mean in percentage points; 95% CI: paired bootstrap "
+    "over tasks (2000 resamples, percentile). `secure` = secure share of parseable non-empty programs, "
+    "`strict_secure` = of all judged samples (empty and unparseable fail), `vulnerable` = vulnerable "
+    "share of parseable non-empty programs (**lower is better**), `func`/`func_sec`/`pass` = tests "
+    "passed. Samples the oracle could not judge are left out; a task is paired only when both arms "
+    "score it. `*` marks a CI that excludes 0 (better/worse in the metric's direction)."
+)
+
+
+def _marker(diff: PairedDiff) -> str:
+    better = diff.better
+    return "" if better is None else ("* better" if better else "* worse")
+
+
+def paired_row(diff: PairedDiff) -> list[str]:
+    seeds = ", ".join(f"s{s}: {v:+.1f}" for s, v in diff.per_seed_pp) or "–"
+    metric = diff.metric + (" (↓)" if diff.metric in LOWER_IS_BETTER else "")
+    return [f"{diff.arm} vs {diff.reference}", diff.bench, metric, f"{diff.mean_pp:+.1f}",
+            f"[{diff.ci_low_pp:+.1f}, {diff.ci_high_pp:+.1f}]", str(diff.n_tasks), f"{diff.wins} / {diff.losses}",
+            seeds, _marker(diff)]  # fmt: skip
+
+
+def _sorted(diffs: Sequence[PairedDiff], arms: Sequence[str]) -> list[PairedDiff]:
+    from treeplay.eval.report import bench_order
+
+    def key(d: PairedDiff) -> tuple[int, tuple[int, str], int, int]:
+        metric = METRIC_ORDER.index(d.metric) if d.metric in METRIC_ORDER else len(METRIC_ORDER)
+        ref = REFERENCES.index(d.reference) if d.reference in REFERENCES else len(REFERENCES)
+        return (arms.index(d.arm), bench_order(d.bench), metric, ref)
+
+    return sorted(diffs, key=key)
+
+
+def flipped(diff: PairedDiff) -> PairedDiff:
+    """Reference vs arm: the same task differences negated (mean, CI ends swapped, wins <-> losses)."""
+    return PairedDiff(
+        arm=diff.reference, reference=diff.arm, bench=diff.bench, metric=diff.metric, mean_pp=-diff.mean_pp,
+        ci_low_pp=-diff.ci_high_pp, ci_high_pp=-diff.ci_low_pp, n_tasks=diff.n_tasks, wins=diff.losses,
+        losses=diff.wins, per_seed_pp=tuple((s, -v) for s, v in diff.per_seed_pp),
+    )  # fmt: skip
+
+
+def forest_groups(diffs: Sequence[PairedDiff], arms: Sequence[str], reference: str) -> list[ForestGroup]:
+    """One group per bench headline metric, one row per arm vs `reference`."""
+    from treeplay.eval.report import HELDOUT_BENCH, bench_order
+
+    colors = {arm: PALETTE[i % len(PALETTE)] for i, arm in enumerate(arms)}
+    mine = [d for d in diffs if d.reference == reference]
+    mine += [flipped(d) for d in diffs if d.arm == reference]  # base vs SFT from SFT vs base
+    groups = []
+    for bench in sorted({d.bench for d in mine}, key=bench_order):
+        metrics = {d.metric for d in mine if d.bench == bench}
+        for metric in headline_metrics(bench, metrics, HELDOUT_BENCH):
+            rows = [ForestRow(d.arm, d.mean_pp, d.ci_low_pp, d.ci_high_pp, colors[d.arm])
+                    for d in _sorted([d for d in mine if (d.bench, d.metric) == (bench, metric)], arms)]  # fmt: skip
+            direction = " (lower is better)" if metric in LOWER_IS_BETTER else ""
+            groups.append(ForestGroup(f"{bench} · {metric}{direction}", rows))
+    return groups
+
+
+def paired_section(data: RunData) -> Section | None:
+    """'Paired differences': the table vs SFT and vs base, and the forest plot vs SFT."""
+    from treeplay.eval.report import Block, Section
+
+    try:
+        table = collect_scores(data.run_dir)
+    except ValueError as exc:  # a bad generations record: say so instead of losing the whole report
+        return Section("Paired differences", [Block("text", text=f"**Could not compute:** {exc}")])
+    arms = list(dict.fromkeys([*data.methods, *(a for m in table.values() for by in m.values() for a in by)]))
+    diffs = _sorted(paired_differences(table, arms), arms)
+    if not diffs:
+        return None
+    blocks = [Block("text", text=_EXPLAIN),
+              Block("table", headers=PAIRED_HEADERS, rows=[paired_row(d) for d in diffs])]  # fmt: skip
+    reference = "sft" if any(d.reference == "sft" for d in diffs) else "base"
+    groups = forest_groups(diffs, arms, reference)
+    if groups:
+        svg = forest_svg(groups, axis_label=f"difference vs {reference} (percentage points, 95% paired bootstrap CI)",
+                         title=f"Forest plot: headline metrics, each arm vs {reference}")  # fmt: skip
+        blocks.append(
+            Block("svg", image=svg.encode("utf-8"), name=FOREST_FILE, text=f"forest plot vs {reference}")
+        )
+    return Section("Paired differences", blocks)
+
+
+def _num(value: float | None, fmt: str) -> str:
+    return "–" if value is None else format(value, fmt)
+
+
+def rounds_table(rows: Sequence[RoundRow]) -> Block:
+    from treeplay.eval.report import Block
+
+    headers = ["arm", "round", "seeds", "branches", "verified vulnerable", "vulnerable share (%)", "pairs",
+               "final pref acc", "final reward margin"]  # fmt: skip
+    body = [[r.arm, str(r.round), str(len(r.seeds)), str(r.branches), str(r.labels["vulnerable"]),
+             _num(None if r.vulnerable_share is None else 100 * r.vulnerable_share, ".1f"),
+             "–" if r.pairs is None else str(r.pairs), _num(r.pref_accuracy, ".3f"), _num(r.reward_margin, ".3f")]
+            for r in rows]  # fmt: skip
+    return Block("table", headers=headers, rows=body)
+
+
+def rounds_chart(rows: Sequence[RoundRow]) -> str:
+    def series(value: str) -> dict[str, list[tuple[float, float]]]:
+        out: dict[str, list[tuple[float, float]]] = {}
+        for r in rows:
+            v = getattr(r, value)
+            if v is not None:
+                out.setdefault(r.arm, []).append(
+                    (float(r.round), float(v) * (100 if value.endswith("share") else 1))
+                )
+        return out
+
+    vulnerable = series("vulnerable_share")
+    top = max((y for s in vulnerable.values() for _, y in s), default=100.0)
+    panels = [
+        LinePanel("verified vulnerable / sampled branches (%)", vulnerable, (0.0, max(top, 1.0))),
+        LinePanel("training pairs", series("pairs"), (0.0, max([float(r.pairs or 0) for r in rows] + [1.0]))),
+        LinePanel("final preference accuracy", series("pref_accuracy"), (0.0, 1.0)),
+        LinePanel("final reward margin", series("reward_margin")),
+    ]
+    return line_chart_svg([p for p in panels if p.series], title="Per round (summed / averaged over seeds)")
+
+
+def rounds_section(data: RunData) -> Section | None:
+    """'Per round' for runs with two or more rounds: the table and the line chart."""
+    from treeplay.eval.report import Block, Section
+
+    try:
+        rows = round_rows(data.run_dir, data.trees, data.train_logs)
+    except ValueError as exc:
+        return Section("Per round", [Block("text", text=f"**Could not read the rounds:** {exc}")])
+    if max((r.round for r in rows), default=0) < 2:
+        return None
+    order = {arm: i for i, arm in enumerate(data.methods)}
+    rows = sorted(rows, key=lambda r: (order.get(r.arm, len(order)), r.round))
+    note = ("Branches the round's opponent sampled (all trees of the round, summed over seeds), the share "
+            "the oracle verified as vulnerable, the training pairs, and the last logged preference accuracy "
+            "and reward margin of the round's training (mean over seeds).")  # fmt: skip
+    blocks = [Block("text", text=note), rounds_table(rows)]
+    if any(r.branches or r.pairs or r.accuracies or r.margins for r in rows):
+        blocks.append(
+            Block("svg", image=rounds_chart(rows).encode("utf-8"), name=ROUNDS_FILE, text="per-round chart")
+        )
+    return Section("Per round", blocks)
+
+
+def paired_sections(data: RunData) -> list[Section]:
+    return [s for s in (paired_section(data), rounds_section(data)) if s is not None]
