@@ -157,3 +157,29 @@ def test_bad_variants_are_named(tmp_path, variant, message):
     text = "name: x\ntrain_tasks: {path: a.jsonl}\neval: {benches: [securityeval]}\nvariants:\n  " + variant + "\n"
     with pytest.raises(ConfigError, match=message):
         load_config(write(tmp_path, text))
+
+
+def test_an_ablation_reuses_round_one_data_of_its_parent_arm(tmp_path):
+    """tsp-dpo differs from tsp only in the loss: its round-1 data stage has the same inputs and
+    copies tsp's trees and pairs (and record) instead of sampling again."""
+    from treeplay.pipeline import Pipeline
+
+    config = load_config(write(tmp_path, VARIANTS))
+    pipeline = Pipeline(config, tmp_path / "run")
+    tsp, dpo = config.arms()[1], config.arms()[2]
+    first = pipeline.data_stage(0, tsp, 1, "embedded", "h0")
+    second = pipeline.data_stage(0, dpo, 1, "embedded", "h0")
+    assert first.inputs_hash == second.inputs_hash and first.directory != second.directory
+    first.directory.mkdir(parents=True)
+    (first.directory / "trees.jsonl").write_text('{"task_id": "a"}\n')
+    (first.directory / "pairs.jsonl").write_text('{"p": 1}\n{"p": 2}\n')
+    (first.directory / "stage.json").write_text(json.dumps(
+        {"inputs_hash": first.inputs_hash, "wall_s": 9.5, "trees": 1, "pairs": 2, "pairs_by_mode": {"sibling": 2}}))
+    pipeline._data_done[first.inputs_hash] = first.directory
+    record = run_stage(second)
+    assert (second.directory / "pairs.jsonl").read_text() == '{"p": 1}\n{"p": 2}\n'
+    assert record["pairs"] == 2 and record["trees"] == 1 and record["pairs_by_mode"] == {"sibling": 2}
+    assert record["copied_from"] == str(first.directory)
+    # the oracle-nodes variant has other tree settings: no reuse
+    other = pipeline.data_stage(0, config.arms()[3], 1, "embedded", "h0")
+    assert other.inputs_hash != first.inputs_hash
