@@ -11,7 +11,7 @@ from pathlib import Path
 from treeplay.oracle.records import Severity
 
 # Bump when the judging logic changes in a way that changes verdicts (invalidates the cache).
-ORACLE_VERSION = "2"
+ORACLE_VERSION = "3"
 
 SEVERITY_RANK: dict[str, int] = {"low": 1, "medium": 2, "high": 3}
 

@@ -30,9 +30,12 @@ from treeplay.oracle.config import RULES_DIR
 from treeplay.oracle.cwe import normalise
 from treeplay.oracle.records import Severity
 
-RULE_FILES: dict[str, str] = {"py": "python.yaml", "c": "c.yaml", "cpp": "c.yaml", "js": "javascript.yaml",
-                              "go": "go.yaml"}
-CORE_LANG: dict[str, str] = {"py": "python", "c": "c", "cpp": "cpp", "js": "javascript", "go": "go"}
+RULE_FILES: dict[str, tuple[str, ...]] = {
+    "py": ("python.yaml", "python_taint.yaml"), "c": ("c.yaml",), "cpp": ("c.yaml",), "js": ("javascript.yaml",),
+    "go": ("go.yaml",), "java": ("java.yaml",), "rb": ("ruby.yaml",),
+}
+CORE_LANG: dict[str, str] = {"py": "python", "c": "c", "cpp": "cpp", "js": "javascript", "go": "go", "java": "java",
+                             "rb": "ruby"}
 _SEVERITY: dict[str, Severity] = {"ERROR": "high", "WARNING": "medium", "INFO": "low", "CRITICAL": "high",
                                   "HIGH": "high", "MEDIUM": "medium", "LOW": "low"}
 
@@ -91,7 +94,7 @@ class SemgrepAnalyzer:
     def rules_json(self, languages: Sequence[str]) -> Path:
         """The rules of these languages as one plain JSON file (semgrep-core's YAML reader does not
         expand the anchors the rule files use)."""
-        files = sorted({RULE_FILES[lang] for lang in languages if (self.rules_dir / RULE_FILES[lang]).exists()})
+        files = sorted({name for lang in languages for name in RULE_FILES[lang] if (self.rules_dir / name).exists()})
         key = ",".join(files)
         if key not in self._expanded:
             import yaml
@@ -108,7 +111,8 @@ class SemgrepAnalyzer:
 
     def analyze(self, targets: Sequence[Target], workdir: Path) -> list[AnalysisResult]:
         results = [AnalysisResult() for _ in targets]
-        positions = [i for i, t in enumerate(targets) if (self.rules_dir / RULE_FILES[t.language]).exists()]
+        positions = [i for i, t in enumerate(targets)
+                     if any((self.rules_dir / name).exists() for name in RULE_FILES[t.language])]
         if not positions:
             return results
         runnable = [targets[i] for i in positions]
