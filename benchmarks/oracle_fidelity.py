@@ -116,7 +116,7 @@ def print_tables(groups: dict[tuple[str, str, str], Counts], by_cwe: bool) -> No
                 nonfunc += nf
             if all(c == "-" for c in cells[1:]):
                 continue
-            print("| " + " | ".join(cells + [str(unp), str(nonfunc)]) + " |")
+            print("| " + " | ".join([*cells, str(unp), str(nonfunc)]) + " |")
 
 
 def main() -> None:

@@ -49,3 +49,12 @@ def test_failing_security_tests_make_it_vulnerable() -> None:
 def test_nonfunctional_when_functionality_fails_or_sandbox_times_out() -> None:
     assert label_branch(Verdict("secure"), _tests(False, True)).label == "nonfunctional"
     assert label_branch(Verdict("secure"), _tests(False, False, "timeout")).label == "nonfunctional"
+
+
+def test_static_nonfunctional_is_neither_chosen_nor_vulnerable_without_tests() -> None:
+    broken = Verdict("vulnerable", (SQL,), functional="nonfunctional", functional_error="line 1: import of unknown module 'fastdb'")
+    assert label_branch(broken, task_cwe="CWE-89").label == "nonfunctional"
+    assert label_branch(Verdict("secure", functional="nonfunctional")).label == "nonfunctional"
+    assert label_branch(Verdict("secure", functional="ok")).label == "secure"
+    # when the task's tests ran, they decide functionality (security tests failed: vulnerable)
+    assert label_branch(Verdict("secure", functional="nonfunctional"), _tests(True, False)).label == "vulnerable"

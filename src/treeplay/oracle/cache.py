@@ -34,6 +34,8 @@ def verdict_to_dict(verdict: Verdict) -> dict[str, Any]:
         "elapsed_s": verdict.elapsed_s,
         "target_hit": verdict.target_hit,
         "error": verdict.error,
+        "functional": verdict.functional,
+        "functional_error": verdict.functional_error,
     }
 
 
@@ -57,6 +59,8 @@ def verdict_from_dict(data: dict[str, Any]) -> Verdict:
         elapsed_s=float(data.get("elapsed_s", 0.0)),
         target_hit=data.get("target_hit"),
         error=data.get("error"),
+        functional=data.get("functional", "unchecked"),
+        functional_error=data.get("functional_error"),
     )
 
 

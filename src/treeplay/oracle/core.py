@@ -22,6 +22,7 @@ from treeplay.oracle import cwe as cwe_util
 from treeplay.oracle.analyzers import AnalysisResult, Analyzer, Target, ToolError, create_analyzer
 from treeplay.oracle.cache import VerdictCache, code_hash
 from treeplay.oracle.config import SEVERITY_RANK, OracleConfig
+from treeplay.oracle.functional import apply_signature, check_file
 from treeplay.oracle.languages import EXTENSION, normalise_language
 from treeplay.oracle.prepare import Prepared, prepare
 from treeplay.oracle.records import Finding, Verdict
@@ -33,6 +34,7 @@ LOG = logging.getLogger("treeplay.oracle")
 _WARNED: set[str] = set()
 
 Item = tuple[str, str, "Task | None"]
+FUNCTIONAL_CHECKED = ("py", "c", "cpp", "js")  # languages treeplay.oracle.functional checks
 
 
 class OracleUnavailableError(RuntimeError):
@@ -99,7 +101,8 @@ class Oracle:
             base.update(fresh)
             if cache is not None:
                 cache.put_many(((d, lang, v) for (d, lang), v in fresh.items()), self.policy)
-        verdicts = [apply_task(base[key], task, self.config) for key, (_, _, task) in zip(keys, items, strict=True)]
+        verdicts = [apply_signature(apply_task(base[key], task, self.config), code, task)
+                    for key, (code, _, task) in zip(keys, items, strict=True)]
         if not missing:  # all cached: report the lookup time, not the original analysis time
             per_item = (time.perf_counter() - start) / max(1, len(items))
             verdicts = [replace(v, elapsed_s=per_item) for v in verdicts]
@@ -167,9 +170,13 @@ class Oracle:
                 path.write_text(job.prepared.text, encoding="utf-8")
                 job.target = Target(index=i, language=job.key[1], text=job.prepared.text, path=path)
             per_job = self._run_analyzers(jobs, workdir)
+            broken = [check_file(job.target.path, job.key[1]) if job.target is not None else None for job in jobs]
         elapsed = (time.perf_counter() - start) / max(1, len(jobs))
-        for job, (ran, found, parse_error, errors) in zip(jobs, per_job, strict=True):
-            results[job.key] = self._base_verdict(job, ran, found, parse_error, errors, elapsed)
+        for job, (ran, found, parse_error, errors), reason in zip(jobs, per_job, broken, strict=True):
+            verdict = self._base_verdict(job, ran, found, parse_error, errors, elapsed)
+            if verdict.status != "unparseable" and job.key[1] in FUNCTIONAL_CHECKED:
+                verdict = replace(verdict, functional="nonfunctional" if reason else "ok", functional_error=reason)
+            results[job.key] = verdict
         return results
 
     def _run_analyzers(self, jobs: list[_Job], workdir: Path

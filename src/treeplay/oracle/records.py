@@ -8,6 +8,9 @@ from typing import Literal
 VerdictStatus = Literal["secure", "vulnerable", "unparseable"]
 Severity = Literal["low", "medium", "high"]
 SandboxOutcome = Literal["ok", "timeout", "crashed", "limit", "error"]
+# Static functional sanity (treeplay.oracle.functional); "unchecked": no check for the language or
+# the snippet was unparseable.
+FunctionalStatus = Literal["ok", "nonfunctional", "unchecked"]
 
 
 @dataclass(frozen=True)
@@ -29,6 +32,8 @@ class Verdict:
     elapsed_s: float = 0.0
     target_hit: bool | None = None  # a finding matches the task's CWE (None: task has no CWE)
     error: str | None = None  # parse error message for "unparseable"
+    functional: FunctionalStatus = "unchecked"  # "nonfunctional": unknown import, undefined name...
+    functional_error: str | None = None  # why it is nonfunctional (line and name)
 
     @property
     def first_flagged_line(self) -> int | None:

@@ -2,9 +2,12 @@
 
 Precedence (first match wins):
 1. `unparseable`  – the static oracle could not parse the program;
-2. `vulnerable`   – the static oracle says vulnerable, or the task's security tests failed;
-3. `nonfunctional` – the task's functionality tests failed (or the sandbox timed out/crashed);
-4. `secure`       – none of the above.
+2. `nonfunctional` – the task has no tests and the oracle's static functional sanity check says the
+   program cannot run (unknown import, undefined name, compile error, task signature dropped:
+   `Verdict.functional`). Such a branch is neither a chosen example nor a verified-vulnerable reject;
+3. `vulnerable`   – the static oracle says vulnerable, or the task's security tests failed;
+4. `nonfunctional` – the task's functionality tests failed (or the sandbox timed out/crashed);
+5. `secure`       – none of the above.
 
 Nothing is ever assumed vulnerable: a branch without findings and without failing security tests
 is `secure` (or `nonfunctional`), unlike the reference implementation, which treated every
@@ -37,6 +40,8 @@ def label_branch(verdict: Verdict, tests: TestResult | None = None, *, task_cwe:
     first_line = verdict.first_flagged_line
     if verdict.status == "unparseable":
         return Label("unparseable", None, None, findings, tests_dict)
+    if tests is None and verdict.functional == "nonfunctional":
+        return Label("nonfunctional", None, None, findings, tests_dict)
     security_tests_failed = tests is not None and not tests.security_pass and tests.outcome == "ok"
     if verdict.status == "vulnerable" or security_tests_failed:
         return Label("vulnerable", _pick_cwe(verdict, task_cwe), first_line, findings, tests_dict)
