@@ -62,6 +62,8 @@ DEFAULT_ANALYZERS: dict[str, tuple[str, ...]] = {
     "cpp": ("cppcheck", "flawfinder", "clang-tidy", "semgrep"),
     "js": ("eslint", "semgrep"),
     "go": ("gofmt", "go-vet", "semgrep"),
+    "java": ("javac-parse", "semgrep"),
+    "rb": ("semgrep",),  # semgrep's Ruby parser is the parse check (syntax errors -> unparseable)
 }
 
 

@@ -36,6 +36,7 @@ RULE_FILES: dict[str, tuple[str, ...]] = {
 }
 CORE_LANG: dict[str, str] = {"py": "python", "c": "c", "cpp": "cpp", "js": "javascript", "go": "go", "java": "java",
                              "rb": "ruby"}
+PARSE_CHECKED = frozenset({"rb"})  # languages without another parser: semgrep's syntax errors count
 _SEVERITY: dict[str, Severity] = {"ERROR": "high", "WARNING": "medium", "INFO": "low", "CRITICAL": "high",
                                   "HIGH": "high", "MEDIUM": "medium", "LOW": "low"}
 
@@ -154,6 +155,7 @@ class SemgrepAnalyzer:
             kind = str(error.get("error_type") or error.get("type") or "")
             if "Rule" in kind or "Invalid" in kind:
                 raise ToolError(f"semgrep rule error: {error.get('message') or error.get('long_msg')}")
+            self._syntax_error(error, kind, targets, by_path, workdir, results, positions)
         for hit in output.get("results", []):
             pos = position_of(str(hit.get("path", "")), by_path, workdir)
             if pos is None:
@@ -169,3 +171,18 @@ class SemgrepAnalyzer:
                     cwe=_first_cwe(extra.get("metadata") or {}),
                 )
             )
+
+    @staticmethod
+    def _syntax_error(error: dict[str, Any], kind: str, targets: Sequence[Target], by_path: dict[str, int],
+                      workdir: Path, results: list[AnalysisResult], positions: list[int]) -> None:
+        """semgrep's parser is the parse check of the languages in PARSE_CHECKED (Ruby)."""
+        if "Syntax" not in kind and "Lexical" not in kind and "Parse" not in kind:
+            return
+        location = error.get("location") or {}
+        pos = position_of(str(location.get("path") or error.get("path") or ""), by_path, workdir)
+        if pos is None or targets[pos].language not in PARSE_CHECKED:
+            return
+        result = results[positions[pos]]
+        if result.parse_error is None:
+            line = (location.get("start") or {}).get("line", "?")
+            result.parse_error = f"line {line}: {kind}: {str(error.get('message', '')).strip()[:200]}"
