@@ -47,7 +47,7 @@ def test_oracle_verdict_carries_functional_status(oracle: Oracle) -> None:
     assert hallucinated.functional_error == "line 1: import of unknown module 'yaml_secure_loader'"
     assert c_bad.functional == "nonfunctional" and "missing_var" in (c_bad.functional_error or "")
     assert c_ok.functional == "ok"
-    assert js_ok.functional == "ok"
+    assert js_ok.functional == "unchecked"  # eslint's parse check only (node --check rejects fragments)
     assert go.functional == "unchecked"
     assert oracle.judge("def f(:\n", "py").functional == "unchecked"
 
@@ -60,3 +60,12 @@ def test_task_signature_dropped_is_nonfunctional(oracle: Oracle) -> None:
     assert kept.functional == "ok"
     assert (renamed.functional, renamed.functional_error) == ("nonfunctional", "task function 'read' is not defined")
     assert changed.functional_error == "task function 'read' changed its parameters"
+
+
+def test_module_the_task_prefix_imports_is_not_a_hallucination(oracle: Oracle) -> None:
+    task = Task(id="t", language="py", cwe=("CWE-89",), instruction="", prefix="import MySQLdb\n\ndef get(db, uid):\n")
+    code = "import MySQLdb\n\ndef get(db, uid):\n    return db.cursor().execute('SELECT 1')\n"
+    assert oracle.judge(code, "py").functional == "nonfunctional"  # not installed in the sandbox
+    assert oracle.judge(code, "py", task=task).functional == "ok"
+    other = code.replace("return", "import fakesql_helper\n    return")
+    assert oracle.judge(other, "py", task=task).functional_error == "line 4: import of unknown module 'fakesql_helper'"

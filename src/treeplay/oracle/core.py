@@ -34,7 +34,7 @@ LOG = logging.getLogger("treeplay.oracle")
 _WARNED: set[str] = set()
 
 Item = tuple[str, str, "Task | None"]
-FUNCTIONAL_CHECKED = ("py", "c", "cpp", "js")  # languages treeplay.oracle.functional checks
+FUNCTIONAL_CHECKED = ("py", "c", "cpp")  # languages treeplay.oracle.functional checks
 
 
 class OracleUnavailableError(RuntimeError):
