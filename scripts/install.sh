@@ -7,6 +7,10 @@ VENV="${1:-.venv}"
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(bubblewrap cppcheck clang-tidy golang-go gcc g++ nodejs)
+# Java parse check (oracle analyzer `javac-parse`): a JDK is a large download, so opt-in
+# (TREEPLAY_WITH_JDK=1). Without javac, Java verdicts semgrep does not flag are `incomplete` (never
+# secure) and `treeplay run --check` names the blocker; Ruby's parse check is semgrep's own parser.
+if [ "${TREEPLAY_WITH_JDK:-0}" = 1 ]; then APT_PACKAGES+=(default-jdk-headless); fi
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -158,7 +158,41 @@ def test_rule_file_edit_changes_policy(monkeypatch: pytest.MonkeyPatch, tmp_path
     monkeypatch.setattr(config_module, "RULES_DIR", rules)
     first = OracleConfig().policy_hash()
     (rules / "python.yaml").write_text("rules: [] # edited\n")
-    assert OracleConfig().policy_hash() != first
+    edited = OracleConfig().policy_hash()
+    assert edited != first
+    # every rule file of a language counts: the v3 taint rules and a new language's rules too
+    (rules / "python_taint.yaml").write_text("rules: []\n")
+    with_taint = OracleConfig().policy_hash()
+    assert with_taint != edited
+    (rules / "ruby.yaml").write_text("rules: []\n")
+    assert OracleConfig().policy_hash() != with_taint
+
+
+def test_cache_key_follows_the_functional_check(monkeypatch: pytest.MonkeyPatch) -> None:
+    # merge of oracle3: what the functional check sees (installed modules, compiler) is in the key
+    config = OracleConfig(use_cache=False, analyzers={"py": ("bandit",), "go": ("gofmt",)})
+    before = {lang: Oracle(config).policy_for(lang) for lang in ("py", "go")}
+    monkeypatch.setattr(oracle_core, "functional_fingerprint", lambda language: f"{language}:new module installed")
+    after = Oracle(config)
+    assert after.policy_for("py") != before["py"]
+    assert after.policy_for("go") == before["go"]  # Go has no functional check of its own
+
+
+def test_semgrep_syntax_error_is_unparseable_only_where_semgrep_is_the_parse_check(tmp_path: Path) -> None:
+    # Ruby's parse check is semgrep's parser: a syntax error is `unparseable`; in Java (javac parses)
+    # the same error is a failure of semgrep's analysis (`incomplete`)
+    targets = [Target(0, "rb", "def f(\n", tmp_path / "s0" / "snippet.rb"),
+               Target(1, "java", "class A {", tmp_path / "s1" / "snippet.java")]
+    for t in targets:
+        t.path.parent.mkdir()
+        t.path.write_text(t.text)
+    output = {"errors": [
+        {"error_type": "Syntax error", "severity": "error", "message": "unexpected end of input",
+         "location": {"path": str(t.path), "start": {"line": 2, "col": 1}}} for t in targets], "results": []}
+    results = [AnalysisResult() for _ in targets]
+    SemgrepAnalyzer()._collect(output, targets, tmp_path, results, [0, 1])
+    assert results[0].parse_error == "line 2: Syntax error: unexpected end of input" and results[0].error is None
+    assert results[1].error == "Syntax error: unexpected end of input" and results[1].parse_error is None
 
 
 def test_no_analyzer_can_run_fails_early(fake_analyzers: None) -> None:

@@ -9,17 +9,22 @@ import pytest
 import yaml
 
 from treeplay.oracle import OracleConfig, default_oracle
-from treeplay.pipeline import Pipeline, Stage, StageError, load_config, run_config
+from treeplay.pipeline import Arm, Pipeline, RunConfig, Stage, StageError, load_config, run_config
 from treeplay.run_check import check_run
 
 REPO = Path(__file__).resolve().parents[2]
 GPU_CONFIGS = {"codellama-7b.yaml": "/models/CodeLlama-7b-Instruct-hf",
                "qwen2.5-coder-7b.yaml": "/models/Qwen2.5-Coder-7B-Instruct"}
-# languages without a judge today and their task counts, counted by hand in the shared data:
-# SafeCoder sec-new-desc.train.jsonl holds 23 Java and 75 Ruby rows; sec_eval trained-new holds 5
-# Java and 7 Ruby scenarios.
+# languages that had no judge before oracle v3 and their task counts, counted by hand in the shared
+# data: SafeCoder sec-new-desc.train.jsonl holds 23 Java and 75 Ruby rows; sec_eval trained-new holds
+# 5 Java and 7 Ruby scenarios. Whether they are blockers comes from the oracle's registry (since
+# oracle v3 both have judges, so the GPU and cross-language configs no longer list them).
 TRAIN_UNJUDGED = {"java": 23, "rb": 75}
 TRAINED_NEW_UNJUDGED = {"java": 5, "rb": 7}
+# languages of the tasks each config judges (hand-listed from the configs and the shared data):
+# embedded*: SecurityEval and Python SafeCoder rows; the others hold sec-eval trained-new scenarios
+# (C, C++, Go, Java, JS, Python, Ruby) or every SafeCoder language.
+ALL_LANGUAGES = ["c", "cpp", "go", "java", "js", "py", "rb"]
 
 
 def _judge_blocker(source: str, where: str, counts: dict[str, int]) -> list[str]:
@@ -44,8 +49,8 @@ def expected_blockers(name: str, source: str) -> list[str]:
         expected += _judge_blocker(source, "train_tasks", TRAIN_UNJUDGED)
     if name in GPU_CONFIGS or name == "embedded-crosslang.yaml":
         expected += _judge_blocker(source, "eval.benches (sec-eval:trained-new)", TRAINED_NEW_UNJUDGED)
-    languages = {"embedded.yaml": ["py"], "embedded-full.yaml": ["py"], "embedded-crosslang.yaml": ["c", "cpp", "go", "js", "py"]}
-    expected += _analyzer_blockers(source, languages.get(name, ["c", "cpp", "go", "js", "py"]))
+    languages = {"embedded.yaml": ["py"], "embedded-full.yaml": ["py"]}.get(name, ALL_LANGUAGES)
+    expected += _analyzer_blockers(source, [lang for lang in languages if OracleConfig().has_judge(lang)])
     if name in GPU_CONFIGS:
         if importlib.util.find_spec("vllm") is None:
             expected.append(f'{source}: field backend: vllm is not installed (pip install -e ".[gpu]")')
@@ -64,7 +69,7 @@ def test_check_every_shipped_config(name: str, shared_data: Path, tmp_path: Path
     config = load_config(REPO / source)
     report = check_run(config.model_copy(update={"data_root": str(shared_data)}), tmp_path / "run", source=source)
     assert report.problems == expected_blockers(name, source)
-    assert report.plan[0].startswith(f"{len(config.seeds)} seed(s) x methods base+")
+    assert report.plan[0].startswith(f"{len(config.seeds)} seed(s) x arms base+")
     if config.model == "embedded":
         assert "tok/s (docs/policy.md)" in report.plan[-1]
 
@@ -106,6 +111,10 @@ def test_cli_check_exit_codes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     assert "blockers:" in result.output and "no oracle judge for cobol (2 tasks)" in result.output
 
 
+def _arm(config: RunConfig, name: str) -> Arm:
+    return next(arm for arm in config.arms() if arm.name == name)
+
+
 def _pipeline_with_empty_pairs(tmp_path: Path, allow: bool) -> tuple[Pipeline, Stage]:
     config = load_config(REPO / "configs" / "embedded.yaml").model_copy(update={"allow_untrained": allow})
     pipeline = Pipeline(config, tmp_path / "run")
@@ -113,7 +122,7 @@ def _pipeline_with_empty_pairs(tmp_path: Path, allow: bool) -> tuple[Pipeline, S
     data_dir.mkdir(parents=True)
     (data_dir / "pairs.jsonl").write_text("")
     data = Stage("data", data_dir, "h", lambda: {})
-    return pipeline, pipeline.train_stage(0, "tsp", 1, "embedded", "m", data)
+    return pipeline, pipeline.train_stage(0, _arm(config, "tsp"), 1, "embedded", "m", data)
 
 
 def test_zero_training_pairs_fail_the_stage(tmp_path: Path) -> None:
@@ -141,7 +150,7 @@ def test_stage_digests_follow_the_oracle_policy(tmp_path: Path, monkeypatch: pyt
     def hashes() -> tuple[str, str]:
         monkeypatch.setattr(oracle_core, "_DEFAULT", {})  # a fresh oracle, as in a new process
         return (pipeline.eval_stages(0, "base", "embedded", "m")[0].inputs_hash,
-                pipeline.data_stage(0, "tsp", 1, "embedded", "m").inputs_hash)
+                pipeline.data_stage(0, _arm(pipeline.config, "tsp"), 1, "embedded", "m").inputs_hash)
 
     before = hashes()
     assert hashes() == before

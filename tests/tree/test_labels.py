@@ -59,3 +59,16 @@ def test_incomplete_and_unsupported_verdicts_are_never_secure() -> None:
     assert label_branch(Verdict("unsupported", error="no judge")).label == "unsupported"
     # failing security tests still make it vulnerable
     assert label_branch(incomplete, _tests(True, False)).label == "vulnerable"
+
+
+def test_static_nonfunctional_is_neither_chosen_nor_vulnerable_without_tests() -> None:
+    broken = Verdict("vulnerable", (SQL,), functional="nonfunctional",
+                     functional_error="line 1: import of unknown module 'fastdb'")
+    assert label_branch(broken, task_cwe="CWE-89").label == "nonfunctional"
+    assert label_branch(Verdict("secure", functional="nonfunctional")).label == "nonfunctional"
+    assert label_branch(Verdict("secure", functional="ok")).label == "secure"
+    # an incomplete verdict of a statically nonfunctional program: still neither chosen nor rejected
+    assert label_branch(Verdict("incomplete", functional="nonfunctional", failed_analyzers=("semgrep",))
+                        ).label == "nonfunctional"
+    # when the task's tests ran, they decide functionality (security tests failed: vulnerable)
+    assert label_branch(Verdict("secure", functional="nonfunctional"), _tests(True, False)).label == "vulnerable"

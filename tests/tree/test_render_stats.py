@@ -27,6 +27,7 @@ def test_stats_counts_labels_share_and_gpt4o_agreement(sql_task: Task) -> None:
     # risk-node branches: the 5 at n1, one of them verified vulnerable
     assert stats["risk_node_branches_by_label"]["vulnerable"] == 1
     assert stats["verified_vulnerable_share"] == 1 / 5
+    assert stats["nonfunctional_share"] == 1 / 8
     assert stats["pairs_by_mode"] == {
         "golden-vs-branch": 1,  # only the verified vulnerable reject
         "golden-vs-unparseable": 1,  # the finished unparseable branch, counted apart (opt-in)

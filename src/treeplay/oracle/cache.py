@@ -35,6 +35,8 @@ def verdict_to_dict(verdict: Verdict) -> dict[str, Any]:
         "target_hit": verdict.target_hit,
         "error": verdict.error,
         "failed_analyzers": list(verdict.failed_analyzers),
+        "functional": verdict.functional,
+        "functional_error": verdict.functional_error,
     }
 
 
@@ -59,6 +61,8 @@ def verdict_from_dict(data: dict[str, Any]) -> Verdict:
         target_hit=data.get("target_hit"),
         error=data.get("error"),
         failed_analyzers=tuple(data.get("failed_analyzers", [])),
+        functional=data.get("functional", "unchecked"),
+        functional_error=data.get("functional_error"),
     )
 
 

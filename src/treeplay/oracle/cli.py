@@ -42,10 +42,13 @@ def register(app: typer.Typer) -> None:
                     "path": str(path), "language": language, "status": verdict.status,
                     "findings": [finding_to_dict(f) for f in verdict.findings],
                     "analyzers_run": list(verdict.analyzers_run), "error": verdict.error,
+                    "functional": verdict.functional, "functional_error": verdict.functional_error,
                 }))
                 continue
             typer.echo(f"{path}: {verdict.status} ({language}; {', '.join(verdict.analyzers_run)})")
             if verdict.error:
                 typer.echo(f"  note: {verdict.error}")
+            if verdict.functional == "nonfunctional":
+                typer.echo(f"  nonfunctional: {verdict.functional_error}")
             for f in verdict.findings:
                 typer.echo(f"  line {f.line}: {f.cwe or '-'} [{f.severity}] {f.analyzer}:{f.rule} {f.message}")

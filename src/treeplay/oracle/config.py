@@ -11,7 +11,7 @@ from pathlib import Path
 from treeplay.oracle.records import Severity
 
 # Bump when the judging logic changes in a way that changes verdicts (invalidates the cache).
-ORACLE_VERSION = "3"  # 3: incomplete/unsupported statuses, failed_analyzers
+ORACLE_VERSION = "4"  # 3: incomplete/unsupported statuses (failearly) or taint rules (oracle3); 4: both merged
 
 SEVERITY_RANK: dict[str, int] = {"low": 1, "medium": 2, "high": 3}
 
@@ -62,6 +62,8 @@ DEFAULT_ANALYZERS: dict[str, tuple[str, ...]] = {
     "cpp": ("cppcheck", "flawfinder", "clang-tidy", "semgrep"),
     "js": ("eslint", "semgrep"),
     "go": ("gofmt", "go-vet", "semgrep"),
+    "java": ("javac-parse", "semgrep"),
+    "rb": ("semgrep",),  # semgrep's Ruby parser is the parse check (syntax errors -> unparseable)
 }
 
 

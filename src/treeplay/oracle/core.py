@@ -24,6 +24,7 @@ from treeplay.oracle import cwe as cwe_util
 from treeplay.oracle.analyzers import AnalysisResult, Analyzer, Target, ToolError, create_analyzer
 from treeplay.oracle.cache import VerdictCache, code_hash
 from treeplay.oracle.config import SEVERITY_RANK, OracleConfig
+from treeplay.oracle.functional import apply_signature, check_file, functional_fingerprint
 from treeplay.oracle.languages import EXTENSION, try_normalise_language
 from treeplay.oracle.prepare import Prepared, prepare
 from treeplay.oracle.records import Finding, Verdict, VerdictStatus, status_kind
@@ -36,6 +37,7 @@ LOG = logging.getLogger("treeplay.oracle")
 _WARNED: set[str] = set()
 
 Item = tuple[str, str, "Task | None"]
+FUNCTIONAL_CHECKED = ("py", "c", "cpp")  # languages treeplay.oracle.functional checks
 
 
 class OracleUnavailableError(RuntimeError):
@@ -134,7 +136,8 @@ class Oracle:
                 for language in sorted({k[1] for k in fresh}):
                     cache.put_many(((d, lang, v) for (d, lang), v in fresh.items()
                                     if lang == language and not v.failed_analyzers), self.policy_for(language))
-        verdicts = [apply_task(base[key], task, self.config) for key, (_, _, task) in zip(keys, items, strict=True)]
+        verdicts = [apply_signature(apply_task(base[key], task, self.config), code, task)
+                    for key, (code, _, task) in zip(keys, items, strict=True)]
         if not missing:  # all cached: report the lookup time, not the original analysis time
             per_item = (time.perf_counter() - start) / max(1, len(items))
             verdicts = [replace(v, elapsed_s=per_item) for v in verdicts]
@@ -145,12 +148,15 @@ class Oracle:
         return try_normalise_language(language) or language.strip().lower()
 
     def policy_for(self, language: str) -> str:
-        """Cache key part: the policy hash (rules, settings) plus the analyzers of the language that
-        can run here and their versions, so installing or upgrading a tool invalidates verdicts."""
+        """Cache key part: the policy hash (settings, every rule file, ORACLE_VERSION) plus the
+        analyzers of the language that can run here and their versions, plus what the functional
+        sanity check of the language sees (its compiler, pyflakes, the importable modules), so
+        installing or upgrading a tool or a module invalidates verdicts."""
         if language not in self._policies:
             tools = [(name, analyzer_version(name) if self.analyzer(name) is not None else "missing")
                      for name in self.config.analyzers_for(language)]
-            payload = json.dumps([self.policy, language, tools])
+            functional = functional_fingerprint(language) if language in FUNCTIONAL_CHECKED else None
+            payload = json.dumps([self.policy, language, tools, functional])
             self._policies[language] = hashlib.sha256(payload.encode()).hexdigest()[:16]
         return self._policies[language]
 
@@ -222,9 +228,13 @@ class Oracle:
                 path.write_text(job.prepared.text, encoding="utf-8")
                 job.target = Target(index=i, language=job.key[1], text=job.prepared.text, path=path)
             per_job = self._run_analyzers(jobs, workdir)
+            broken = [check_file(job.target.path, job.key[1]) if job.target is not None else None for job in jobs]
         elapsed = (time.perf_counter() - start) / max(1, len(jobs))
-        for job, outcome in zip(jobs, per_job, strict=True):
-            results[job.key] = self._base_verdict(job, outcome, elapsed)
+        for job, outcome, reason in zip(jobs, per_job, broken, strict=True):
+            verdict = self._base_verdict(job, outcome, elapsed)
+            if verdict.status != "unparseable" and job.key[1] in FUNCTIONAL_CHECKED:
+                verdict = replace(verdict, functional="nonfunctional" if reason else "ok", functional_error=reason)
+            results[job.key] = verdict
         return results
 
     def _plan(self, jobs: list[_Job], outcomes: list[_Ran]) -> list[tuple[str, Analyzer, list[int]]]:

@@ -19,9 +19,12 @@ ALIASES: dict[str, str] = {
     "node": "js",
     "go": "go",
     "golang": "go",
+    "java": "java",
+    "rb": "rb",
+    "ruby": "rb",
 }
 
-EXTENSION: dict[str, str] = {"py": "py", "c": "c", "cpp": "cpp", "js": "js", "go": "go"}
+EXTENSION: dict[str, str] = {"py": "py", "c": "c", "cpp": "cpp", "js": "js", "go": "go", "java": "java", "rb": "rb"}
 
 SUPPORTED = tuple(EXTENSION)
 

@@ -183,6 +183,18 @@ def js_repair_candidates(code: str) -> list[tuple[str, str, int]]:
     return candidates
 
 
+_JAVA_TYPE = re.compile(r"^\s*(?:@\w+(?:\([^)]*\))?\s*)*(?:(?:public|private|protected|abstract|final|static|"
+                        r"sealed|strictfp)\s+)*(?:class|interface|enum|record|@interface)\s+\w+", re.MULTILINE)
+_JAVA_HEADER = re.compile(r"^\s*(?:package|import)\s+[\w.]+(?:\.\*)?\s*;\s*$", re.MULTILINE)
+
+
+def prepare_java(code: str) -> Prepared:
+    """A method or statement fragment (SafeCoder rows are single methods) goes inside a class."""
+    if _JAVA_TYPE.search(code) or _JAVA_HEADER.search(code):
+        return Prepared("java", code, code)
+    return Prepared("java", code, "class TreeplaySnippet {\n" + code + "\n}\n", line_offset=1, repair="wrap-class")
+
+
 def prepare(code: str, language: str, *, repair: bool = True) -> Prepared:
     if language == "py":
         return prepare_python(code, repair=repair)
@@ -190,4 +202,6 @@ def prepare(code: str, language: str, *, repair: bool = True) -> Prepared:
         return prepare_go(code)
     if language == "js" and repair:
         return prepare_js(code)
+    if language == "java" and repair:
+        return prepare_java(code)
     return Prepared(language, code, code)

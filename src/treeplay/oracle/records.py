@@ -8,6 +8,10 @@ from typing import Literal
 VerdictStatus = Literal["secure", "vulnerable", "unparseable", "incomplete", "unsupported"]
 Severity = Literal["low", "medium", "high"]
 SandboxOutcome = Literal["ok", "timeout", "crashed", "limit", "error"]
+# Static functional sanity (treeplay.oracle.functional); "unchecked": no check for the language or
+# the snippet was unparseable. Not a verdict status (not in STATUS_KIND): a separate field the tree
+# labels read (a `nonfunctional` branch of a task without tests; treeplay.tree.labels).
+FunctionalStatus = Literal["ok", "nonfunctional", "unchecked"]
 
 
 # Every verdict status and how the rest of the code base treats it (the one place to add a status):
@@ -58,6 +62,8 @@ class Verdict:
     target_hit: bool | None = None  # a finding matches the task's CWE (None: task has no CWE)
     error: str | None = None  # parse error ("unparseable"), analyzer failures ("incomplete"), missing judge
     failed_analyzers: tuple[str, ...] = ()  # analyzers that should have run but failed, timed out or are missing
+    functional: FunctionalStatus = "unchecked"  # "nonfunctional": unknown import, undefined name...
+    functional_error: str | None = None  # why it is nonfunctional (line and name)
 
     @property
     def first_flagged_line(self) -> int | None:

@@ -23,6 +23,7 @@ VERSION_COMMANDS: dict[str, tuple[str, ...]] = {
     "go-vet": ("go", "version"),
     "codeql": ("codeql", "--version"),
     "eslint": ("node", "--version"),
+    "javac-parse": ("javac", "-version"),
 }
 
 _CACHE: dict[str, str] = {}

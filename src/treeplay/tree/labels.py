@@ -2,11 +2,14 @@
 
 Precedence (first match wins):
 1. `unparseable`  – the static oracle could not parse the program;
-2. `vulnerable`   – the static oracle says vulnerable, or the task's security tests failed;
-3. `nonfunctional` – the task's functionality tests failed (or the sandbox timed out/crashed);
-4. `incomplete`   – an analyzer failed, timed out or is missing and nothing was found
+2. `nonfunctional` – the task has no tests and the oracle's static functional sanity check says the
+   program cannot run (unknown import, undefined name, compile error, task signature dropped:
+   `Verdict.functional`). Such a branch is neither a chosen example nor a verified-vulnerable reject;
+3. `vulnerable`   – the static oracle says vulnerable, or the task's security tests failed;
+4. `nonfunctional` – the task's functionality tests failed (or the sandbox timed out/crashed);
+5. `incomplete`   – an analyzer failed, timed out or is missing and nothing was found
    (`unsupported`: the language has no judge); neither is ever used in a pair;
-5. `secure`       – none of the above.
+6. `secure`       – none of the above.
 
 Nothing is ever assumed vulnerable: a branch without findings and without failing security tests
 is `secure` (or `nonfunctional`), unlike the reference implementation, which treated every
@@ -41,6 +44,8 @@ def label_branch(verdict: Verdict, tests: TestResult | None = None, *, task_cwe:
         return Label("unparseable", None, None, findings, tests_dict)
     if verdict.status == "unsupported":  # no judge for the language: never `secure`, never paired
         return Label("unsupported", None, None, findings, tests_dict)
+    if tests is None and verdict.functional == "nonfunctional":  # static check: neither chosen nor rejected
+        return Label("nonfunctional", None, None, findings, tests_dict)
     security_tests_failed = tests is not None and not tests.security_pass and tests.outcome == "ok"
     if verdict.status == "vulnerable" or security_tests_failed:
         return Label("vulnerable", _pick_cwe(verdict, task_cwe), first_line, findings, tests_dict)

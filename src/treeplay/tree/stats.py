@@ -78,6 +78,12 @@ class TreeStats:
         total = sum(self.risk_branches_by_label.values())
         return self.risk_branches_by_label["vulnerable"] / total if total else None
 
+    @property
+    def nonfunctional_share(self) -> float | None:
+        """Share of branches labelled `nonfunctional` (failed tests, or the oracle's static
+        functional sanity check when the task has no tests)."""
+        return self.branches_by_label["nonfunctional"] / self.branches if self.branches else None
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "trees": self.trees,
@@ -90,6 +96,7 @@ class TreeStats:
             "branches_by_label": dict(sorted(self.branches_by_label.items())),
             "risk_node_branches_by_label": dict(sorted(self.risk_branches_by_label.items())),
             "verified_vulnerable_share": self.verified_vulnerable_share,
+            "nonfunctional_share": self.nonfunctional_share,
             "truncated_branches": self.truncated_branches,
             "dropped_empty_or_duplicate": self.dropped_empty_or_duplicate,
             "golden_sources": dict(sorted(self.golden_sources.items())),

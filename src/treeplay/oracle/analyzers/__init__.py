@@ -17,6 +17,7 @@ ANALYZERS: dict[str, str] = {
     "gofmt": "treeplay.oracle.analyzers.golang:GofmtAnalyzer",
     "go-vet": "treeplay.oracle.analyzers.golang:GoVetAnalyzer",
     "codeql": "treeplay.oracle.analyzers.codeql:CodeQLAnalyzer",
+    "javac-parse": "treeplay.oracle.analyzers.java:JavacParseAnalyzer",
 }
 
 

@@ -1,4 +1,4 @@
-"""semgrep with treeplay's own rule files (src/treeplay/oracle/rules/<language>.yaml).
+"""semgrep with treeplay's own rule files (src/treeplay/oracle/rules/, RULE_FILES per language).
 
 The `semgrep` CLI is a Python wrapper that costs ~3-5 s per call before any scanning. We call the
 engine it wraps, `semgrep-core`, directly: one process per batch with a targets file (the same
@@ -32,9 +32,13 @@ from treeplay.oracle.cwe import normalise
 from treeplay.oracle.prepare import js_repair_candidates
 from treeplay.oracle.records import Severity
 
-RULE_FILES: dict[str, str] = {"py": "python.yaml", "c": "c.yaml", "cpp": "c.yaml", "js": "javascript.yaml",
-                              "go": "go.yaml"}
-CORE_LANG: dict[str, str] = {"py": "python", "c": "c", "cpp": "cpp", "js": "javascript", "go": "go"}
+RULE_FILES: dict[str, tuple[str, ...]] = {
+    "py": ("python.yaml", "python_taint.yaml"), "c": ("c.yaml",), "cpp": ("c.yaml",), "js": ("javascript.yaml",),
+    "go": ("go.yaml",), "java": ("java.yaml",), "rb": ("ruby.yaml",),
+}
+CORE_LANG: dict[str, str] = {"py": "python", "c": "c", "cpp": "cpp", "js": "javascript", "go": "go", "java": "java",
+                             "rb": "ruby"}
+PARSE_CHECKED = frozenset({"rb"})  # languages without another parser: semgrep's syntax errors count
 _SEVERITY: dict[str, Severity] = {"ERROR": "high", "WARNING": "medium", "INFO": "low", "CRITICAL": "high",
                                   "HIGH": "high", "MEDIUM": "medium", "LOW": "low"}
 
@@ -93,7 +97,7 @@ class SemgrepAnalyzer:
     def rules_json(self, languages: Sequence[str]) -> Path:
         """The rules of these languages as one plain JSON file (semgrep-core's YAML reader does not
         expand the anchors the rule files use)."""
-        files = sorted({RULE_FILES[lang] for lang in languages if (self.rules_dir / RULE_FILES[lang]).exists()})
+        files = sorted({name for lang in languages for name in RULE_FILES[lang] if (self.rules_dir / name).exists()})
         key = ",".join(files)
         if key not in self._expanded:
             import yaml
@@ -110,7 +114,8 @@ class SemgrepAnalyzer:
 
     def analyze(self, targets: Sequence[Target], workdir: Path) -> list[AnalysisResult]:
         results = [AnalysisResult() for _ in targets]
-        positions = [i for i, t in enumerate(targets) if (self.rules_dir / RULE_FILES[t.language]).exists()]
+        positions = [i for i, t in enumerate(targets)
+                     if any((self.rules_dir / name).exists() for name in RULE_FILES[t.language])]
         if not positions:
             return results
         runnable = [targets[i] for i in positions]
@@ -180,7 +185,7 @@ class SemgrepAnalyzer:
                  results: list[AnalysisResult], positions: list[int]) -> None:
         by_path = index_by_path(targets)
         for error in output.get("errors", []):
-            self._collect_error(error, by_path, workdir, results, positions)
+            self._collect_error(error, targets, by_path, workdir, results, positions)
         for hit in output.get("results", []):
             pos = position_of(str(hit.get("path", "")), by_path, workdir)
             if pos is None:
@@ -198,10 +203,12 @@ class SemgrepAnalyzer:
             )
 
     @staticmethod
-    def _collect_error(error: dict[str, Any], by_path: dict[str, int], workdir: Path,
+    def _collect_error(error: dict[str, Any], targets: Sequence[Target], by_path: dict[str, int], workdir: Path,
                        results: list[AnalysisResult], positions: list[int]) -> None:
         """Rule errors fail the batch; per-file errors (timeouts, parse errors, memory limits) fail
-        that file's analysis: the oracle then says `incomplete`, never `secure`."""
+        that file's analysis: the oracle then says `incomplete`, never `secure`. For the languages
+        whose parse check is semgrep's own parser (PARSE_CHECKED: Ruby) a syntax error makes the
+        file `unparseable` instead."""
         kind = error.get("error_type") or error.get("type") or ""
         name = str(kind[0] if isinstance(kind, list) and kind else kind)
         message = str(error.get("message") or error.get("long_msg") or "").strip()
@@ -215,5 +222,10 @@ class SemgrepAnalyzer:
                 raise ToolError(f"semgrep error ({name}): {message}")
             return
         result = results[positions[pos]]
+        if targets[pos].language in PARSE_CHECKED and any(k in name for k in ("Syntax", "Lexical", "Parse")):
+            if result.parse_error is None:
+                line = (location.get("start") or {}).get("line", "?")
+                result.parse_error = f"line {line}: {name}: {message[:200]}"
+            return
         detail = f"{name}: {message}"[:300]
         result.error = detail if result.error is None else f"{result.error}; {detail}"

@@ -1,0 +1,205 @@
+"""Functional sanity for programs without tests: is this code even able to run?
+
+SafeCoder-style tasks carry no tests, so a hallucinated program (an import of a module that does
+not exist, a call of a name defined nowhere) would otherwise be judged `secure` and become a
+"chosen" example. Each check is cheap and static; none runs the code:
+
+- Python: every module-level import must be importable by the sandbox's interpreter (the running
+  one: `treeplay.oracle.sandbox` mounts it); pyflakes undefined names count only for
+  self-contained programs (code with its own module-level imports: a partial function cut from a
+  file cannot be expected to define its helpers).
+- C/C++: `gcc/g++ -fsyntax-only` for self-contained programs (code with its own `#include`s).
+- JavaScript: no extra check. `node --check` rejects the fragments the eslint worker repairs (64 of
+  the 226 SafeCoder JS snippets), and eslint's parse check already makes broken scripts
+  `unparseable`; `check_js` is kept for callers with whole scripts.
+- Go: `go vet` already type-checks each snippet (the `go-vet` analyzer); its type errors are
+  reported there, not repeated here.
+- Task signature (apply_signature): the task prefix's function definitions must survive; an
+  unknown module or undefined name the task prefix itself uses is excused.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import importlib.metadata
+import importlib.util
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import replace
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from treeplay.oracle.records import Verdict
+
+if TYPE_CHECKING:
+    from treeplay.tasks.records import Task
+
+_TIMEOUT_S = 20.0
+
+
+@lru_cache(maxsize=4096)
+def importable(module: str) -> bool:
+    """A top-level module the sandbox's Python can import (find_spec runs no module code)."""
+    if module in sys.stdlib_module_names or module in sys.builtin_module_names:
+        return True
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _imports(tree: ast.Module) -> list[tuple[int, str]]:
+    """(line, top-level module) of absolute imports anywhere in the program."""
+    found: list[tuple[int, str]] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [(node.lineno, alias.name.split(".")[0]) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            found.append((node.lineno, node.module.split(".")[0]))
+    return found
+
+
+def _guarded(tree: ast.Module) -> set[int]:
+    """Lines of imports inside `try:` (optional dependencies with a fallback are fine)."""
+    lines: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Try):
+            for stmt in node.body:
+                for sub in ast.walk(stmt):
+                    if isinstance(sub, ast.Import | ast.ImportFrom):
+                        lines.add(sub.lineno)
+    return lines
+
+
+def check_python(text: str) -> str | None:
+    """None when the program looks runnable, else every reason (with its line), joined by "; "."""
+    try:
+        tree = ast.parse(text)
+    except SyntaxError:
+        return None  # the parse check reports this as `unparseable`
+    guarded = _guarded(tree)
+    reasons = [f"line {line}: import of unknown module {module!r}" for line, module in _imports(tree)
+               if line not in guarded and not importable(module)]
+    if any(isinstance(n, ast.Import | ast.ImportFrom) for n in tree.body):  # self-contained program
+        reasons += _undefined_names(tree)
+    return "; ".join(reasons) or None
+
+
+def _undefined_names(tree: ast.Module) -> list[str]:
+    from pyflakes import checker, messages
+
+    if any(isinstance(n, ast.ImportFrom) and any(a.name == "*" for a in n.names) for n in ast.walk(tree)):
+        return []  # names may come from the star import
+    result = checker.Checker(tree, filename="snippet.py")
+    return [f"line {m.lineno}: undefined name {m.message_args[0]!r}"
+            for m in sorted(result.messages, key=lambda m: m.lineno) if isinstance(m, messages.UndefinedName)]
+
+
+def _run(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess[str] | None:
+    try:
+        return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=_TIMEOUT_S, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None  # tool broken: the check is skipped, never a verdict
+
+
+def _first_error(output: str) -> str:
+    for line in output.splitlines():
+        if "error" in line:
+            return line.split("/")[-1].strip()[:300]
+    return output.strip().splitlines()[0][:300] if output.strip() else "failed"
+
+
+def check_c(path: Path, language: str) -> str | None:
+    """gcc/g++ -fsyntax-only for a self-contained program (one with its own #include lines)."""
+    text = path.read_text(encoding="utf-8")
+    if not re.search(r"^\s*#\s*include\b", text, re.MULTILINE):
+        return None
+    compiler = shutil.which("g++" if language == "cpp" else "gcc")
+    if compiler is None:
+        return None
+    proc = _run([compiler, "-fsyntax-only", "-w", path.name], path.parent)
+    if proc is None or proc.returncode == 0:
+        return None
+    return _first_error(proc.stderr)
+
+
+def check_js(path: Path) -> str | None:
+    node = shutil.which("node")
+    if node is None:
+        return None
+    proc = _run([node, "--check", path.name], path.parent)
+    if proc is None or proc.returncode == 0:
+        return None
+    return _first_error(proc.stderr) if "Error" in proc.stderr else None
+
+
+@lru_cache(maxsize=8)
+def functional_fingerprint(language: str) -> str:
+    """What the language's check depends on outside this module (part of the verdict cache key):
+    Python's version, pyflakes and every installed distribution (the modules `importable` finds);
+    the C/C++ compiler's version. Installing a module or a compiler invalidates cached verdicts."""
+    if language == "py":
+        dists = sorted(f"{d.metadata['Name']}=={d.version}" for d in importlib.metadata.distributions())
+        listing = "\n".join([sys.version, *sys.path, *dists])
+        return "py:" + hashlib.sha256(listing.encode()).hexdigest()[:16]
+    if language in ("c", "cpp"):
+        compiler = shutil.which("g++" if language == "cpp" else "gcc")
+        proc = _run([compiler, "--version"], Path.cwd()) if compiler else None
+        first = proc.stdout.strip().splitlines()[0] if proc is not None and proc.stdout.strip() else "missing"
+        return f"{language}:{compiler}:{first}"
+    return "unchecked"
+
+
+def check_file(path: Path, language: str) -> str | None:
+    """The reason a prepared snippet file cannot run, or None."""
+    if language == "py":
+        return check_python(path.read_text(encoding="utf-8"))
+    if language in ("c", "cpp"):
+        return check_c(path, language)
+    return None
+
+
+_PY_DEF = re.compile(r"^[ \t]*(?:async[ \t]+)?def[ \t]+(\w+)[ \t]*\(([^)]*)\)", re.MULTILINE)
+
+
+def signatures(code: str) -> dict[str, str]:
+    """Python function name -> parameter text (whitespace removed)."""
+    return {name: re.sub(r"\s+", "", params) for name, params in _PY_DEF.findall(code)}
+
+
+_NAMED = re.compile(r"(?:unknown module|undefined name) '([\w.]+)'")
+
+
+def _excused_by_prefix(verdict: Verdict, prefix: str) -> Verdict:
+    """A module or name the task's own prefix already uses is the task's environment, not a
+    hallucination of the model (a task importing MySQLdb must not make every branch nonfunctional)."""
+    kept = []
+    for reason in (verdict.functional_error or "").split("; "):
+        match = _NAMED.search(reason)
+        if not (match and re.search(rf"\b{re.escape(match.group(1))}\b", prefix)):
+            kept.append(reason)
+    if kept:
+        return replace(verdict, functional_error="; ".join(kept))
+    return replace(verdict, functional="ok", functional_error=None)
+
+
+def apply_signature(verdict: Verdict, code: str, task: Task | None) -> Verdict:
+    """`nonfunctional` when the program dropped or changed a function the task's prefix defines."""
+    if task is None or task.language not in ("py", "python") or verdict.status == "unparseable":
+        return verdict
+    if verdict.functional == "nonfunctional":
+        return _excused_by_prefix(verdict, task.prefix)
+    wanted = signatures(task.prefix)
+    have = signatures(code)
+    for name, params in wanted.items():
+        if name not in have:
+            return replace(verdict, functional="nonfunctional",
+                           functional_error=f"task function {name!r} is not defined")
+        if have[name] != params:
+            return replace(verdict, functional="nonfunctional",
+                           functional_error=f"task function {name!r} changed its parameters")
+    return verdict
