@@ -43,7 +43,7 @@ class EngineConfig:
     """Start-up options of the llama.cpp engine."""
 
     threads: int = 2  # CPU threads for decode and prompt processing
-    n_parallel: int = 8  # slots decoded together (continuous batching)
+    n_parallel: int = 4  # slots decoded together (continuous batching); 4 was fastest here (docs/policy.md)
     ctx_per_slot: int = 2048  # tokens of context per slot (prompt + completion)
     branch_mode: str = "requests"  # "requests": one request per branch; "n": one request with n children
 
