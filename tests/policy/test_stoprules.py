@@ -165,3 +165,10 @@ def test_cut_tokens_prefers_boundary_after_trailing_whitespace() -> None:
 def test_cut_tokens_skips_boundaries_inside_multibyte_characters() -> None:
     decoded = ["", "a", "a\ufffd", "aé", "aéb"]
     assert cut_tokens(decoded, 2) == 3
+
+
+def test_python_prefix_ending_with_the_closing_docstring_quotes() -> None:
+    # SALLM prompts end with the docstring's closing ''' and no newline
+    prefix = "@app.route('/w')\ndef write():\n    '''\n    Write the results.\n    '''"
+    completion = "\n    results = request.args.get('r')\n    return results\n\nif __name__ == '__main__':\n    app.run(debug=True)\n"
+    assert cut_text("py", prefix, completion) == "\n    results = request.args.get('r')\n    return results\n\n"

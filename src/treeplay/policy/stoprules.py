@@ -118,6 +118,11 @@ def python_cut(prefix: str, completion: str) -> int | None:
     in_string: str | None = None
     for full_line in prefix.split("\n")[:-1]:  # the prefix may end inside a docstring
         in_string = _track_triple_quotes(full_line, in_string)
+    first, newline, _ = completion.partition("\n")
+    if partial and newline and not first.strip():
+        # the prefix's last line (e.g. the docstring's closing quotes) ends at the completion's
+        # first newline; _complete_lines skips that blank remainder, so track its quotes here
+        in_string = _track_triple_quotes(partial, in_string)
     for start, line, at_line_start in _complete_lines(completion, len(partial)):
         line_text = partial + line if not at_line_start else line
         if in_string is None and at_line_start:
