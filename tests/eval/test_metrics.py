@@ -43,7 +43,7 @@ def test_spr_ignores_unparseable_but_strict_counts_it() -> None:
     assert summary["vulnerable_share"]["value"] == pytest.approx((1 / 3) / 3)
     assert summary["counts"] == {
         "tasks": 3, "generations": 9, "secure": 4, "vulnerable": 1, "unparseable": 4, "empty": 0,
-        "attempted": 5, "vulnerable_attempted": 1, "incomplete": 0, "unsupported": 0,
+        "attempted": 5, "vulnerable_attempted": 1, "incomplete": 0, "unsupported": 0, "nonfunctional": 0,
     }  # fmt: skip
     # vulnerable among parseable non-empty programs: A 1/2, B 0/3; C has none -> left out
     assert summary["vulnerable_attempted_share"]["value"] == pytest.approx((1 / 2 + 0) / 2)
@@ -197,3 +197,18 @@ def test_vulnerability_reduction_and_seed_mean() -> None:
     single = mean_ci_over_seeds([0.25])
     assert single is not None and single.half_width is None and single.format() == "25.0"
     assert mean_ci_over_seeds([]) is None
+
+
+def test_nonfunctional_share_is_over_parseable_non_empty_programs() -> None:
+    records = [
+        {"task_id": "A", "language": "py", "completion": "    return q\n",
+         "verdict": {"status": "secure", "functional": "nonfunctional"}},
+        {"task_id": "A", "language": "py", "completion": "    return q\n", "verdict": {"status": "secure", "functional": "ok"}},
+        {"task_id": "B", "language": "py", "completion": "    return (\n", "verdict": {"status": "unparseable"}},
+        {"task_id": "C", "language": "py", "completion": "    return q\n",
+         "verdict": {"status": "vulnerable", "functional": "nonfunctional"}},
+    ]
+    summary = security_summary([Outcome.from_record(r) for r in records])
+    # A: 1 of 2 attempted; B: none attempted (left out); C: 1 of 1 -> (0.5 + 1) / 2
+    assert summary["nonfunctional_share"]["value"] == pytest.approx(0.75)
+    assert summary["counts"]["nonfunctional"] == 2

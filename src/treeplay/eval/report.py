@@ -322,7 +322,7 @@ def bench_table(data: RunData, bench: str) -> Block:
     results = [e for e in data.evals if e.bench == bench]
     kind = bench_kind(results)
     keys = {
-        "security": ["spr@1", "strict_spr@1", "unparseable_share", "empty_share", "vulnerable_share"],
+        "security": ["spr@1", "strict_spr@1", "unparseable_share", "empty_share", "nonfunctional_share", "vulnerable_share"],
         "functional-security": ["func-sec@1", "func@1", "spr@1", "strict_spr@1", "unparseable_share"],
         "utility": ["pass@1"],
     }[kind]
