@@ -151,8 +151,8 @@ class RunConfig(_Strict):
     def arms(self) -> list[Arm]:
         """The trained arms in report order: the methods, then the variants."""
         benches = tuple(self.eval.benches)
-        arms = [Arm(m, m, dict(self.tree), dict(self.train), self.pair_mode, benches, self.rounds)
-                for m in METHOD_ORDER if m in self.methods]
+        methods = list(dict.fromkeys(self.methods))  # run order = the config's order
+        arms = [Arm(m, m, dict(self.tree), dict(self.train), self.pair_mode, benches, self.rounds) for m in methods]
         for name, v in self.variants.items():
             arms.append(Arm(name, v.method, {**self.tree, **v.tree}, {**self.train, **v.train},
                             v.pair_mode or self.pair_mode, tuple(v.benches or benches), v.rounds or self.rounds))

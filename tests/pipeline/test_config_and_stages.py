@@ -139,7 +139,7 @@ variants:
 def test_variants_become_arms_after_the_methods_with_their_overrides(tmp_path):
     config = load_config(write(tmp_path, VARIANTS))
     arms = config.arms()
-    assert [a.name for a in arms] == ["sft", "tsp", "tsp-dpo", "tsp-oracle-nodes"]
+    assert [a.name for a in arms] == ["tsp", "sft", "tsp-dpo", "tsp-oracle-nodes"]  # config order
     dpo, oracle = arms[2], arms[3]
     assert dpo.method == "tsp" and dpo.rounds == 1 and oracle.rounds == 2
     assert dpo.train == {"max_steps": 8, "sft_alpha": 0.0, "first_w": 0}
@@ -166,7 +166,8 @@ def test_an_ablation_reuses_round_one_data_of_its_parent_arm(tmp_path):
 
     config = load_config(write(tmp_path, VARIANTS))
     pipeline = Pipeline(config, tmp_path / "run")
-    tsp, dpo = config.arms()[1], config.arms()[2]
+    arms = {a.name: a for a in config.arms()}
+    tsp, dpo = arms["tsp"], arms["tsp-dpo"]
     first = pipeline.data_stage(0, tsp, 1, "embedded", "h0")
     second = pipeline.data_stage(0, dpo, 1, "embedded", "h0")
     assert first.inputs_hash == second.inputs_hash and first.directory != second.directory
@@ -181,5 +182,5 @@ def test_an_ablation_reuses_round_one_data_of_its_parent_arm(tmp_path):
     assert record["pairs"] == 2 and record["trees"] == 1 and record["pairs_by_mode"] == {"sibling": 2}
     assert record["copied_from"] == str(first.directory)
     # the oracle-nodes variant has other tree settings: no reuse
-    other = pipeline.data_stage(0, config.arms()[3], 1, "embedded", "h0")
+    other = pipeline.data_stage(0, arms["tsp-oracle-nodes"], 1, "embedded", "h0")
     assert other.inputs_hash != first.inputs_hash
