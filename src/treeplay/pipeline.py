@@ -60,6 +60,9 @@ class TaskSource(_Strict):
     split: str | None = None
     exclude_language: str | None = None
     limit: int | None = Field(default=None, ge=1)
+    # "file": the first `limit` tasks in file order (SafeCoder files are sorted by CWE, so a small
+    # limit covers one or two CWEs); "round-robin-cwe": one task of each CWE in turn, then the next.
+    order: Literal["file", "round-robin-cwe"] = "file"
 
 
 class EvalSection(_Strict):
@@ -228,7 +231,22 @@ def load_train_tasks(config: RunConfig) -> list[Task]:
         excluded = {x.strip() for x in source.exclude_language.split(",")}
         tasks = [t for t in tasks if t.language not in excluded]
     tasks = [t for t in tasks if t.golden is None or t.changed_spans or t.vulnerable is None]
+    if source.order == "round-robin-cwe":
+        tasks = round_robin_by_cwe(tasks)
     return tasks[: source.limit] if source.limit else tasks
+
+
+def round_robin_by_cwe(tasks: Sequence[Task]) -> list[Task]:
+    """Tasks interleaved across primary CWEs (first of each CWE in order of appearance, then the
+    second of each, ...), so that any prefix of the list covers as many CWEs as it can."""
+    groups: dict[str | None, list[Task]] = {}
+    for task in tasks:
+        groups.setdefault(task.primary_cwe, []).append(task)
+    queues = list(groups.values())
+    out: list[Task] = []
+    for i in range(max((len(q) for q in queues), default=0)):
+        out.extend(q[i] for q in queues if i < len(q))
+    return out
 
 
 def digest(*parts: Any) -> str:

@@ -184,3 +184,15 @@ def test_an_ablation_reuses_round_one_data_of_its_parent_arm(tmp_path):
     # the oracle-nodes variant has other tree settings: no reuse
     other = pipeline.data_stage(0, arms["tsp-oracle-nodes"], 1, "embedded", "h0")
     assert other.inputs_hash != first.inputs_hash
+
+
+def test_round_robin_cwe_order_spreads_a_limit_over_cwes():
+    from treeplay.pipeline import round_robin_by_cwe
+    from treeplay.tasks import Task
+
+    def task(i: str, cwe: str) -> Task:
+        return Task(id=i, language="py", cwe=(cwe,), instruction="", prefix="")
+
+    tasks = [task("a1", "CWE-502"), task("a2", "CWE-502"), task("a3", "CWE-502"),
+             task("b1", "CWE-89"), task("c1", "CWE-79"), task("c2", "CWE-79")]
+    assert [t.id for t in round_robin_by_cwe(tasks)] == ["a1", "b1", "c1", "a2", "c2", "a3"]
