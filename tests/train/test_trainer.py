@@ -108,7 +108,7 @@ def test_recorded_reference_logprobs_are_used(tmp_path: Path) -> None:
         pair, chosen_token_ids=tuple(c_ids), chosen_ref_logprobs=tuple([-1.0] * len(c_ids)),
         rejected_token_ids=tuple(r_ids), rejected_ref_logprobs=tuple([-1.0] * len(r_ids)),
     )
-    result = train(_config(max_steps=1, batch_size=1, grad_accum=1), [recorded], _bundle(), tmp_path / "rec")
+    result = train(_config(max_steps=1, batch_size=1, grad_accum=1, reference="recorded"), [recorded], _bundle(), tmp_path / "rec")
     assert result.recorded_reference == 1
     assert not (tmp_path / "rec" / "reference_logprobs.jsonl").exists()
 
