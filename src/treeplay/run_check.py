@@ -20,10 +20,11 @@ from typing import Any
 from treeplay.pipeline import METHOD_ORDER, Arm, RunConfig, data_root, load_train_tasks, resolve_data_path
 from treeplay.tasks import Task
 
-# Decode throughput of the embedded model (SmolLM2-135M-Instruct, hf backend, 2 threads) on this
-# machine: 39.4 tok/s, docs/policy.md "Measured" (benchmarks/branch_sampling.py, full size, with
-# prefix reuse; measured under load). Used only for the plan's time estimate of sampling.
-EMBEDDED_DECODE_TOK_S = 39.4
+# Generation throughput of the embedded model (Qwen2.5-Coder-0.5B-Instruct, llama.cpp, 2 threads)
+# on this machine: 19.4 tok/s on the tree-shaped workload of benchmarks/engine_throughput.py, 20-23
+# tok/s with 2-16 slots (docs/policy.md "Measured", 2026-11-25, under load). Used only for the
+# plan's time estimate of sampling.
+EMBEDDED_DECODE_TOK_S = 20.0
 EMBEDDED_MODELS = ("embedded",)
 # backend -> Python module it needs (the hf backend needs only the base install)
 BACKEND_MODULES: dict[str, str] = {"vllm": "vllm", "llamacpp": "llama_cpp", "llama.cpp": "llama_cpp"}
