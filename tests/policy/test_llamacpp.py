@@ -92,12 +92,13 @@ def test_trained_adapter_changes_the_engine_logprobs(tmp_path: Path, qwen_engine
     from treeplay.policy.models import load_model_and_tokenizer
 
     base, _tokenizer, _ = load_model_and_tokenizer("embedded")
+    torch.manual_seed(1)  # peft draws lora_A from the global generator: unseeded, every run had another adapter
     peft_model = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules=["k_proj"], lora_dropout=0.0))
     generator = torch.Generator().manual_seed(0)
     with torch.no_grad():
         for name, param in peft_model.named_parameters():
             if "lora_B" in name:  # peft starts B at zero (a no-op); make the adapter bite
-                param.copy_(torch.randn(param.shape, generator=generator) * 0.5)
+                param.copy_(torch.randn(param.shape, generator=generator) * 0.3)
     final = tmp_path / "final"
     peft_model.save_pretrained(str(final))
     (final / "treeplay_train.json").write_text(json.dumps({"base_model": "embedded", "adapter": True}))
@@ -112,5 +113,9 @@ def test_trained_adapter_changes_the_engine_logprobs(tmp_path: Path, qwen_engine
     n = len(adapted.logprobs)
     engine_vs_torch = sum(abs(a - b) for a, b in zip(adapted.logprobs, torch_scored.logprobs, strict=True)) / n
     adapter_effect = sum(abs(a - b) for a, b in zip(torch_scored.logprobs, base_scored.logprobs, strict=True)) / n
-    assert adapter_effect > 0.3, "the random adapter should move the log-probs a lot"
-    assert engine_vs_torch < 0.15 < adapter_effect
+    # Measured here (2026-11-26, seeds 0-3 at this scale): adapter effect 0.17-0.77 nats/token,
+    # engine vs torch 0.015-0.025, the quantisation floor of the base-model test. A B*0.5 adapter
+    # made the model degenerate (repeated docstrings) and the gap chaotic (0.2-0.3): too big to test.
+    assert adapter_effect > 0.3, "the adapter should move the log-probs clearly"
+    assert engine_vs_torch < 0.1, "the engine's adapter is not the torch model's (scale, orientation or alpha)"
+    assert engine_vs_torch < adapter_effect / 4
