@@ -47,7 +47,14 @@ def test_interrupted_and_resumed_run_equals_uninterrupted(tmp_path: Path, lora: 
     assert [s for s, _ in list_checkpoints(tmp_path / "cut")][-1] == 4
     with pytest.raises(FileExistsError):
         train(config, pairs, _bundle(), tmp_path / "cut")
-    resumed_bundle = _bundle(seed=99)  # different init: everything must come from the checkpoint
+    if lora:  # a LoRA checkpoint holds the adapter only; the frozen base comes from the base model
+        from safetensors import safe_open
+
+        with safe_open(str(tmp_path / "cut" / "checkpoints" / "step-0000004" / "model.safetensors"), "pt") as f:
+            saved = set(f.keys())
+        assert saved and all(".lora_A." in k or ".lora_B." in k for k in saved), sorted(saved)[:3]
+    # full fine-tuning: a different init, so everything must come from the checkpoint
+    resumed_bundle = _bundle(seed=0 if lora else 99)
     result = train(config, pairs, resumed_bundle, tmp_path / "cut", resume=True)
     assert result.resumed_from_step == 4 and result.steps == 6
 
