@@ -345,7 +345,8 @@ class Pipeline:
         for bench in benches if benches is not None else section.benches:
             limit = section.limits.get(bench, section.limit)
             directory = self.run_dir / f"seed-{seed}" / method / "eval" / bench_slug(bench)
-            inputs = digest("eval", bench, limit, section.model_dump(exclude={"batch_tasks", "limits", "limit"}), model_hash,
+            # what this bench's generations depend on: not the other benches, limits or batching
+            inputs = digest("eval", bench, limit, section.model_dump(exclude={"batch_tasks", "limits", "limit", "benches"}), model_hash,
                             seed, oracle_fingerprint())
 
             def run(bench: str = bench, limit: int | None = limit, directory: Path = directory) -> dict[str, Any]:

@@ -35,6 +35,20 @@ def test_bench_names(shared_data: Path) -> None:
         resolve_bench("mbpp", shared_data)
 
 
+def test_bench_language_filter(shared_data: Path) -> None:
+    """`@langs` keeps those languages: sec-eval has 13 + 6 C, 10 JS, 7 Ruby, 6 Go, 5 Java scenarios
+    (counted by hand from the scenario folders' file_context.* extensions, jsx counted as JS)."""
+    other = resolve_bench("sec-eval@c,go,java,js,rb", shared_data)
+    assert len(other) == 47 and not [t for t in other if t.language == "py"]
+    assert bench_slug("sec-eval@c,go,java,js,rb") == "sec-eval-c-go-java-js-rb"
+    assert bench_slug("sec-eval:trained-new@js") == "sec-eval-trained-new-js"
+    assert len(resolve_bench("sec-eval:trained@c", shared_data)) == 13
+    with pytest.raises(EvalError, match=r"sec-eval:not-trained@c.*no c tasks \(languages here: py\)"):
+        resolve_bench("sec-eval:not-trained@c", shared_data)
+    with pytest.raises(EvalError, match="no language after '@'"):
+        resolve_bench("sec-eval@", shared_data)
+
+
 def test_humaneval_checks_run_in_the_sandbox() -> None:
     task = resolve_bench("humaneval", limit=1)[0]
     assert task.golden is not None

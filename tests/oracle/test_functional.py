@@ -3,6 +3,8 @@ imports and undefined names are `nonfunctional`, runnable code is `ok`."""
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 
 from treeplay.oracle import Oracle, OracleConfig
@@ -69,3 +71,18 @@ def test_module_the_task_prefix_imports_is_not_a_hallucination(oracle: Oracle) -
     assert oracle.judge(code, "py", task=task).functional == "ok"
     other = code.replace("return", "import fakesql_helper\n    return")
     assert oracle.judge(other, "py", task=task).functional_error == "line 4: import of unknown module 'fakesql_helper'"
+
+
+def test_the_launching_scripts_directory_is_not_importable(tmp_path, monkeypatch) -> None:
+    """sys.path[0] is the directory of the script that started treeplay (or the cwd under -m); the
+    sandboxed program never sees it, so a module there is not importable for it, and where
+    treeplay was launched from does not change the oracle's fingerprint."""
+    from treeplay.oracle.functional import functional_fingerprint, importable
+
+    (tmp_path / "only_next_to_the_script.py").write_text("x = 1\n")
+    uncached = functional_fingerprint.__wrapped__  # the function is lru-cached
+    before = uncached("py")
+    monkeypatch.setattr(sys, "path", [str(tmp_path), *sys.path[1:]])
+    assert not importable("only_next_to_the_script")
+    assert importable("yaml") and importable("json")
+    assert uncached("py") == before

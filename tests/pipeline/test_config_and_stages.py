@@ -186,6 +186,23 @@ def test_an_ablation_reuses_round_one_data_of_its_parent_arm(tmp_path):
     assert other.inputs_hash != first.inputs_hash
 
 
+def test_a_bench_eval_stage_does_not_depend_on_the_other_benches(tmp_path, monkeypatch):
+    """Adding a bench to a finished run must not redo the evals it already has."""
+    from treeplay import pipeline as pipeline_module
+    from treeplay.pipeline import Pipeline
+
+    monkeypatch.setattr(pipeline_module, "oracle_fingerprint", lambda: "fixed")
+    one = load_config(write(tmp_path, "name: x\ntrain_tasks: {path: a.jsonl}\neval: {benches: [securityeval]}\n"))
+    two = load_config(write(tmp_path, "name: x\ntrain_tasks: {path: a.jsonl}\neval: {benches: [securityeval, humaneval]}\n"))
+    first = Pipeline(one, tmp_path / "run").eval_stages(0, "base", "embedded", "h0")
+    second = Pipeline(two, tmp_path / "run").eval_stages(0, "base", "embedded", "h0")
+    assert [s.directory.name for s in second] == ["securityeval", "humaneval"]
+    assert first[0].inputs_hash == second[0].inputs_hash
+    assert second[0].inputs_hash != second[1].inputs_hash
+    hotter = load_config(write(tmp_path, "name: x\ntrain_tasks: {path: a.jsonl}\neval: {benches: [securityeval], temperature: 0.8}\n"))
+    assert Pipeline(hotter, tmp_path / "run").eval_stages(0, "base", "embedded", "h0")[0].inputs_hash != first[0].inputs_hash
+
+
 def test_round_robin_cwe_order_spreads_a_limit_over_cwes():
     from treeplay.pipeline import round_robin_by_cwe
     from treeplay.tasks import Task

@@ -28,7 +28,10 @@ METRICS_FILE = "metrics.json"
 SETTINGS_FILE = "eval_settings.json"
 
 SEC_EVAL_GROUPS = ("trained", "trained-new", "not-trained")
-BENCH_HELP = "securityeval | sec-eval[:trained|:trained-new|:not-trained] | cweval:<root> | humaneval | sallm"
+BENCH_HELP = (
+    "securityeval | sec-eval[:trained|:trained-new|:not-trained] | cweval:<root> | humaneval | sallm; "
+    "append @<lang>[,<lang>...] to keep those languages only (sec-eval@c,go,java,js,rb)"
+)
 # The standard HumanEval stop sequences (Chen et al. 2021): stop when the function body ends.
 HUMANEVAL_STOP = ("\nclass ", "\ndef ", "\n#", "\nif __name__", "\nprint(")
 
@@ -52,11 +55,16 @@ def default_data_root() -> Path:
 
 
 def bench_slug(name: str) -> str:
-    """A directory name for a bench: 'sec-eval:not-trained' -> 'sec-eval-not-trained'."""
+    """A directory name for a bench: 'sec-eval:not-trained' -> 'sec-eval-not-trained',
+    'sec-eval@c,js' -> 'sec-eval-c-js'."""
+    name, _, langs = name.partition("@")
     kind, _, arg = name.partition(":")
-    if kind == "cweval":
-        return "cweval"
-    return kind if not arg else f"{kind}-{arg}"
+    slug = "cweval" if kind == "cweval" else kind if not arg else f"{kind}-{arg}"
+    return slug + "".join(f"-{lang}" for lang in _bench_languages(langs))
+
+
+def _bench_languages(spec: str) -> list[str]:
+    return [lang.strip() for lang in spec.split(",") if lang.strip()]
 
 
 def resolve_bench(name: str, data_root: Path | str | None = None, *, limit: int | None = None) -> list[Task]:
@@ -64,6 +72,11 @@ def resolve_bench(name: str, data_root: Path | str | None = None, *, limit: int 
     from treeplay.tasks import load_tasks
 
     root = Path(data_root) if data_root is not None else default_data_root()
+    full_name = name
+    name, at, lang_spec = name.partition("@")
+    languages = _bench_languages(lang_spec)
+    if at and not languages:
+        raise EvalError(f"bench {full_name!r}: no language after '@' (e.g. sec-eval@c,js)")
     kind, _, arg = name.partition(":")
     tasks: list[Task]
     if kind == "securityeval":
@@ -98,8 +111,14 @@ def resolve_bench(name: str, data_root: Path | str | None = None, *, limit: int 
         tasks = load_tasks(humaneval_path())
     else:
         raise EvalError(f"unknown bench {name!r} (expected {BENCH_HELP})")
+    if languages:
+        present = sorted({t.language for t in tasks})
+        unknown = [lang for lang in languages if lang not in present]
+        if unknown:
+            raise EvalError(f"bench {full_name!r}: no {', '.join(unknown)} tasks (languages here: {', '.join(present)})")
+        tasks = [t for t in tasks if t.language in languages]
     if not tasks:
-        raise EvalError(f"bench {name!r}: no tasks found")
+        raise EvalError(f"bench {full_name!r}: no tasks found")
     return tasks[:limit] if limit is not None else tasks
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import importlib.machinery
 import importlib.metadata
 import importlib.util
 import re
@@ -47,9 +48,17 @@ def importable(module: str) -> bool:
     if module in sys.stdlib_module_names or module in sys.builtin_module_names:
         return True
     try:
-        return importlib.util.find_spec(module) is not None
+        return importlib.machinery.PathFinder.find_spec(module, sandbox_path()) is not None
     except (ImportError, ValueError):
         return False
+
+
+def sandbox_path() -> list[str]:
+    """sys.path without its first entry: that is the directory of the script that started this
+    process (or the cwd under `python -m`), which the sandboxed program never sees. Keeping it made
+    `treeplay run` and `python -m treeplay run` disagree on what is importable, and on the oracle
+    fingerprint (so every pipeline stage looked stale)."""
+    return [p for p in sys.path[1:] if p]
 
 
 def _imports(tree: ast.Module) -> list[tuple[int, str]]:
@@ -144,7 +153,7 @@ def functional_fingerprint(language: str) -> str:
     the C/C++ compiler's version. Installing a module or a compiler invalidates cached verdicts."""
     if language == "py":
         dists = sorted(f"{d.metadata['Name']}=={d.version}" for d in importlib.metadata.distributions())
-        listing = "\n".join([sys.version, *sys.path, *dists])
+        listing = "\n".join([sys.version, *sandbox_path(), *dists])
         return "py:" + hashlib.sha256(listing.encode()).hexdigest()[:16]
     if language in ("c", "cpp"):
         compiler = shutil.which("g++" if language == "cpp" else "gcc")
