@@ -71,6 +71,24 @@ def test_engine_logprobs_match_the_torch_model_of_the_same_weights(qwen_engine: 
     assert sum(diffs) / len(diffs) < 0.1
 
 
+def test_request_stop_strings_never_cut_the_last_line(qwen_engine: Any) -> None:
+    """HumanEval's stops ("\\ndef ", ...) start with a newline: sent to llama.cpp, the engine held
+    back the final "]\\n" token (a partial stop match) and dropped it at the fence, so greedy
+    HumanEval/42 came back as `return [x + 1 for x in l` (measured before the fix)."""
+    from treeplay.eval.evaluate import HUMANEVAL_STOP, resolve_bench
+
+    task = next(t for t in resolve_bench("humaneval") if t.id == "HumanEval/42")
+    params = SamplingParams(temperature=0.0, max_new_tokens=80, stop=HUMANEVAL_STOP)
+    (completion,) = qwen_engine.sample([SampleRequest(task, task.prefix, params=params)])
+    assert completion.text.rstrip().endswith("for x in l]")
+    ast.parse(task.prefix + completion.text)
+    stop_task = Task(id="t-stop", language="py", cwe=(), instruction="Print the numbers 1 to 3, then return.",
+                     prefix="def f():\n")
+    (cut,) = qwen_engine.sample([SampleRequest(stop_task, stop_task.prefix,
+                                               params=SamplingParams(temperature=0.0, max_new_tokens=64, stop=("print",)))])
+    assert "print" not in cut.text  # the request's stop strings still apply (after decoding)
+
+
 def test_out_of_context_prompt_names_the_task(qwen_engine: Any) -> None:
     long_task = Task(id="t-long", language="py", cwe=(), instruction="x", prefix="x = 1\n" * 2000)
     with pytest.raises(EngineError, match=r"task t-long.*exceeds the engine's 1024 tokens per slot"):
