@@ -16,7 +16,9 @@ import pytest
 from treeplay.eval.paired import (
     PairedDataError,
     collect_scores,
+    method_contrasts,
     paired_bootstrap_ci,
+    paired_contrasts,
     paired_differences,
 )
 from treeplay.eval.report import write_report
@@ -285,3 +287,20 @@ def test_flipped_difference_negates_and_swaps() -> None:
     f = flipped(d)
     assert (f.arm, f.reference, f.mean_pp, f.ci_low_pp, f.ci_high_pp) == ("base", "sft", -10.0, -20.0, -2.0)
     assert (f.n_tasks, f.wins, f.losses, f.per_seed_pp) == (5, 1, 3, ((0, -8.0), (1, -12.0)))
+
+
+def test_contrasts_are_tsp_vs_selfplay_and_each_ablation_vs_its_method(tmp_path: Path) -> None:
+    arms = ["base", "sft", "tsp", "selfplay", "tsp-dpo", "tsp-oracle-nodes", "sft-long"]
+    parent = {"tsp-dpo": "tsp", "tsp-oracle-nodes": "tsp", "sft-long": "sft", "tsp": "tsp"}
+    assert method_contrasts(arms, parent) == [
+        ("tsp", "selfplay"), ("tsp-dpo", "tsp"), ("tsp-oracle-nodes", "tsp"), ("sft-long", "sft")]
+    assert method_contrasts(["sft", "tsp", "tsp-dpo"], {"tsp-dpo": "tsp"}) == [("tsp-dpo", "tsp")]
+    # the TSP samples of the module fixture as self-play, the SFT ones as TSP: tsp vs selfplay is the
+    # negation of the hand-computed tsp-vs-sft differences (secure -1/6, vulnerable +1/6)
+    root = tmp_path / "run"
+    write_gens(root, 0, "selfplay", "securityeval", TSP)
+    write_gens(root, 0, "tsp", "securityeval", SFT)
+    diffs = by_key(paired_contrasts(collect_scores(root), [("tsp", "selfplay")]))
+    assert diffs[("tsp", "securityeval", "secure", "selfplay")].mean_pp == pytest.approx(-100 / 6)
+    assert diffs[("tsp", "securityeval", "vulnerable", "selfplay")].mean_pp == pytest.approx(100 / 6)
+    assert paired_contrasts(collect_scores(root), [("tsp-dpo", "tsp")]) == []  # arm absent: nothing

@@ -268,3 +268,25 @@ def headline_metrics(bench: str, metrics: Iterable[str], heldout: str) -> list[s
     else:
         wanted = ["secure"]
     return [m for m in wanted if m in present]
+
+
+def paired_contrasts(table: ScoreTable, contrasts: Sequence[tuple[str, str]]) -> list[PairedDiff]:
+    """`arm` vs `reference` for the given (arm, reference) pairs only, per bench and metric."""
+    out: list[PairedDiff] = []
+    for arm, ref in contrasts:
+        for bench, metrics in table.items():
+            for metric, by_arm in metrics.items():
+                if arm in by_arm and ref in by_arm:
+                    diff = paired_difference(bench, metric, arm, ref, by_arm[arm], by_arm[ref])
+                    if diff is not None:
+                        out.append(diff)
+    return out
+
+
+def method_contrasts(arms: Sequence[str], parent: Mapping[str, str]) -> list[tuple[str, str]]:
+    """The comparisons beside "vs SFT / vs base": TSP vs unstructured self-play (the tree is the
+    only difference when both use the same loss) and every ablation vs the method it varies
+    (`parent`: arm name -> method, e.g. tsp-dpo -> tsp)."""
+    out = [("tsp", "selfplay")] if "tsp" in arms and "selfplay" in arms else []
+    out += [(arm, parent[arm]) for arm in arms if parent.get(arm, arm) != arm and parent[arm] in arms]
+    return out

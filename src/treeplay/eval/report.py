@@ -21,7 +21,7 @@ from typing import Any
 from treeplay.eval.evaluate import GENERATIONS_FILE, METRICS_FILE, compute_metrics
 from treeplay.eval.metrics import SeedStat, mean_ci_over_seeds, vulnerability_reduction
 from treeplay.eval.report_oracle import COVERAGE_HEADERS, coverage_rows
-from treeplay.eval.report_paired import paired_section, rounds_section
+from treeplay.eval.report_paired import contrast_section, paired_section, rounds_section
 from treeplay.jsonl import read_jsonl
 
 METHODS = ("base", "sft", "selfplay", "tsp")
@@ -640,7 +640,7 @@ def build_sections(data: RunData) -> list[Section]:
     sections.append(overview)
     if data.evals:
         sections.append(Section("Main results", [main_table(data)]))
-        sections += [s for s in [paired_section(data)] if s is not None]
+        sections += [s for s in [paired_section(data), contrast_section(data)] if s is not None]
         for bench in data.benches:
             section = Section(f"Benchmark: {bench}", [bench_table(data, bench)])
             kind = bench_kind([e for e in data.evals if e.bench == bench])

@@ -15,6 +15,8 @@ from treeplay.eval.paired import (
     PairedDiff,
     collect_scores,
     headline_metrics,
+    method_contrasts,
+    paired_contrasts,
     paired_differences,
 )
 from treeplay.eval.rounds import RoundRow, round_rows
@@ -113,6 +115,34 @@ def paired_section(data: RunData) -> Section | None:
             Block("svg", image=svg.encode("utf-8"), name=FOREST_FILE, text=f"forest plot vs {reference}")
         )
     return Section("Paired differences", blocks)
+
+
+_CONTRAST_EXPLAIN = (
+    "The comparisons that isolate one design choice, on each bench's headline metrics (same "
+    "statistics as above): TSP vs self-play (tree-structured vs whole-sequence pairs, same loss and "
+    "budget) and each ablation vs the method it varies."
+)
+
+
+def contrast_section(data: RunData) -> Section | None:
+    """'Contrasts': TSP vs self-play and each ablation arm vs its parent method."""
+    from treeplay.eval.report import Block, Section
+
+    try:
+        table = collect_scores(data.run_dir)
+    except ValueError:
+        return None  # paired_section already says why
+    arms = list(dict.fromkeys([*data.methods, *(a for m in table.values() for by in m.values() for a in by)]))
+    parent = {str(b.get("arm", m)): str(b.get("method", m)) for (_, m), b in data.budgets.items()}
+    from treeplay.eval.report import HELDOUT_BENCH
+
+    diffs = [d for d in paired_contrasts(table, method_contrasts(arms, parent))
+             if d.metric in headline_metrics(d.bench, table[d.bench], HELDOUT_BENCH) or d.metric == "func"]  # fmt: skip
+    if not diffs:
+        return None
+    rows = [paired_row(d) for d in _sorted(diffs, arms)]
+    return Section("Contrasts: tree vs self-play, ablations vs TSP",
+                   [Block("text", text=_CONTRAST_EXPLAIN), Block("table", headers=PAIRED_HEADERS, rows=rows)])
 
 
 def _num(value: float | None, fmt: str) -> str:
