@@ -292,7 +292,7 @@ class Pipeline:
         evals = []
         for stage in self.stages.eval_stages(seed, arm.name, model, model_hash, arm.benches):
             evals.append((yield stage))
-        budget.wall += sum(float(r.get("wall_s", 0)) for r in evals)
+        budget.add_evals(evals)
         yield ArmBudget(self.layout.budget(seed, arm.name), budget.record(arm, model))
 
     # -- execution ---------------------------------------------------------------------------
@@ -316,7 +316,7 @@ class Pipeline:
             f"[bold]treeplay run[/] {config.name}: model {config.model}, {len(self.stages.train_tasks)} train tasks, "
             f"arms base+{'+'.join(a.name for a in arms)}, rounds {config.rounds}, seeds {config.seeds} -> {self.run_dir}"
         )
-        clock = StageClock(plan(self.steps()), self.console)
+        clock = StageClock(self.plan(), self.console)
         walk(self.steps(), clock.run, ArmBudget.write)
         self.stages.drop_policy()
         if config.report:
@@ -345,6 +345,9 @@ class _Budget:
         self.pairs += int(data.get("pairs", 0))
         self.by_mode.update(data.get("pairs_by_mode") or {})
         self.untrained += [train["untrained"]] if train.get("untrained") else []
+
+    def add_evals(self, records: Sequence[dict[str, Any]]) -> None:
+        self.wall += sum(float(r.get("wall_s", 0)) for r in records)
 
     def record(self, arm: Arm, final_model: str) -> dict[str, Any]:
         return {
