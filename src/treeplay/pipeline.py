@@ -317,6 +317,7 @@ class Pipeline:
             f"arms base+{'+'.join(a.name for a in arms)}, rounds {config.rounds}, seeds {config.seeds} -> {self.run_dir}"
         )
         clock = StageClock(self.plan(), self.console)
+        self.console.print(f"{clock.total - clock.to_run} of {clock.total} stages done earlier, {clock.to_run} to run")
         walk(self.steps(), clock.run, ArmBudget.write)
         self.stages.drop_policy()
         if config.report:

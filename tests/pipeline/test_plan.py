@@ -146,4 +146,5 @@ def test_run_on_a_finished_run_dir_skips_every_stage(tmp_path, finished_run):
              fingerprint=FINGERPRINT).run()  # fmt: skip
     lines = [line for line in out.getvalue().splitlines() if line.startswith("[")]
     assert lines == [f"[{i}/11] {name}: done earlier, skipped" for i, name in enumerate(ALL_STAGES, 1)]
+    assert "11 of 11 stages done earlier, 0 to run" in out.getvalue()
     assert budget.read_text() == before
