@@ -102,7 +102,9 @@ def selfplay_command(
     except (ConfigError, ValueError) as exc:
         Console(stderr=True).print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
-    final = result / f"seed-{seed}" / method / "budget.json"
+    from treeplay.run_layout import RunLayout
+
+    final = RunLayout(result).budget(seed, method)
     typer.echo(f"final model: {json.loads(final.read_text())['final_model']}")
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from treeplay.pipeline import METHOD_ORDER, Arm, RunConfig, data_root, load_train_tasks, resolve_data_path
+from treeplay.stages import PlannedStage
 from treeplay.tasks import Task
 
 # Generation throughput of the embedded model (Qwen2.5-Coder-0.5B-Instruct, llama.cpp, 2 threads)
@@ -34,6 +35,8 @@ BACKEND_MODULES: dict[str, str] = {"vllm": "vllm", "llamacpp": "llama_cpp", "lla
 class CheckReport:
     problems: list[str] = field(default_factory=list)  # blockers: the run would fail or measure nothing
     plan: list[str] = field(default_factory=list)
+    to_run: list[str] = field(default_factory=list)  # the stages not done yet, in run order
+
 
     @property
     def ok(self) -> bool:
@@ -41,6 +44,8 @@ class CheckReport:
 
     def render(self) -> str:
         lines = ["plan:", *(f"  {line}" for line in self.plan)]
+        if self.to_run:
+            lines += ["stages to run:", *(f"  {name}" for name in self.to_run)]
         if self.problems:
             lines += ["blockers:", *(f"  - {p}" for p in self.problems)]
         else:
@@ -135,31 +140,50 @@ def _samples_per_tree(config: RunConfig, arm: Arm) -> int:
     return min(tree.max_branches, tree.root_samples + tree.k * tree.max_nodes)
 
 
-def plan_lines(config: RunConfig, train: Sequence[Task], benches: dict[str, int]) -> list[str]:
-    """Tasks per stage, samples, steps and an estimated sampling time."""
-    from treeplay.tree.builder import TreeConfig
-
-    arms = config.arms()
-    seeds, rounds = len(config.seeds), config.rounds
-    tree_tokens = TreeConfig(**config.tree).max_new_tokens
-    lines = [f"{seeds} seed(s) x arms base+{'+'.join(a.name for a in arms)}, {rounds} round(s); {len(train)} training tasks"]
-    tree_samples = sum(len(train) * _samples_per_tree(config, a) * a.rounds for a in arms if a.method != "sft") * seeds
-    lines.append(f"data: up to {tree_samples} sampled branches (all seeds, rounds and methods)")
+def plan_lines(config: RunConfig, train: Sequence[Task], benches: dict[str, int],
+               planned: Sequence[PlannedStage]) -> list[str]:  # fmt: skip
+    """What is done, the work of the stages still to run and its estimated sampling time."""
+    arms = {a.name: a for a in config.arms()}
+    pending = [p.stage for p in planned if not p.done]
+    lines = [f"{len(config.seeds)} seed(s) x arms base+{'+'.join(arms)}, {config.rounds} round(s); "
+             f"{len(train)} training tasks",
+             f"run dir: {len(planned) - len(pending)} of {len(planned)} stages done (inputs unchanged: skipped), "
+             f"{len(pending)} to run"]  # fmt: skip
+    hashes_before: set[str] = set()
+    tree_samples = copied = 0
+    for item in planned:
+        stage = item.stage
+        if stage.kind == "data" and not item.done and arms[stage.arm].method != "sft":
+            if stage.inputs_hash in hashes_before:
+                copied += 1  # same inputs as an earlier arm's data stage: its trees are copied
+            else:
+                tree_samples += len(train) * _samples_per_tree(config, arms[stage.arm])
+        hashes_before.add(stage.inputs_hash)
+    reuse = f"; {copied} copied from another arm" if copied else ""
+    lines.append(f"data: up to {tree_samples} sampled branches in the data stages to run{reuse}")
+    trains = sum(s.kind == "train" for s in pending)
     steps = config.train.get("max_steps")
-    lines.append(f"train: {steps} optimizer steps per method and round" if steps else
-                 f"train: {config.train.get('epochs', 1)} epoch(s) over the pairs (count known after the data stage)")
+    lines.append(f"train: {trains} stage(s) to run, {steps} optimizer steps each (variants may override)" if steps
+                 else f"train: {trains} stage(s) to run, {config.train.get('epochs', 1)} epoch(s) over the pairs")
     eval_samples = 0
     for bench, count in benches.items():
-        lines.append(f"eval {bench}: {count} tasks x n={config.eval.n}")
-        eval_samples += count * config.eval.n * (1 + sum(bench in a.benches for a in arms)) * seeds
-    tokens = tree_samples * tree_tokens + eval_samples * config.eval.max_new_tokens
+        todo = sum(s.kind == "eval" and s.bench == bench for s in pending)
+        lines.append(f"eval {bench}: {count} tasks x n={config.eval.n}, {todo} evaluation(s) to run")
+        eval_samples += count * config.eval.n * todo
+    lines.append(_estimate(config, tree_samples, eval_samples))
+    return lines
+
+
+def _estimate(config: RunConfig, tree_samples: int, eval_samples: int) -> str:
+    """Generated tokens of the work still to do and, for the embedded model, the sampling time."""
+    from treeplay.tree.builder import TreeConfig
+
+    tokens = tree_samples * TreeConfig(**config.tree).max_new_tokens + eval_samples * config.eval.max_new_tokens
     if config.model in EMBEDDED_MODELS:
         minutes = tokens / EMBEDDED_DECODE_TOK_S / 60
-        lines.append(f"estimate: <= {tokens} generated tokens, ~{math.ceil(minutes)} min of sampling at "
-                     f"{EMBEDDED_DECODE_TOK_S} tok/s (docs/policy.md), plus judging and training")
-    else:
-        lines.append(f"estimate: <= {tokens} generated tokens; no measured tok/s for {config.model} on this machine")
-    return lines
+        return (f"estimate (stages to run): <= {tokens} generated tokens, ~{math.ceil(minutes)} min of sampling "
+                f"at {EMBEDDED_DECODE_TOK_S} tok/s (docs/policy.md), plus judging and training")
+    return f"estimate (stages to run): <= {tokens} generated tokens; no measured tok/s for {config.model} on this machine"
 
 
 def arm_option_problems(config: RunConfig, source: str) -> list[str]:
@@ -182,8 +206,9 @@ def arm_option_problems(config: RunConfig, source: str) -> list[str]:
     return problems
 
 
-def check_run(config: RunConfig, run_dir: Path, *, source: str) -> CheckReport:
-    """All blockers of a run and its plan, without loading a model or judging anything."""
+def check_run(config: RunConfig, run_dir: Path, *, source: str, fingerprint: str | None = None) -> CheckReport:
+    """All blockers of a run and its plan (which stages are done, which would run), without loading
+    a model or judging anything. `fingerprint`: the oracle's in the stage hashes (default: this one's)."""
     from treeplay.eval.evaluate import is_humaneval, resolve_bench
     from treeplay.oracle import default_oracle
 
@@ -220,5 +245,14 @@ def check_run(config: RunConfig, run_dir: Path, *, source: str) -> CheckReport:
     report.problems += extras_blockers(config, source)
     blocker = run_dir_blocker(run_dir, source)
     report.problems += [blocker] if blocker else []
-    report.plan = plan_lines(config, train, benches)
+    planned = planned_stages(config, run_dir, train, fingerprint or str(oracle.fingerprint()))
+    report.plan = plan_lines(config, train, benches, planned)
+    report.to_run = [p.stage.name for p in planned if not p.done]
     return report
+
+
+def planned_stages(config: RunConfig, run_dir: Path, train: Sequence[Task], fingerprint: str) -> list[PlannedStage]:
+    """The run's stages in order, each done or not (the run dir is only read)."""
+    from treeplay.pipeline import Pipeline
+
+    return Pipeline(config, run_dir, fingerprint=fingerprint, train_tasks=train).plan()

@@ -168,39 +168,37 @@ def test_an_ablation_reuses_round_one_data_of_its_parent_arm(tmp_path):
     pipeline = Pipeline(config, tmp_path / "run")
     arms = {a.name: a for a in config.arms()}
     tsp, dpo = arms["tsp"], arms["tsp-dpo"]
-    first = pipeline.data_stage(0, tsp, 1, "embedded", "h0")
-    second = pipeline.data_stage(0, dpo, 1, "embedded", "h0")
+    first = pipeline.stages.data_stage(0, tsp, 1, "embedded", "h0")
+    second = pipeline.stages.data_stage(0, dpo, 1, "embedded", "h0")
     assert first.inputs_hash == second.inputs_hash and first.directory != second.directory
     first.directory.mkdir(parents=True)
     (first.directory / "trees.jsonl").write_text('{"task_id": "a"}\n')
     (first.directory / "pairs.jsonl").write_text('{"p": 1}\n{"p": 2}\n')
     (first.directory / "stage.json").write_text(json.dumps(
         {"inputs_hash": first.inputs_hash, "wall_s": 9.5, "trees": 1, "pairs": 2, "pairs_by_mode": {"sibling": 2}}))
-    pipeline._data_done[first.inputs_hash] = first.directory
+    pipeline.stages.data_done[first.inputs_hash] = first.directory
     record = run_stage(second)
     assert (second.directory / "pairs.jsonl").read_text() == '{"p": 1}\n{"p": 2}\n'
     assert record["pairs"] == 2 and record["trees"] == 1 and record["pairs_by_mode"] == {"sibling": 2}
     assert record["copied_from"] == str(first.directory)
     # the oracle-nodes variant has other tree settings: no reuse
-    other = pipeline.data_stage(0, arms["tsp-oracle-nodes"], 1, "embedded", "h0")
+    other = pipeline.stages.data_stage(0, arms["tsp-oracle-nodes"], 1, "embedded", "h0")
     assert other.inputs_hash != first.inputs_hash
 
 
-def test_a_bench_eval_stage_does_not_depend_on_the_other_benches(tmp_path, monkeypatch):
+def test_a_bench_eval_stage_does_not_depend_on_the_other_benches(tmp_path):
     """Adding a bench to a finished run must not redo the evals it already has."""
-    from treeplay import pipeline as pipeline_module
     from treeplay.pipeline import Pipeline
 
-    monkeypatch.setattr(pipeline_module, "oracle_fingerprint", lambda: "fixed")
     one = load_config(write(tmp_path, "name: x\ntrain_tasks: {path: a.jsonl}\neval: {benches: [securityeval]}\n"))
     two = load_config(write(tmp_path, "name: x\ntrain_tasks: {path: a.jsonl}\neval: {benches: [securityeval, humaneval]}\n"))
-    first = Pipeline(one, tmp_path / "run").eval_stages(0, "base", "embedded", "h0")
-    second = Pipeline(two, tmp_path / "run").eval_stages(0, "base", "embedded", "h0")
+    first = Pipeline(one, tmp_path / "run", fingerprint="fixed").stages.eval_stages(0, "base", "embedded", "h0")
+    second = Pipeline(two, tmp_path / "run", fingerprint="fixed").stages.eval_stages(0, "base", "embedded", "h0")
     assert [s.directory.name for s in second] == ["securityeval", "humaneval"]
     assert first[0].inputs_hash == second[0].inputs_hash
     assert second[0].inputs_hash != second[1].inputs_hash
     hotter = load_config(write(tmp_path, "name: x\ntrain_tasks: {path: a.jsonl}\neval: {benches: [securityeval], temperature: 0.8}\n"))
-    assert Pipeline(hotter, tmp_path / "run").eval_stages(0, "base", "embedded", "h0")[0].inputs_hash != first[0].inputs_hash
+    assert Pipeline(hotter, tmp_path / "run", fingerprint="fixed").stages.eval_stages(0, "base", "embedded", "h0")[0].inputs_hash != first[0].inputs_hash
 
 
 def test_round_robin_cwe_order_spreads_a_limit_over_cwes():

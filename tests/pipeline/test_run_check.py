@@ -122,7 +122,7 @@ def _pipeline_with_empty_pairs(tmp_path: Path, allow: bool) -> tuple[Pipeline, S
     data_dir.mkdir(parents=True)
     (data_dir / "pairs.jsonl").write_text("")
     data = Stage("data", data_dir, "h", lambda: {})
-    return pipeline, pipeline.train_stage(0, _arm(config, "tsp"), 1, "embedded", "m", data)
+    return pipeline, pipeline.stages.train_stage(0, _arm(config, "tsp"), 1, "embedded", "m", data)
 
 
 def test_zero_training_pairs_fail_the_stage(tmp_path: Path) -> None:
@@ -149,8 +149,8 @@ def test_stage_digests_follow_the_oracle_policy(tmp_path: Path, monkeypatch: pyt
 
     def hashes() -> tuple[str, str]:
         monkeypatch.setattr(oracle_core, "_DEFAULT", {})  # a fresh oracle, as in a new process
-        return (pipeline.eval_stages(0, "base", "embedded", "m")[0].inputs_hash,
-                pipeline.data_stage(0, _arm(pipeline.config, "tsp"), 1, "embedded", "m").inputs_hash)
+        return (pipeline.stages.eval_stages(0, "base", "embedded", "m")[0].inputs_hash,
+                pipeline.stages.data_stage(0, _arm(pipeline.config, "tsp"), 1, "embedded", "m").inputs_hash)
 
     before = hashes()
     assert hashes() == before

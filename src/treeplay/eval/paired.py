@@ -22,7 +22,6 @@ a small run separate methods. Definitions (also in docs/eval.md):
 
 from __future__ import annotations
 
-import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -40,6 +39,7 @@ from treeplay.eval.metrics import (
     task_vulnerable_attempted,
 )
 from treeplay.jsonl import read_jsonl_numbered
+from treeplay.run_layout import RunLayout
 
 BOOTSTRAP_SAMPLES = 2000
 BOOTSTRAP_SEED = 0
@@ -47,7 +47,6 @@ REFERENCES = ("sft", "base")
 SECURITY_METRICS = ("secure", "strict_secure", "vulnerable")
 TEST_METRICS = ("func", "func_sec")
 LOWER_IS_BETTER = frozenset({"vulnerable"})
-_SEED_DIR = re.compile(r"^seed-(\d+)$")
 _TIE = 1e-9  # |d| below this is a tie (seed means of equal scores may differ in the last bit)
 
 TaskScores = dict[str, float]  # task id -> score in [0, 1]
@@ -125,17 +124,16 @@ def task_scores(outcomes: Iterable[Outcome], metric: str) -> TaskScores:
 def collect_scores(run_dir: Path | str) -> ScoreTable:
     """Per-task scores of every seed / arm / bench / metric found under RUN/seed-S/<arm>/eval/."""
     table: ScoreTable = defaultdict(lambda: defaultdict(lambda: defaultdict(dict)))
-    root = Path(run_dir)
-    for seed_dir in sorted(p for p in root.iterdir() if p.is_dir() and _SEED_DIR.match(p.name)):
-        seed = int(seed_dir.name.split("-")[1])
-        for path in sorted(seed_dir.glob(f"*/eval/*/{GENERATIONS_FILE}")):
-            arm = path.parent.parent.parent.name
-            named, outcomes = read_outcomes(path)
-            if not outcomes:
-                continue
-            bench = named or path.parent.name
-            for metric in bench_metrics(bench, outcomes):
-                table[bench][metric][arm][seed] = task_scores(outcomes, metric)
+    for seed, arm, bench_dir in RunLayout(Path(run_dir)).found_evals():
+        path = bench_dir / GENERATIONS_FILE
+        if not path.exists():
+            continue
+        named, outcomes = read_outcomes(path)
+        if not outcomes:
+            continue
+        bench = named or bench_dir.name
+        for metric in bench_metrics(bench, outcomes):
+            table[bench][metric][arm][seed] = task_scores(outcomes, metric)
     return table
 
 

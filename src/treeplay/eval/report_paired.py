@@ -7,7 +7,6 @@ the per-round figures in `treeplay.eval.rounds`, the SVG drawing in `treeplay.ev
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 from treeplay.eval.paired import (
     LOWER_IS_BETTER,
@@ -19,11 +18,9 @@ from treeplay.eval.paired import (
     paired_contrasts,
     paired_differences,
 )
+from treeplay.eval.report_data import HELDOUT_BENCH, Block, RunData, Section, bench_order
 from treeplay.eval.rounds import RoundRow, round_rows
 from treeplay.eval.svg import PALETTE, ForestGroup, ForestRow, LinePanel, forest_svg, line_chart_svg
-
-if TYPE_CHECKING:
-    from treeplay.eval.report import Block, RunData, Section
 
 METRIC_ORDER = ("strict_secure", "secure", "vulnerable", "func_sec", "func", "pass")
 FOREST_FILE = "forest.svg"
@@ -55,8 +52,6 @@ def paired_row(diff: PairedDiff) -> list[str]:
 
 
 def _sorted(diffs: Sequence[PairedDiff], arms: Sequence[str]) -> list[PairedDiff]:
-    from treeplay.eval.report import bench_order
-
     def key(d: PairedDiff) -> tuple[int, tuple[int, str], int, int]:
         metric = METRIC_ORDER.index(d.metric) if d.metric in METRIC_ORDER else len(METRIC_ORDER)
         ref = REFERENCES.index(d.reference) if d.reference in REFERENCES else len(REFERENCES)
@@ -76,8 +71,6 @@ def flipped(diff: PairedDiff) -> PairedDiff:
 
 def forest_groups(diffs: Sequence[PairedDiff], arms: Sequence[str], reference: str) -> list[ForestGroup]:
     """One group per bench headline metric, one row per arm vs `reference`."""
-    from treeplay.eval.report import HELDOUT_BENCH, bench_order
-
     colors = {arm: PALETTE[i % len(PALETTE)] for i, arm in enumerate(arms)}
     mine = [d for d in diffs if d.reference == reference]
     mine += [flipped(d) for d in diffs if d.arm == reference]  # base vs SFT from SFT vs base
@@ -94,8 +87,6 @@ def forest_groups(diffs: Sequence[PairedDiff], arms: Sequence[str], reference: s
 
 def paired_section(data: RunData) -> Section | None:
     """'Paired differences': the table vs SFT and vs base, and the forest plot vs SFT."""
-    from treeplay.eval.report import Block, Section
-
     try:
         table = collect_scores(data.run_dir)
     except ValueError as exc:  # a bad generations record: say so instead of losing the whole report
@@ -126,16 +117,12 @@ _CONTRAST_EXPLAIN = (
 
 def contrast_section(data: RunData) -> Section | None:
     """'Contrasts': TSP vs self-play and each ablation arm vs its parent method."""
-    from treeplay.eval.report import Block, Section
-
     try:
         table = collect_scores(data.run_dir)
     except ValueError:
         return None  # paired_section already says why
     arms = list(dict.fromkeys([*data.methods, *(a for m in table.values() for by in m.values() for a in by)]))
     parent = {str(b.get("arm", m)): str(b.get("method", m)) for (_, m), b in data.budgets.items()}
-    from treeplay.eval.report import HELDOUT_BENCH
-
     diffs = [d for d in paired_contrasts(table, method_contrasts(arms, parent))
              if d.metric in headline_metrics(d.bench, table[d.bench], HELDOUT_BENCH) or d.metric == "func"]  # fmt: skip
     if not diffs:
@@ -150,8 +137,6 @@ def _num(value: float | None, fmt: str) -> str:
 
 
 def rounds_table(rows: Sequence[RoundRow]) -> Block:
-    from treeplay.eval.report import Block
-
     headers = ["arm", "round", "seeds", "branches", "verified vulnerable", "vulnerable share (%)", "pairs",
                "final pref acc", "final reward margin"]  # fmt: skip
     body = [[r.arm, str(r.round), str(len(r.seeds)), str(r.branches), str(r.labels["vulnerable"]),
@@ -185,8 +170,6 @@ def rounds_chart(rows: Sequence[RoundRow]) -> str:
 
 def rounds_section(data: RunData) -> Section | None:
     """'Per round' for runs with two or more rounds: the table and the line chart."""
-    from treeplay.eval.report import Block, Section
-
     try:
         rows = round_rows(data.run_dir, data.trees, data.train_logs)
     except ValueError as exc:

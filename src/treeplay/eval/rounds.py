@@ -10,15 +10,14 @@ accuracy and reward margin of `round-R/train/metrics.jsonl` (mean over seeds).
 from __future__ import annotations
 
 import json
-import re
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-_SEED_DIR = re.compile(r"^seed-(\d+)$")
-_ROUND_DIR = re.compile(r"^round-(\d+)$")
+from treeplay.run_layout import RunLayout
+
 _ACCURACY_KEYS = ("pref_accuracy", "rewards/accuracy")
 _MARGIN_KEYS = ("reward_margin", "rewards/margin")
 
@@ -99,13 +98,8 @@ def _last(rows: Iterable[Mapping[str, Any]], keys: tuple[str, ...]) -> float | N
 
 def round_dirs(run_dir: Path) -> list[tuple[int, str, int, Path]]:
     """(seed, arm, round, directory) of every RUN/seed-S/<arm>/round-R/."""
-    found = []
-    for seed_dir in sorted(p for p in run_dir.iterdir() if p.is_dir() and _SEED_DIR.match(p.name)):
-        for round_dir in sorted(seed_dir.glob("*/round-*")):
-            match = _ROUND_DIR.match(round_dir.name)
-            if match and round_dir.is_dir():
-                found.append((int(seed_dir.name[5:]), round_dir.parent.name, int(match.group(1)), round_dir))
-    return found
+    layout = RunLayout(run_dir)
+    return [(seed, arm, round_, layout.round_dir(seed, arm, round_)) for seed, arm, round_ in layout.found_rounds()]
 
 
 def round_rows(

@@ -1,0 +1,214 @@
+"""The report's input: everything it reads from a run dir, found with `treeplay.run_layout`.
+
+Works with any subset of arms/seeds/benches present (what is missing becomes a note, not a crash),
+and holds the report's model: sections of plain blocks (text, table, image, pre, tree) that
+`treeplay.eval.report_render` renders to Markdown and HTML.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from treeplay.eval.evaluate import GENERATIONS_FILE, METRICS_FILE, compute_metrics
+from treeplay.jsonl import read_jsonl
+from treeplay.run_layout import RunLayout
+
+METHODS = ("base", "sft", "selfplay", "tsp")
+METHOD_NAMES = {"base": "Base model", "sft": "SFT (golden)", "selfplay": "Self-play (root pairs)", "tsp": "TSP (tree)"}
+HELDOUT_BENCH = "sec-eval:not-trained"
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    seed: int
+    method: str
+    bench: str
+    metrics: dict[str, Any]
+    recomputed: bool = False  # metrics.json missing: recomputed from generations.jsonl
+
+
+@dataclass
+class RunData:
+    run_dir: Path
+    config_text: str | None = None
+    seeds: list[int] = field(default_factory=list)
+    evals: list[EvalResult] = field(default_factory=list)
+    train_logs: dict[tuple[int, str, int], list[dict[str, Any]]] = field(default_factory=dict)
+    budgets: dict[tuple[int, str], dict[str, Any]] = field(default_factory=dict)
+    trees: list[tuple[int, str, int, dict[str, Any]]] = field(default_factory=list)  # seed, method, round, tree
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def methods(self) -> list[str]:
+        present = {e.method for e in self.evals} | {m for _, m in self.budgets} | {k[1] for k in self.train_logs}
+        present |= {method for _, method, _, _ in self.trees}
+        return [m for m in METHODS if m in present] + sorted(present - set(METHODS))
+
+    @property
+    def benches(self) -> list[str]:
+        names = {e.bench for e in self.evals}
+        return sorted(names, key=bench_order)
+
+    def result(self, seed: int, method: str, bench: str) -> EvalResult | None:
+        return next((e for e in self.evals if (e.seed, e.method, e.bench) == (seed, method, bench)), None)
+
+
+def bench_order(bench: str) -> tuple[int, str]:
+    """Headline security bench first, held-out CWEs after, functional and utility benches last."""
+    if bench == "securityeval":
+        return (0, bench)
+    if bench == HELDOUT_BENCH:
+        return (2, bench)
+    if bench.startswith("sec-eval"):
+        return (1, bench)
+    if bench.startswith("cweval") or bench == "sallm":
+        return (3, bench)
+    return (4 if bench == "humaneval" else 5, bench)
+
+
+def _read_eval(seed: int, method: str, bench_dir: Path) -> EvalResult | None:
+    metrics_path = bench_dir / METRICS_FILE
+    if metrics_path.exists():
+        metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
+        return EvalResult(seed, method, str(metrics.get("bench") or bench_dir.name), metrics)
+    gen_path = bench_dir / GENERATIONS_FILE
+    if not gen_path.exists():
+        return None
+    records = list(read_jsonl(gen_path, tolerate_truncated_tail=True))
+    if not records:
+        return None
+    bench = str(records[0].get("bench") or bench_dir.name)
+    counts: dict[str, int] = defaultdict(int)
+    for r in records:
+        counts[r["task_id"]] += 1
+    n = max(counts.values())
+    records = [r for r in records if counts[r["task_id"]] == n]  # complete tasks only; never rewrite here
+    metrics = compute_metrics(records, humaneval=bench == "humaneval")
+    metrics.update(bench=bench, generations=len(records), tasks_evaluated=len({r["task_id"] for r in records}))
+    return EvalResult(seed, method, bench, metrics, recomputed=True)
+
+
+def _read_jsonl_safely(path: Path, data: RunData) -> list[dict[str, Any]]:
+    try:
+        return list(read_jsonl(path, tolerate_truncated_tail=True))
+    except ValueError as exc:
+        data.notes.append(f"could not read {path.relative_to(data.run_dir)}: {exc}")
+        return []
+
+
+# The trainer's metrics.jsonl names (TRL-style) -> the report's names.
+_LOG_KEYS = {
+    "rewards/margin": "reward_margin",
+    "rewards/accuracy": "pref_accuracy",
+    "logps/chosen": "chosen_logps",
+    "logps/rejected": "rejected_logps",
+}
+
+
+def _normalise_log_row(row: dict[str, Any]) -> dict[str, Any]:
+    return {**row, **{new: row[old] for old, new in _LOG_KEYS.items() if old in row and new not in row}}
+
+
+def collect_run(run_dir: Path | str) -> RunData:
+    """Everything the report needs from a run dir; unreadable parts become notes, not crashes."""
+    root = Path(run_dir)
+    if not root.is_dir():
+        raise FileNotFoundError(f"run dir {root} does not exist")
+    layout = RunLayout(root)
+    data = RunData(run_dir=root)
+    config = layout.config_file
+    data.config_text = config.read_text(encoding="utf-8") if config.exists() else None
+    data.seeds = layout.seeds()
+    for seed in data.seeds:
+        for arm in layout.arms(seed):
+            _collect_arm(data, layout, seed, arm)
+    return data
+
+
+def _collect_arm(data: RunData, layout: RunLayout, seed: int, method: str) -> None:
+    """One arm of one seed: its evaluations, budget, training logs and trees."""
+    for bench_dir in layout.eval_dirs(seed, method):
+        result = _read_eval(seed, method, bench_dir)
+        if result is not None:
+            data.evals.append(result)
+            if result.recomputed:
+                data.notes.append(
+                    f"seed {seed} / {method} / {result.bench}: metrics.json missing (evaluation "
+                    "unfinished?); metrics recomputed from the generations written so far"
+                )
+    budget = layout.budget(seed, method)
+    if budget.exists():
+        data.budgets[(seed, method)] = json.loads(budget.read_text(encoding="utf-8"))
+    for round_no in layout.rounds(seed, method):
+        train_dir = layout.round_dir(seed, method, round_no, "train")
+        for log in (train_dir / "metrics.jsonl", train_dir / "log.jsonl"):
+            if log.exists():
+                rows = [_normalise_log_row(r) for r in _read_jsonl_safely(log, data)]
+                data.train_logs[(seed, method, round_no)] = rows
+                break
+        trees = layout.round_dir(seed, method, round_no, "data") / "trees.jsonl"
+        if trees.exists():
+            data.trees.extend((seed, method, round_no, t) for t in _read_jsonl_safely(trees, data))
+
+
+def missing_parts(data: RunData) -> list[str]:
+    """Human-readable list of what a full run would have that this one lacks."""
+    missing: list[str] = []
+    if data.config_text is None:
+        missing.append("config.yaml (the resolved config) is missing")
+    if not data.seeds:
+        return [*missing, "no seed-<s>/ directories: nothing was run yet"]
+    absent = [m for m in METHODS if m not in data.methods]
+    if absent:
+        missing.append("methods not run: " + ", ".join(absent))
+    for seed in data.seeds:
+        for method in data.methods:
+            for bench in data.benches:
+                if data.result(seed, method, bench) is None:
+                    missing.append(f"seed {seed} / {method}: no evaluation on {bench}")
+            if method != "base":
+                if not any(k[:2] == (seed, method) for k in data.train_logs):
+                    missing.append(f"seed {seed} / {method}: no training log")
+                if (seed, method) not in data.budgets:
+                    missing.append(f"seed {seed} / {method}: no budget.json")
+                for why in data.budgets.get((seed, method), {}).get("untrained") or []:
+                    missing.append(f"seed {seed} / {method}: UNTRAINED, evaluated as the model it started from ({why})")
+    if HELDOUT_BENCH not in data.benches:
+        missing.append(f"no held-out-CWE evaluation ({HELDOUT_BENCH}): vulnerability reduction not reported")
+    if not any(b.startswith("cweval") for b in data.benches):
+        missing.append("no CWEval evaluation: func-sec@1 not reported")
+    if "humaneval" not in data.benches:
+        missing.append("no HumanEval evaluation: utility (pass@1) not reported")
+    return missing
+
+
+def logs_by_run(data: RunData) -> dict[tuple[int, str], list[tuple[int, list[dict[str, Any]]]]]:
+    """The training logs per (seed, arm), rounds in order."""
+    runs: dict[tuple[int, str], list[tuple[int, list[dict[str, Any]]]]] = defaultdict(list)
+    for (seed, method, round_no), log in sorted(data.train_logs.items()):
+        runs[(seed, method)].append((round_no, log))
+    return dict(runs)
+
+
+# ---- the report's model: sections of blocks
+
+
+@dataclass
+class Block:
+    kind: str  # "text" | "table" | "image" (PNG) | "svg" (SVG text in `image`) | "pre" | "tree"
+    text: str = ""
+    headers: list[str] = field(default_factory=list)
+    rows: list[list[str]] = field(default_factory=list)
+    image: bytes = b""
+    name: str = ""
+    tree: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Section:
+    title: str
+    blocks: list[Block] = field(default_factory=list)

@@ -1,0 +1,219 @@
+"""The report's tables: the main method x metric table, per-bench, per-CWE/language, held-out
+reduction, oracle-vs-test agreement, training and budget tables (each a `Block`)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+from treeplay.eval.metrics import SeedStat, mean_ci_over_seeds, vulnerability_reduction
+from treeplay.eval.report_data import (
+    HELDOUT_BENCH,
+    METHOD_NAMES,
+    METHODS,
+    Block,
+    EvalResult,
+    RunData,
+    logs_by_run,
+)
+
+
+def natural_order(name: str) -> tuple[str, int, str]:
+    """'CWE-20' before 'CWE-113': sort by the text before the number, then the number."""
+    match = re.match(r"^(.*?)(\d+)(.*)$", name)
+    return (match.group(1), int(match.group(2)), match.group(3)) if match else (name, -1, "")
+
+
+def metric_value(metrics: dict[str, Any], key: str) -> float | None:
+    entry = metrics.get(key)
+    return entry.get("value") if isinstance(entry, dict) else None
+
+
+def format_over_seeds(results: Sequence[EvalResult], key: str) -> str:
+    """'mean ± CI' (t over seeds) with ≥2 seeds; one seed: 'value [bootstrap CI]'; '–' if absent."""
+    values = [v for r in results if (v := metric_value(r.metrics, key)) is not None]
+    if not values:
+        return "–"
+    if len(values) == 1:
+        entry = next(r.metrics[key] for r in results if metric_value(r.metrics, key) is not None)
+        text = f"{100 * values[0]:.1f}"
+        if entry.get("ci_low") is not None:
+            text += f" [{100 * entry['ci_low']:.1f}, {100 * entry['ci_high']:.1f}]"
+        return text
+    stat = mean_ci_over_seeds(values)
+    return stat.format() if stat else "–"
+
+
+def _format_stat(stat: SeedStat | None, *, scale: float = 1.0, digits: int = 1, unit: str = "") -> str:
+    return "–" if stat is None else stat.format(scale=scale, digits=digits) + unit
+
+
+def bench_kind(results: Sequence[EvalResult]) -> str:
+    metrics = results[0].metrics if results else {}
+    if "pass@1" in metrics:
+        return "utility"
+    if "func-sec@1" in metrics:
+        return "functional-security"
+    return "security"
+
+
+def main_table(data: RunData) -> Block:
+    """The paper-style table: method × headline metrics (mean ± 95% CI over seeds)."""
+    benches = data.benches
+    by_bench = {b: [e for e in data.evals if e.bench == b] for b in benches}
+    columns: list[tuple[str, str, str]] = []  # (header, bench, metric key)
+    for bench in benches:
+        kind = bench_kind(by_bench[bench])
+        if kind == "security":
+            columns += [(f"{bench} SPR@1", bench, "spr@1"), (f"{bench} strict SPR@1", bench, "strict_spr@1")]
+        elif kind == "functional-security":
+            columns += [(f"{bench} func-sec@1", bench, "func-sec@1"), (f"{bench} func@1", bench, "func@1")]
+        else:
+            columns.append((f"{bench} pass@1", bench, "pass@1"))
+    headers = ["Method"] + [c[0] for c in columns]
+    heldout = HELDOUT_BENCH in benches
+    if heldout:
+        headers += HELDOUT_HEADERS
+    rows = []
+    for method in data.methods:
+        row = [METHOD_NAMES.get(method, method)]
+        for _, bench, key in columns:
+            row.append(format_over_seeds([e for e in by_bench[bench] if e.method == method], key))
+        if heldout:
+            row += heldout_cells(data, method)
+        rows.append(row)
+    return Block("table", headers=headers, rows=rows)
+
+
+def _heldout_share(result: EvalResult | None, key: str) -> float | None:
+    return None if result is None else metric_value(result.metrics, key)
+
+
+def heldout_cells(data: RunData, method: str) -> list[str]:
+    """Held-out CWEs: vulnerable programs (parseable, non-empty) and the reduction vs base / SFT
+    (same seed) of their share among parseable non-empty programs, then the strict reduction
+    (unparseable and empty count as insecure). Empty or broken output never counts as a reduction."""
+    counts: list[float] = []
+    vs: dict[tuple[str, str], list[float]] = {(r, k): [] for k in _HELDOUT_KEYS for r in ("base", "sft")}
+    for seed in data.seeds:
+        mine = data.result(seed, method, HELDOUT_BENCH)
+        if mine is None or "vulnerable_attempted" not in (mine.metrics.get("counts") or {}):
+            continue
+        counts.append(int(mine.metrics["counts"]["vulnerable_attempted"]))
+        for ref, key in vs:
+            own, theirs = _heldout_share(mine, key), _heldout_share(data.result(seed, ref, HELDOUT_BENCH), key)
+            if ref != method and own is not None and theirs is not None:
+                reduction = vulnerability_reduction(own, theirs)
+                if reduction is not None:
+                    vs[(ref, key)].append(reduction)
+    return [_format_stat(mean_ci_over_seeds(counts), digits=1)] + [
+        _format_stat(mean_ci_over_seeds(vs[(ref, key)]), digits=1) for key in _HELDOUT_KEYS for ref in ("base", "sft")
+    ]
+
+
+_HELDOUT_KEYS = ("vulnerable_attempted_share", "insecure_strict_share")
+HELDOUT_HEADERS = ["held-out vulns (count)", "reduction vs base %", "reduction vs SFT %",
+                   "strict reduction vs base %", "strict reduction vs SFT %"]
+
+
+def bench_table(data: RunData, bench: str) -> Block:
+    results = [e for e in data.evals if e.bench == bench]
+    kind = bench_kind(results)
+    keys = {
+        "security": ["spr@1", "strict_spr@1", "unparseable_share", "empty_share", "nonfunctional_share", "vulnerable_share"],
+        "functional-security": ["func-sec@1", "func@1", "spr@1", "strict_spr@1", "unparseable_share"],
+        "utility": ["pass@1"],
+    }[kind]
+    headers = ["Method", "seeds", *keys, "tasks", "generations"]
+    rows = []
+    for method in data.methods:
+        mine = [e for e in results if e.method == method]
+        if not mine:
+            continue
+        tasks = sorted({int(e.metrics.get("tasks_evaluated", 0)) for e in mine})
+        gens = sorted({int(e.metrics.get("generations", 0)) for e in mine})
+        rows.append(
+            [METHOD_NAMES.get(method, method), str(len(mine))]
+            + [format_over_seeds(mine, k) for k in keys]
+            + ["/".join(map(str, tasks)), "/".join(map(str, gens))]
+        )
+    return Block("table", headers=headers, rows=rows)
+
+
+def per_group_table(data: RunData, bench: str, group: str, key: str = "spr@1") -> Block | None:
+    """Rows: CWE (or language); columns: methods; cells: metric over seeds and generation count."""
+    results = [e for e in data.evals if e.bench == bench]
+    names = sorted({g for e in results for g in (e.metrics.get(group) or {})}, key=natural_order)
+    if not names:
+        return None
+    methods = [m for m in data.methods if any(e.method == m for e in results)]
+    rows = []
+    for name in names:
+        row = [name]
+        for method in methods:
+            sub = [
+                EvalResult(e.seed, e.method, bench, e.metrics[group][name])
+                for e in results
+                if e.method == method and name in (e.metrics.get(group) or {})
+            ]
+            gens = sum(int((s.metrics.get("counts") or {}).get("generations", 0)) for s in sub)
+            row.append(f"{format_over_seeds(sub, key)} (n={gens})" if sub else "–")
+        rows.append(row)
+    return Block("table", headers=[group.replace("per_", "").upper(), *methods], rows=rows)
+
+
+def training_table(data: RunData) -> Block | None:
+    rows = []
+    for (seed, method), runs in logs_by_run(data).items():
+        for round_no, log in runs:
+            if not log:
+                continue
+            first, last = log[0], log[-1]
+
+            def num(row: dict[str, Any], key: str) -> str:
+                value = row.get(key)
+                return f"{value:.3f}" if isinstance(value, int | float) else "–"
+
+            rows.append([method, str(seed), str(round_no), str(len(log)), num(first, "loss"), num(last, "loss"),
+                         num(last, "reward_margin"), num(last, "pref_accuracy")])  # fmt: skip
+    if not rows:
+        return None
+    headers = ["method", "seed", "round", "steps", "first loss", "last loss", "last margin", "last pref acc"]
+    return Block("table", headers=headers, rows=rows)
+
+
+def budget_table(data: RunData) -> Block | None:
+    if not data.budgets:
+        return None
+    keys = ["optimizer_steps", "tokens", "pairs", "wall_s"]
+    rows = []
+    kinds = sorted({k for b in data.budgets.values() for k in (b.get("pairs_by_mode") or {})})
+    for (seed, method), budget in sorted(data.budgets.items(), key=lambda kv: (METHODS.index(kv[0][1])
+                                                                               if kv[0][1] in METHODS else 99, kv[0][0])):  # fmt: skip
+        cells = []
+        for k in keys:
+            value = budget.get(k)
+            cells.append(f"{value:.0f}" if isinstance(value, int | float) else "–")
+        by_mode = budget.get("pairs_by_mode") or {}
+        cells += [str(by_mode.get(k, 0)) for k in kinds]
+        rows.append([method, str(seed), *cells, "untrained" if budget.get("untrained") else ""])
+    return Block("table", headers=["method", "seed", *keys, *(f"pairs: {k}" for k in kinds), "note"], rows=rows)
+
+
+def agreement_table(data: RunData, bench: str) -> list[Block]:
+    """The oracle-vs-security-test 2x2 counts per method and seed (empty when the bench has none)."""
+    from treeplay.eval.agreement import agreement_rows
+
+    tables = [
+        (f"{METHOD_NAMES.get(e.method, e.method)} (seed {e.seed})", e.metrics["oracle_vs_test"])
+        for method in data.methods
+        for e in data.evals
+        if e.bench == bench and e.method == method and e.metrics.get("oracle_vs_test")
+    ]
+    if not tables:
+        return []
+    headers, rows = agreement_rows(tables)
+    note = ("**Static oracle vs executed security test** (generations; only those the oracle judged "
+            "and whose security test ran). 'oracle secure / test FAIL' is the oracle's blind spot.")  # fmt: skip
+    return [Block("text", text=note), Block("table", headers=headers, rows=rows)]

@@ -1,0 +1,246 @@
+"""The three kinds of stage `treeplay run` is made of, with what each one does and hashes.
+
+- eval: sample a model on one bench and judge it (`treeplay.eval.evaluate`);
+- data: build the round's trees with the opponent model and turn them into pairs (TSP and
+  self-play), or take the golden paths (SFT); an arm whose data inputs equal an earlier arm's
+  (e.g. round 1 of an ablation that differs only in the loss) copies that arm's trees and pairs;
+- train: train the round's model from the pairs (`treeplay.train.trainer`).
+
+Each stage's inputs hash (`digest`) is part of the on-disk contract: the arguments below must not
+change, or every existing run dir would be redone. Algorithm 1 (which stage follows which) is in
+`treeplay.pipeline`; the stage machinery in `treeplay.stages`; the directories in
+`treeplay.run_layout`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from rich.console import Console
+
+from treeplay.jsonl import read_jsonl, write_jsonl
+from treeplay.run_layout import RunLayout
+from treeplay.stages import STAGE_FILE, Stage, StageError, digest, progress_bar
+from treeplay.tasks import Task
+from treeplay.tree.records import Pair
+
+if TYPE_CHECKING:
+    from treeplay.pipeline import Arm, RunConfig
+
+_HEADLINE = ("spr@1", "strict_spr@1", "unparseable", "pass@1", "func-sec@1", "func@1", "generations")
+
+
+def oracle_fingerprint() -> str:
+    """The oracle policy (rules, settings, analyzers and versions) in the data and eval stage digests."""
+    from treeplay.oracle import default_oracle
+
+    return str(default_oracle().fingerprint())
+
+
+class StageBuilder:
+    """Builds the stages of one run; holds what they share (the loaded policy, the training tasks)."""
+
+    def __init__(self, config: RunConfig, layout: RunLayout, train_tasks: Sequence[Task], *, data_root: Path,
+                 console: Console, fingerprint: str | None = None) -> None:  # fmt: skip
+        self.config = config
+        self.layout = layout
+        self.set_train_tasks(train_tasks)
+        self.data_root = data_root
+        self.console = console
+        self.fingerprint = fingerprint  # None: the installed oracle's, computed for every stage
+        self.data_done: dict[str, Path] = {}  # data-stage inputs hash -> directory (shared across arms)
+        self._policy_cache: tuple[str, Any] | None = None
+
+    def set_train_tasks(self, tasks: Sequence[Task]) -> None:
+        self.train_tasks = list(tasks)
+        self.tasks_by_id = {t.id: t for t in self.train_tasks}
+
+    def _oracle(self) -> str:
+        return self.fingerprint if self.fingerprint is not None else oracle_fingerprint()
+
+    # -- models ------------------------------------------------------------------------------
+    def policy(self, model: str) -> Any:
+        """The policy for `model` (base id or a trained model dir), loaded once while it is in use."""
+        if self._policy_cache and self._policy_cache[0] == model:
+            return self._policy_cache[1]
+        from treeplay.policy import load_policy
+
+        self._policy_cache = None
+        kwargs: dict[str, Any] = {"device": self.config.device, "threads": self.config.threads}
+        policy = load_policy(model, backend=self.config.backend, **kwargs)
+        self._policy_cache = (model, policy)
+        return policy
+
+    def drop_policy(self) -> None:
+        self._policy_cache = None
+
+    # -- eval --------------------------------------------------------------------------------
+    def eval_stages(
+        self, seed: int, arm: str, model: str, model_hash: str, benches: Sequence[str] | None = None
+    ) -> list[Stage]:
+        section = self.config.eval
+        stages = []
+        for bench in benches if benches is not None else section.benches:
+            limit = section.limits.get(bench, section.limit)
+            # what this bench's generations depend on: not the other benches, limits or batching
+            inputs = digest("eval", bench, limit, section.model_dump(exclude={"batch_tasks", "limits", "limit", "benches"}), model_hash,
+                            seed, self._oracle())  # fmt: skip
+            stages.append(self._eval_stage(seed, arm, bench, limit, model, inputs))
+        return stages
+
+    def _eval_stage(self, seed: int, arm: str, bench: str, limit: int | None, model: str, inputs: str) -> Stage:
+        directory = self.layout.eval_dir(seed, arm, bench)
+        section = self.config.eval
+
+        def run() -> dict[str, Any]:
+            from treeplay.eval.evaluate import evaluate, resolve_bench
+
+            tasks = resolve_bench(bench, self.data_root, limit=limit)
+            policy = self.policy(model)
+            with progress_bar(f"eval {bench}", self.console) as advance:
+                metrics = evaluate(
+                    policy, tasks, bench=bench, n=section.n, temperature=section.temperature, top_p=section.top_p,
+                    max_new_tokens=section.max_new_tokens, out_dir=directory, seed=seed,
+                    batch_tasks=section.batch_tasks, progress=advance,
+                )  # fmt: skip
+            return {"tasks": len(tasks), "metrics_file": str(directory / "metrics.json"), "summary": _headline(metrics)}
+
+        return Stage(f"seed {seed} / {arm} / eval {bench}", directory, inputs, run, kind="eval", arm=arm, bench=bench)
+
+    # -- data --------------------------------------------------------------------------------
+    def data_stage(self, seed: int, arm: Arm, round_: int, opponent: str, opponent_hash: str) -> Stage:
+        directory = self.layout.round_dir(seed, arm.name, round_, "data")
+        tree_cfg = self.tree_config(arm)
+        inputs = digest(
+            "data", arm.method, round_, opponent_hash, seed, dataclasses.asdict(tree_cfg), arm.pair_mode,
+            self.config.unparseable_pairs, [t.id for t in self.train_tasks], self._oracle(),
+        )
+        self.data_done.setdefault(inputs, directory)  # a later arm with the same inputs copies this one
+
+        def run() -> dict[str, Any]:
+            shared = self.data_done.get(inputs)
+            if shared is not None and shared != directory:  # same trees as another arm (e.g. round 1 of an ablation)
+                return _copy_data(shared, directory)
+            if arm.method == "sft":
+                pairs = sft_pairs(self.train_tasks)
+                write_jsonl(directory / "pairs.jsonl", pairs)
+                return {"pairs": len(pairs), "pairs_file": str(directory / "pairs.jsonl")}
+            return self._build_tree_data(seed, arm, round_, opponent, tree_cfg, directory)
+
+        return Stage(f"seed {seed} / {arm.name} / round {round_} / data", directory, inputs, run, kind="data",
+                     arm=arm.name)  # fmt: skip
+
+    def _build_tree_data(self, seed: int, arm: Arm, round_: int, opponent: str, tree_cfg: Any,
+                         directory: Path) -> dict[str, Any]:  # fmt: skip
+        from treeplay.tree.builder import build_trees
+        from treeplay.tree.pairs import pairs_for_trees
+        from treeplay.tree.records import tree_from_dict
+
+        trees_path, pairs_path = directory / "trees.jsonl", directory / "pairs.jsonl"
+        summary = build_trees(self.train_tasks, self.policy(opponent), config=tree_cfg, out_path=trees_path,
+                              round=round_, seed=seed * 1000 + round_)  # fmt: skip
+        trees = [tree_from_dict(r) for r in read_jsonl(trees_path)]
+        mode = "whole-sequence" if arm.method == "selfplay" else arm.pair_mode
+        pairs, missing = pairs_for_trees(trees, self.tasks_by_id, mode, include_unparseable=self.config.unparseable_pairs)
+        if missing:
+            raise RuntimeError(f"{trees_path}: trees for unknown tasks {missing[:3]}")
+        write_jsonl(pairs_path, pairs)
+        labels = Counter(branch.label for tree in trees for branch in tree.branches)
+        return {
+            "trees": len(trees),
+            "built_now": summary.built,
+            "branches": dict(labels),
+            "pairs": len(pairs),
+            "pairs_by_mode": dict(sorted(Counter(p.mode for p in pairs).items())),
+            "pairs_file": str(pairs_path),
+        }
+
+    def tree_config(self, arm: Arm) -> Any:
+        from treeplay.tree.builder import TreeConfig
+
+        base = TreeConfig(**arm.tree)
+        if arm.method == "selfplay":
+            # Unstructured self-play: whole sequences sampled from the root only, same oracle labels.
+            root = self.config.selfplay.root_samples
+            return dataclasses.replace(base, root_samples=root, max_nodes=1, depth=1, max_branches=root)
+        return base
+
+    # -- train -------------------------------------------------------------------------------
+    def train_stage(self, seed: int, arm: Arm, round_: int, model_in: str, model_hash: str, data: Stage) -> Stage:
+        from treeplay.train.config import TrainConfig
+
+        directory = self.layout.round_dir(seed, arm.name, round_, "train")
+        # With LoRA the next round loads this round's adapter on top of its own base (a chain of
+        # adapters, see treeplay.policy.models.model_chain): llama.cpp applies them unmerged.
+        options = {**arm.train, "method": arm.method, "seed": seed}
+        train_cfg = TrainConfig.from_dict(options, source=f"train ({arm.name})")
+        inputs = digest("train", arm.method, round_, model_hash, data.inputs_hash, train_cfg.to_dict())
+        where = f"seed {seed} / {arm.name} / round {round_}"
+
+        def run() -> dict[str, Any]:
+            from treeplay.train.data import read_pairs
+            from treeplay.train.trainer import train
+
+            pairs = read_pairs(data.directory / "pairs.jsonl")
+            if not pairs:
+                return self._untrained(f"{where}: 0 training pairs (see {data.directory / STAGE_FILE})", model_in)
+            self.drop_policy()  # free the sampling model while training
+            result = train(train_cfg, pairs, model_in, directory, resume=True)
+            if result.steps == 0:
+                return self._untrained(f"{where}: 0 optimizer steps from {len(pairs)} pairs", model_in)
+            return {
+                "final_model_dir": result.final_model_dir,
+                "adapter": result.adapter,
+                "steps": result.steps,
+                "tokens": result.tokens_seen,
+                "pairs": result.pairs_used,
+                "final_metrics": result.final_metrics,
+            }
+
+        placeholder = {"final_model_dir": f"<model of {where}, not trained yet>"}
+        return Stage(f"{where} / train", directory, inputs, run, kind="train", arm=arm.name, placeholder=placeholder)
+
+    def _untrained(self, why: str, model_in: str) -> dict[str, Any]:
+        """Zero pairs or zero steps: fail the stage, or (allow_untrained) record the method as untrained."""
+        if not self.config.allow_untrained:
+            raise StageError(f"{why}: the method would be evaluated as the untrained model under its own "
+                             "name; fix the data settings or set `allow_untrained: true` to report it as untrained")
+        return {"untrained": why, "final_model_dir": model_in, "steps": 0, "tokens": 0}
+
+
+def _copy_data(shared: Path, directory: Path) -> dict[str, Any]:
+    """Another arm's finished data stage with the same inputs: its trees, pairs and record."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for name in ("trees.jsonl", "pairs.jsonl"):
+        if (shared / name).is_file():
+            shutil.copyfile(shared / name, directory / name)
+    record = json.loads((shared / STAGE_FILE).read_text(encoding="utf-8"))
+    record = {k: v for k, v in record.items() if k not in ("inputs_hash", "wall_s")}
+    return {**record, "pairs_file": str(directory / "pairs.jsonl"), "copied_from": str(shared)}
+
+
+def sft_pairs(tasks: Sequence[Task]) -> list[Pair]:
+    """SFT examples (golden continuations) for tasks that have a golden path."""
+    return [
+        Pair(task_id=t.id, node_id="root", mode="sft", language=t.language, cwe=t.primary_cwe,
+             instruction=t.instruction, prefix=t.prefix, chosen=t.golden, rejected="")
+        for t in tasks
+        if t.golden is not None
+    ]
+
+
+def _headline(metrics: dict[str, Any]) -> dict[str, Any]:
+    summary = {}
+    for key in _HEADLINE:
+        value = metrics.get(key)
+        if isinstance(value, dict):
+            value = value.get("value", value.get("mean"))
+        if value is not None:
+            summary[key] = value
+    return summary

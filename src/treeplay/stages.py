@@ -1,0 +1,215 @@
+"""Resumable, hashed stages: the machinery under `treeplay run`, without the algorithm.
+
+A `Stage` is one unit of work with its own directory and the hash of its inputs (`digest`). When
+it finishes, `run_stage` writes `stage.json` (the hash and what the stage returned); a rerun whose
+hash matches skips the stage, a stage dir without `stage.json` is resumed (trees, evaluations and
+training are resumable themselves), and a stage dir built from other inputs is removed first.
+
+The algorithm is a generator of steps (`Steps`): it yields a stage and receives its record, and
+yields an `ArmBudget` to have it written. `execute` runs the steps (printing progress and an ETA
+from the work still to do); `plan` walks the same steps without running anything: done stages
+give their record, the others a placeholder (e.g. a not-yet-trained model), so the plan is exact.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable, Generator, Iterator
+from pathlib import Path
+from typing import Any, Literal
+
+from rich.console import Console
+
+STAGE_FILE = "stage.json"
+INPUTS_FILE = "inputs.json"
+StageKind = Literal["eval", "data", "train"]
+
+
+class StageError(RuntimeError):
+    """A stage that ended without producing what the next stage needs (e.g. zero training pairs)."""
+
+
+def digest(*parts: Any) -> str:
+    """The inputs hash of a stage (16 hex digits). Changing what goes in redoes every run's stage."""
+    payload = json.dumps(parts, sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()[:16]
+
+
+@dataclasses.dataclass
+class Stage:
+    """One unit of pipeline work with its own directory and an input hash."""
+
+    name: str  # human label, e.g. "seed 0 / tsp / round 1 / train"
+    directory: Path
+    inputs_hash: str
+    run: Callable[[], dict[str, Any]]  # does the work (resumably); returns what to record
+    kind: StageKind | None = None
+    arm: str = ""
+    bench: str | None = None  # eval stages: the bench name
+    placeholder: dict[str, Any] = dataclasses.field(default_factory=dict)  # the record a plan assumes
+
+    def done_record(self) -> dict[str, Any] | None:
+        path = self.directory / STAGE_FILE
+        if not path.exists():
+            return None
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError:
+            return None
+        return record if record.get("inputs_hash") == self.inputs_hash else None
+
+
+@dataclasses.dataclass(frozen=True)
+class ArmBudget:
+    """What one arm cost (steps, tokens, pairs, wall time), written to its `budget.json`."""
+
+    path: Path
+    record: dict[str, Any]
+
+    def write(self) -> None:
+        self.path.write_text(json.dumps(self.record, indent=2))
+
+
+Step = Stage | ArmBudget
+Steps = Generator[Step, dict[str, Any], None]  # yields steps, receives each stage's record
+
+
+def _clear_if_stale(stage: Stage) -> None:
+    """A stage dir built from other inputs is removed, so no stale file is mistaken for progress."""
+    marker = stage.directory / STAGE_FILE
+    if marker.exists():
+        shutil.rmtree(stage.directory)
+        return
+    inputs = stage.directory / INPUTS_FILE
+    if inputs.exists():
+        previous = json.loads(inputs.read_text(encoding="utf-8")).get("inputs_hash")
+        if previous != stage.inputs_hash:
+            shutil.rmtree(stage.directory)
+
+
+def run_stage(stage: Stage) -> dict[str, Any]:
+    """The stage's record: from `stage.json` when its hash matches, else by running it now."""
+    record = stage.done_record()
+    if record is not None:
+        return record
+    _clear_if_stale(stage)
+    stage.directory.mkdir(parents=True, exist_ok=True)
+    (stage.directory / INPUTS_FILE).write_text(json.dumps({"inputs_hash": stage.inputs_hash}), encoding="utf-8")
+    started = time.monotonic()
+    result = stage.run()
+    record = {"inputs_hash": stage.inputs_hash, "wall_s": round(time.monotonic() - started, 2), **result}
+    tmp = stage.directory / (STAGE_FILE + ".tmp")
+    tmp.write_text(json.dumps(record, indent=2, default=str), encoding="utf-8")
+    os.replace(tmp, stage.directory / STAGE_FILE)
+    return record
+
+
+def walk(steps: Steps, on_stage: Callable[[Stage], dict[str, Any]], on_budget: Callable[[ArmBudget], None]) -> None:
+    """Drive the algorithm: every stage goes to `on_stage` (its record is sent back), every budget
+    to `on_budget`."""
+    reply: dict[str, Any] | None = None
+    while True:
+        try:
+            step = steps.send(reply) if reply is not None else next(steps)
+        except StopIteration:
+            return
+        if isinstance(step, Stage):
+            reply = on_stage(step)
+        else:
+            on_budget(step)
+            reply = {}
+
+
+# ---- planning ---------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class PlannedStage:
+    stage: Stage
+    done: bool  # stage.json matches the inputs: the run skips it
+
+
+def plan(steps: Steps) -> list[PlannedStage]:
+    """Every stage the steps would run, in order, and whether it is done; nothing runs or is written."""
+    planned: list[PlannedStage] = []
+
+    def visit(stage: Stage) -> dict[str, Any]:
+        record = stage.done_record()
+        planned.append(PlannedStage(stage, record is not None))
+        return record if record is not None else dict(stage.placeholder)
+
+    walk(steps, visit, lambda budget: None)
+    return planned
+
+
+# ---- progress ---------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def progress_bar(label: str, console: Console) -> Iterator[Callable[[int, int], None]]:
+    """A rich progress bar fed with (done, total) callbacks."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    with Progress(
+        TextColumn(f"[bold]{label}[/]"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        TimeRemainingColumn(), console=console,
+    ) as bar:
+        handle = bar.add_task(label, total=None)
+
+        def advance(done: int, total: int) -> None:
+            bar.update(handle, completed=done, total=total)
+
+        yield advance
+
+
+_SHOWN = ("summary", "pairs", "branches", "steps", "tasks", "untrained")
+
+
+class StageClock:
+    """Runs stages, printing each with its position, the elapsed time and an ETA: the mean time of
+    the stages run so far times the stages still to run (done ones cost nothing)."""
+
+    def __init__(self, planned: list[PlannedStage], console: Console) -> None:
+        self.total = len(planned)
+        self.to_run = sum(not p.done for p in planned)
+        self.console = console
+        self.position = 0
+        self.started = time.monotonic()
+        self.worked_s = 0.0
+        self.worked = 0
+
+    def run(self, stage: Stage) -> dict[str, Any]:
+        self.position += 1
+        cached = stage.done_record()
+        label = f"[{self.position}/{self.total}] {stage.name}"
+        if cached is not None:
+            self.console.print(f"[dim]{label}: done earlier, skipped[/]")
+            return cached
+        self.console.print(f"[bold cyan]{label}[/] {self._eta()}")
+        t0 = time.monotonic()
+        record = run_stage(stage)
+        self.worked_s += time.monotonic() - t0
+        self.worked += 1
+        shown = {k: v for k, v in record.items() if k in _SHOWN}
+        self.console.print(f"  done in {time.monotonic() - t0:.0f}s {json.dumps(shown, default=str)}")
+        return record
+
+    def _eta(self) -> str:
+        elapsed = time.monotonic() - self.started
+        if not self.worked:
+            return f"(elapsed {elapsed:.0f}s, {self.to_run} stage(s) to run)"
+        remaining = max(1, self.to_run - self.worked) * self.worked_s / self.worked
+        return f"(elapsed {elapsed:.0f}s, ETA ~{remaining / 60:.0f} min)"

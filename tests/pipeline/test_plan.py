@@ -1,0 +1,150 @@
+"""issue 15: the pipeline yields its stages; `plan` (and `treeplay run --check`) walks them without
+running anything and says which are done. The run dir here is real: written by the real stage
+machinery (`run_stage`, `stage.json`, `budget.json`) with the model work replaced by fixed records."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from treeplay.pipeline import Pipeline, load_config
+from treeplay.stages import ArmBudget, Stage, run_stage, walk
+
+FINGERPRINT = "0123456789abcdef"
+CONFIG = {
+    "name": "tiny",
+    "model": "embedded",
+    "seeds": [0],
+    "methods": ["sft", "tsp"],
+    "rounds": 2,
+    "train_tasks": {"path": "data:safecoder/sec-new-desc.train.jsonl", "language": "py", "limit": 2},
+    "eval": {"benches": ["securityeval"], "limit": 2, "n": 1, "max_new_tokens": 128},
+    "tree": {"k": 4, "depth": 1, "root_samples": 4, "max_nodes": 2, "max_branches": 8, "max_new_tokens": 64},
+    "report": False,
+}
+# the stages of CONFIG in run order, written out by hand from Algorithm 1
+ALL_STAGES = [
+    "seed 0 / base / eval securityeval",
+    "seed 0 / sft / round 1 / data", "seed 0 / sft / round 1 / train",
+    "seed 0 / sft / round 2 / data", "seed 0 / sft / round 2 / train",
+    "seed 0 / sft / eval securityeval",
+    "seed 0 / tsp / round 1 / data", "seed 0 / tsp / round 1 / train",
+    "seed 0 / tsp / round 2 / data", "seed 0 / tsp / round 2 / train",
+    "seed 0 / tsp / eval securityeval",
+]  # fmt: skip
+
+
+def _config(tmp_path: Path, **eval_overrides: Any) -> Path:
+    raw = json.loads(json.dumps(CONFIG))
+    raw["eval"].update(eval_overrides)
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    return path
+
+
+def _fake_record(stage: Stage) -> dict[str, Any]:
+    if stage.kind == "data":
+        return {"pairs": 3, "pairs_by_mode": {"sibling": 3}}
+    if stage.kind == "train":
+        return {"final_model_dir": str(stage.directory / "final"), "steps": 2, "tokens": 10}
+    return {"tasks": 2}
+
+
+def _fake_run(pipeline: Pipeline) -> list[str]:
+    """Run every stage through the real machinery with the model work replaced; the names run."""
+    ran: list[str] = []
+
+    def on_stage(stage: Stage) -> dict[str, Any]:
+        if stage.done_record() is None:
+            ran.append(stage.name)
+        return run_stage(dataclasses.replace(stage, run=lambda: _fake_record(stage)))
+
+    pipeline.load_tasks()
+    walk(pipeline.steps(), on_stage, ArmBudget.write)
+    return ran
+
+
+@pytest.fixture
+def finished_run(tmp_path: Path, shared_data: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("TREEPLAY_DATA", str(shared_data))
+    run_dir = tmp_path / "run"
+    assert _fake_run(Pipeline(load_config(_config(tmp_path)), run_dir, fingerprint=FINGERPRINT)) == ALL_STAGES
+    return run_dir
+
+
+def _pending(tmp_path: Path, run_dir: Path, **eval_overrides: Any) -> list[str]:
+    pipeline = Pipeline(load_config(_config(tmp_path, **eval_overrides)), run_dir, fingerprint=FINGERPRINT)
+    return [p.stage.name for p in pipeline.plan() if not p.done]
+
+
+def test_plan_of_a_fresh_run_dir_lists_every_stage_and_writes_nothing(tmp_path, shared_data, monkeypatch):
+    monkeypatch.setenv("TREEPLAY_DATA", str(shared_data))
+    run_dir = tmp_path / "run"
+    assert _pending(tmp_path, run_dir) == ALL_STAGES
+    assert not run_dir.exists()
+
+
+def test_a_finished_run_is_all_done_and_a_rerun_runs_nothing(tmp_path, finished_run):
+    assert _pending(tmp_path, finished_run) == []
+    budget = json.loads((finished_run / "seed-0" / "tsp" / "budget.json").read_text())
+    assert budget["optimizer_steps"] == 4 and budget["pairs"] == 6 and budget["pairs_by_mode"] == {"sibling": 6}
+    assert budget["final_model"] == str(finished_run / "seed-0" / "tsp" / "round-2" / "train" / "final")
+    assert _fake_run(Pipeline(load_config(_config(tmp_path)), finished_run, fingerprint=FINGERPRINT)) == []
+
+
+def test_plan_names_exactly_the_stages_whose_inputs_changed(tmp_path, finished_run):
+    (finished_run / "seed-0" / "tsp" / "round-2" / "train" / "stage.json").unlink()
+    # the eval hash follows the train stage's inputs, not its output: only the train stage reruns
+    assert _pending(tmp_path, finished_run) == ["seed 0 / tsp / round 2 / train"]
+    assert _pending(tmp_path, finished_run, temperature=0.8) == [
+        "seed 0 / base / eval securityeval", "seed 0 / sft / eval securityeval",
+        "seed 0 / tsp / round 2 / train", "seed 0 / tsp / eval securityeval"]  # fmt: skip
+    # the oracle is in every data and eval hash, and each train hash follows its data stage
+    other = Pipeline(load_config(_config(tmp_path)), finished_run, fingerprint="another-oracle")
+    assert [p.stage.name for p in other.plan() if not p.done] == ALL_STAGES
+
+
+def test_placeholder_models_give_the_hashes_the_run_records(tmp_path, finished_run):
+    """Planned on an empty dir (no model trained yet), every stage has the hash the run wrote."""
+    planned = Pipeline(load_config(_config(tmp_path)), tmp_path / "empty", fingerprint=FINGERPRINT).plan()
+    recorded = [json.loads((finished_run / p.stage.directory.relative_to(tmp_path / "empty") / "stage.json")
+                           .read_text())["inputs_hash"] for p in planned]  # fmt: skip
+    assert [p.stage.inputs_hash for p in planned] == recorded and not any(p.done for p in planned)
+    train = next(p.stage for p in planned if p.stage.name == "seed 0 / sft / round 1 / train")
+    assert train.placeholder == {"final_model_dir": "<model of seed 0 / sft / round 1, not trained yet>"}
+
+
+def test_check_counts_done_stages_and_estimates_the_rest_only(tmp_path, finished_run, monkeypatch):
+    from treeplay.run_check import check_run
+
+    (finished_run / "seed-0" / "tsp" / "round-2" / "data" / "stage.json").unlink()
+    config = load_config(_config(tmp_path, temperature=0.8))
+    report = check_run(config, finished_run, source="tiny.yaml", fingerprint=FINGERPRINT)
+    assert "run dir: 7 of 11 stages done (inputs unchanged: skipped), 4 to run" in report.plan
+    assert report.to_run == ["seed 0 / base / eval securityeval", "seed 0 / sft / eval securityeval",
+                             "seed 0 / tsp / round 2 / data", "seed 0 / tsp / eval securityeval"]  # fmt: skip
+    # to run: tsp round 2 trees (2 tasks x min(8, 4 + 4 x 2) branches x 64 tokens = 1024) and three
+    # evaluations of 2 tasks x n=1 x 128 tokens (768): 1792 tokens, 1.5 min at 20 tok/s
+    assert report.plan[-1].startswith("estimate (stages to run): <= 1792 generated tokens, ~2 min of sampling")
+    assert "\nstages to run:\n  seed 0 / base / eval securityeval\n" in report.render()
+
+
+def test_run_on_a_finished_run_dir_skips_every_stage(tmp_path, finished_run):
+    import io
+
+    from rich.console import Console
+
+    out = io.StringIO()
+    budget = finished_run / "seed-0" / "sft" / "budget.json"
+    before = budget.read_text()
+    Pipeline(load_config(_config(tmp_path)), finished_run, console=Console(file=out, width=200),
+             fingerprint=FINGERPRINT).run()  # fmt: skip
+    lines = [line for line in out.getvalue().splitlines() if line.startswith("[")]
+    assert lines == [f"[{i}/11] {name}: done earlier, skipped" for i, name in enumerate(ALL_STAGES, 1)]
+    assert "11 of 11 stages done earlier, 0 to run" in out.getvalue()
+    assert budget.read_text() == before
