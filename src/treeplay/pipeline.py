@@ -397,9 +397,9 @@ class Pipeline:
                 pairs = sft_pairs(self.train_tasks)
                 write_jsonl(pairs_path, pairs)
                 return {"pairs": len(pairs), "pairs_file": str(pairs_path)}
-            from treeplay.tree.builder import build_trees
             from treeplay.tree.pairs import pairs_for_trees
             from treeplay.tree.records import tree_from_dict
+            from treeplay.tree.writer import build_trees
 
             trees_path = directory / "trees.jsonl"
             summary = build_trees(

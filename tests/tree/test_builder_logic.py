@@ -8,18 +8,12 @@ from _tree_fixtures import GOLDEN, PREFIX
 
 from treeplay.jsonl import append_jsonl, read_jsonl, repair_truncated_tail, to_jsonable
 from treeplay.tasks.records import Task
-from treeplay.tree.builder import (
-    TreeConfig,
-    choose_golden,
-    derive_seed,
-    done_task_ids,
-    node_prefix,
-    rebranch_offset,
-    select_within_budget,
-)
+from treeplay.tree.builder import TreeConfig, derive_seed
 from treeplay.tree.offsets import line_number_start
+from treeplay.tree.placement import choose_golden, node_prefix, rebranch_offset, select_within_budget
 from treeplay.tree.records import Branch, Node, Tree, tree_from_dict
 from treeplay.tree.strategies import PlacedNode
+from treeplay.tree.writer import done_task_ids
 
 NODE_AT = GOLDEN.index("    cur.execute")
 VULN_COMPLETION = (
