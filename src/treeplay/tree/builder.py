@@ -251,6 +251,7 @@ class TreeBuilder:
 
     # ---- the tree: phases in order -------------------------------------------------------
     def build(self, task: Task, *, round: int = 0, seed: int = 0) -> Tree:
+        """One tree for `task`: the phases in the order of the module docstring."""
         started = time.monotonic()
         grow = _Growth(task, seed)
         self._sample_root(grow)
