@@ -138,7 +138,7 @@ class StageBuilder:
 
     def _build_tree_data(self, seed: int, arm: Arm, round_: int, opponent: str, tree_cfg: Any,
                          directory: Path) -> dict[str, Any]:  # fmt: skip
-        from treeplay.tree.builder import build_trees
+        from treeplay.tree.writer import build_trees
         from treeplay.tree.pairs import pairs_for_trees
         from treeplay.tree.records import tree_from_dict
 

@@ -177,3 +177,13 @@ def test_step_zero_log_ratio_is_zero_when_reference_is_recomputed(tmp_path: Path
     else:
         assert result.recorded_reference == 4
         assert abs(first["rewards/chosen"]) > 0.01  # the flat -1.0 values are not this model's
+
+
+def test_metrics_jsonl_is_written_without_tensorboard(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import treeplay.train.trainer as trainer
+
+    monkeypatch.setattr(trainer, "tensorboard_writer", lambda log_dir, purge_step: None)  # tensorboard broken
+    train(_config(max_steps=2, grad_accum=1), make_pairs(2), _bundle(), tmp_path / "run")
+    lines = [json.loads(x) for x in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [x["step"] for x in lines] == [1, 2]
+    assert not (tmp_path / "run" / "tensorboard").exists()

@@ -10,10 +10,12 @@ from _tree_fixtures import GOLDEN, PREFIX
 from treeplay.jsonl import read_jsonl
 from treeplay.policy.records import ScoreRequest
 from treeplay.tasks.records import Task
-from treeplay.tree.builder import TreeBuilder, TreeConfig, build_trees, node_prefix, rebranch_offset
+from treeplay.tree.builder import TreeBuilder, TreeConfig
 from treeplay.tree.offsets import prefix_hash
 from treeplay.tree.pairs import pairs, whole_sequence_pairs
+from treeplay.tree.placement import node_prefix, rebranch_offset
 from treeplay.tree.records import tree_from_dict
+from treeplay.tree.writer import build_trees
 
 PICKLE = Task(
     id="t-pickle",

@@ -7,19 +7,21 @@ import pytest
 from _tree_fixtures import GOLDEN, PREFIX
 
 from treeplay.jsonl import append_jsonl, read_jsonl, repair_truncated_tail, to_jsonable
+from treeplay.policy.records import Completion, SampleRequest, Scored, ScoreRequest
 from treeplay.tasks.records import Task
-from treeplay.tree.builder import (
-    TreeConfig,
+from treeplay.tree.builder import TreeConfig, derive_seed
+from treeplay.tree.offsets import line_number_start
+from treeplay.tree.placement import (
     choose_golden,
-    derive_seed,
-    done_task_ids,
+    merge_root,
+    next_node_number,
     node_prefix,
     rebranch_offset,
     select_within_budget,
 )
-from treeplay.tree.offsets import line_number_start
 from treeplay.tree.records import Branch, Node, Tree, tree_from_dict
 from treeplay.tree.strategies import PlacedNode
+from treeplay.tree.writer import done_task_ids
 
 NODE_AT = GOLDEN.index("    cur.execute")
 VULN_COMPLETION = (
@@ -132,7 +134,6 @@ def test_tree_round_trips_through_json(sql_task: Task) -> None:
 
 
 def test_identical_branches_are_dropped_per_node() -> None:
-    from treeplay.policy.records import Completion
     from treeplay.tree.builder import _Pending, dedupe_pending
 
     def item(node: str, text: str, index: int) -> _Pending:
@@ -145,3 +146,62 @@ def test_identical_branches_are_dropped_per_node() -> None:
         ("n1", "b", 2),
         ("n2", "a", 0),
     ]
+
+
+def test_merge_root_folds_offset_zero_proposals_into_the_root() -> None:
+    root = Node("root", None, None, 0, 0, "root", "h", depth=1)
+    placed = [PlacedNode(0, 0, ("oracle",)), PlacedNode(0, 0, ("diff", "oracle")), PlacedNode(7, 2, ("diff",))]
+    nodes, rest = merge_root([root], placed)
+    assert [n.strategy for n in nodes] == ["root+oracle+diff"]
+    assert [p.char_offset for p in rest] == [7]
+    assert merge_root([], placed) == ([], placed)  # no root node (root_samples 0): nothing to fold into
+    assert next_node_number([root]) == 1
+    assert next_node_number([root, Node("n3", None, None, 5, 1, "diff", "h")]) == 4
+
+
+class _CharPolicy:
+    """Every character is a token; samples are fixed text, so placement is checked by hand."""
+
+    model_id = "chars"
+
+    def __init__(self) -> None:
+        self.sampled: list[SampleRequest] = []
+
+    def sample(self, requests: list[SampleRequest]) -> list[Completion]:
+        self.sampled += requests
+        return [
+            Completion(r.request_id, i, f"    return {i}\n", (1,), (-0.5,), "stop") for r in requests for i in range(r.n)
+        ]
+
+    def score(self, requests: list[ScoreRequest]) -> list[Scored]:
+        return [
+            Scored(r.request_id, (1,) * len(r.continuation), (-0.1,) * len(r.continuation), (),
+                   tuple(range(len(r.continuation))))
+            for r in requests
+        ]
+
+
+def test_rebranch_phase_adds_a_node_at_the_first_flagged_line_of_a_vulnerable_branch(sql_task: Task) -> None:
+    from treeplay.oracle.records import Verdict
+    from treeplay.tree.builder import TreeBuilder, _Growth
+
+    policy = _CharPolicy()
+    builder = TreeBuilder(policy, TreeConfig(k=2), judge=lambda items: [Verdict("secure") for _ in items])  # type: ignore[arg-type]
+    prefix = PREFIX + GOLDEN[:NODE_AT]
+    completion = "    q = name\n" + VULN_COMPLETION
+    flagged = (prefix + completion).count("\n", 0, (prefix + completion).index('    cur.execute("')) + 1
+    grow = _Growth(sql_task, seed=0)
+    grow.nodes = [Node("n1", None, None, NODE_AT, 3, "diff", "h", depth=1)]
+    grow.branches = [_branch(prefix, completion, "vulnerable", flagged, node="n1")]
+
+    assert builder.rebranch(grow, 2)
+    new = grow.nodes[-1]
+    # the node sits where the flagged line starts: after the parent's prefix and the "    q = name\n" line
+    assert (new.id, new.parent, new.branch_of_parent, new.depth, new.strategy) == ("n2", "n1", 0, 2, "rebranch")
+    assert (new.char_offset, new.token_offset) == (NODE_AT + len("    q = name\n"), len("    q = name\n"))
+    assert [(r.request_id, r.prefix, r.n) for r in policy.sampled] == [("n2", prefix + "    q = name\n", 2)]
+    assert [(b.node_id, b.completion, b.label) for b in grow.branches[1:]] == [
+        ("n2", "    return 0\n", "secure"),
+        ("n2", "    return 1\n", "secure"),
+    ]
+    assert not builder.rebranch(grow, 3)  # the depth-2 branches are secure: nothing to branch on

@@ -5,9 +5,9 @@ from _tree_fixtures import GOLDEN, NODE_AT, PREFIX
 from _tree_fixtures import hand_built_tree as _tree
 
 from treeplay.tasks.records import Task
-from treeplay.tree.builder import node_prefix
 from treeplay.tree.offsets import prefix_hash
 from treeplay.tree.pairs import count_by_mode, pairs, sft_examples, whole_sequence_pairs
+from treeplay.tree.placement import node_prefix
 from treeplay.tree.records import Tree
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -263,7 +263,3 @@ def read_pairs(path: str | Path) -> list[Pair]:
                 raise ValueError(f"{path}:{number}: field {name!r} must be a string")
         out.append(pair)
     return out
-
-
-def iter_tokens(pairs: Iterable[EncodedPair]) -> int:
-    return sum(p.tokens for p in pairs)

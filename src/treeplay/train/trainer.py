@@ -2,6 +2,13 @@
 
 The same code runs on this CPU and under `accelerate launch` (DDP, FSDP, DeepSpeed ZeRO-2/3);
 see docs/train.md. Public entry point: `train(config, pairs, model_in, out_dir) -> TrainResult`.
+
+`train` runs a `Trainer` through its named phases, in this order:
+setup (run dir, accelerator, seed, model) -> data (encode pairs, reference log-probs) ->
+evaluate (margins before) -> setup_optimisation (LoRA, optimiser, scheduler) -> resume
+(checkpoint) -> step x N (checkpoint every `save_every`) -> save (final model) -> evaluate
+(margins after) -> result. Batch maths: `treeplay.train.batch`; checkpoints:
+`treeplay.train.checkpoints`; encoding and data order: `treeplay.train.data`.
 """
 
 from __future__ import annotations
@@ -19,22 +26,33 @@ from typing import Any
 import torch
 from torch import nn
 
-from treeplay.jsonl import append_jsonl, read_jsonl, repair_truncated_tail, to_jsonable, write_jsonl
+from treeplay.jsonl import append_jsonl, to_jsonable
+from treeplay.train.batch import batch_loss, preference_margins
+from treeplay.train.checkpoints import (
+    check_run_dir,
+    keep_trainable_only,
+    list_checkpoints,
+    load_checkpoint,
+    save_checkpoint,
+    truncate_metrics,
+)
 from treeplay.train.config import TrainConfig
+from treeplay.train.console import Console, tensorboard_writer
 from treeplay.train.data import (
     BatchPlan,
     EncodedPair,
+    EncodeReport,
     PairEncoder,
     PolicyPromptEncoder,
     compute_reference_logprobs,
     encode_pairs,
     steps_for_epochs,
 )
-from treeplay.train.logprobs import CompletionScorer, completion_token_logps
-from treeplay.train.losses import divergence_index, first_divergent_weights, sft_loss, tsp_loss
+from treeplay.train.logprobs import CompletionScorer
 from treeplay.tree.records import Pair
 
-CHECKPOINT_PREFIX = "step-"
+__all__ = ["ModelBundle", "StepCallback", "TrainResult", "Trainer", "list_checkpoints", "load_bundle", "train"]
+
 StepCallback = Callable[[int, dict[str, float]], None]
 
 
@@ -70,103 +88,32 @@ class TrainResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-# ---------------------------------------------------------------- batch maths
+def train(
+    config: TrainConfig,
+    pairs: Sequence[Pair],
+    model_in: str | ModelBundle,
+    out_dir: str | Path,
+    *,
+    resume: bool = False,
+    eval_pairs: Sequence[Pair] | None = None,
+    callbacks: Sequence[StepCallback] = (),
+) -> TrainResult:
+    """Train `model_in` on `pairs` with `config.method`; write checkpoints, logs and the final model.
 
-
-def _pad_float(rows: Sequence[Sequence[float]], width: int, device: torch.device) -> torch.Tensor:
-    out = torch.zeros((len(rows), width), dtype=torch.float32)
-    for i, r in enumerate(rows):
-        out[i, : len(r)] = torch.tensor(list(r), dtype=torch.float32)
-    return out.to(device)
-
-
-def batch_loss(
-    scorer: nn.Module, batch: Sequence[EncodedPair], config: TrainConfig
-) -> tuple[torch.Tensor, dict[str, float]]:
-    """Loss of one micro-batch and its metrics (sequence log-probs, rewards, accuracy)."""
-    if config.method == "sft":
-        scored = scorer([(p.prompt_ids, p.chosen_ids) for p in batch])
-        loss = sft_loss(scored.token_logps, scored.mask)
-        chosen = (scored.token_logps * scored.mask).sum(-1)
-        return loss, {"loss": loss.item(), "logps/chosen": chosen.mean().item()}
-
-    items: list[tuple[Sequence[int], Sequence[int]]] = []
-    for p in batch:
-        if p.ref_chosen is None or p.ref_rejected is None:
-            raise ValueError(f"pair {p.index} has no reference log-probs (compute_reference_logprobs first)")
-        items += [(p.prompt_ids, p.chosen_ids), (p.prompt_ids, p.rejected_ids)]
-    scored = scorer(items)
-    pol_c, pol_r = scored.token_logps[0::2], scored.token_logps[1::2]
-    mask_c, mask_r = scored.mask[0::2], scored.mask[1::2]
-    width = scored.token_logps.shape[1]
-    device = scored.token_logps.device
-    ref_c = _pad_float([p.ref_chosen or () for p in batch], width, device)
-    ref_r = _pad_float([p.ref_rejected or () for p in batch], width, device)
-    weights_c = weights_r = None
-    assert config.first_w is not None and config.first_w_weight is not None and config.sft_alpha is not None
-    if config.first_w > 0 and config.first_w_weight > 0:
-        wc, wr = [], []
-        for p in batch:
-            start = divergence_index(p.chosen_ids, p.rejected_ids)
-            wc.append(first_divergent_weights(len(p.chosen_ids), start, config.first_w, config.first_w_weight))
-            wr.append(first_divergent_weights(len(p.rejected_ids), start, config.first_w, config.first_w_weight))
-        weights_c, weights_r = _pad_float(wc, width, device), _pad_float(wr, width, device)
-    out = tsp_loss(
-        pol_c, pol_r, ref_c, ref_r, mask_c, mask_r,
-        chosen_weights=weights_c, rejected_weights=weights_r,
-        beta=config.beta, alpha=config.sft_alpha, loss_type=config.loss_type, label_smoothing=config.label_smoothing,
-    )
-    pref = out.preference
-    metrics = {
-        "loss": out.loss.item(),
-        "loss/preference": pref.loss.item(),
-        "loss/sft": out.sft.item(),
-        "logps/chosen": (pol_c * mask_c).sum(-1).mean().item(),
-        "logps/rejected": (pol_r * mask_r).sum(-1).mean().item(),
-        "rewards/chosen": pref.chosen_rewards.mean().item(),
-        "rewards/rejected": pref.rejected_rewards.mean().item(),
-        "rewards/margin": pref.reward_margin.mean().item(),
-        "rewards/accuracy": pref.accuracy.item(),
-    }
-    return out.loss, metrics
-
-
-def preference_margins(
-    model: nn.Module, pairs: Sequence[EncodedPair], *, batch_size: int = 8, prefix_sharing: str = "packed"
-) -> dict[str, float]:
-    """Chosen-over-rejected margins of a model on pairs (no grad).
-
-    margin = mean(log p(chosen) - log p(rejected)); per-token margin uses length-normalised
-    log-probs; accuracy = fraction of pairs with log p(chosen) > log p(rejected) per token.
+    `resume=True` continues from the newest complete checkpoint in `out_dir` (model, optimiser,
+    scheduler, RNG and data position), or starts fresh when there is none.
     """
-    if not pairs:
-        raise ValueError("preference_margins: no pairs")
-    margins, token_margins, wins = [], [], 0
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            for start in range(0, len(pairs), batch_size):
-                chunk = pairs[start : start + batch_size]
-                items: list[tuple[Sequence[int], Sequence[int]]] = []
-                for p in chunk:
-                    items += [(p.prompt_ids, p.chosen_ids), (p.prompt_ids, p.rejected_ids)]
-                scored = completion_token_logps(model, items, prefix_sharing=prefix_sharing)
-                for j, p in enumerate(chunk):
-                    c, r = scored.row(2 * j).sum().item(), scored.row(2 * j + 1).sum().item()
-                    margins.append(c - r)
-                    tm = c / len(p.chosen_ids) - r / len(p.rejected_ids)
-                    token_margins.append(tm)
-                    wins += tm > 0
-    finally:
-        model.train(was_training)
-    n = len(margins)
-    return {
-        "pairs": float(n),
-        "margin": sum(margins) / n,
-        "margin_per_token": sum(token_margins) / n,
-        "accuracy_per_token": wins / n,
-    }
+    t0 = time.monotonic()
+    trainer = Trainer(config, Path(out_dir), resume=resume)
+    trainer.load_model(model_in)
+    trainer.prepare_data(pairs, eval_pairs)
+    eval_before = trainer.evaluate(trainer.model)
+    trainer.setup_optimisation()
+    trainer.resume_from_checkpoint()
+    trainer.run(callbacks)
+    final_lm = trainer.save_final()
+    eval_after = trainer.evaluate(final_lm)
+    return trainer.finish(eval_before, eval_after, t0)
 
 
 # ---------------------------------------------------------------- model set-up
@@ -218,297 +165,261 @@ def _mixed_precision(config: TrainConfig) -> str | None:
     return "no"
 
 
-# ---------------------------------------------------------------- checkpoints
+# ---------------------------------------------------------------- the trainer
 
 
-def list_checkpoints(out_dir: Path) -> list[tuple[int, Path]]:
-    """Complete checkpoints (those with trainer_state.json), oldest first."""
-    root = out_dir / "checkpoints"
-    found = []
-    if root.is_dir():
-        for d in root.iterdir():
-            number = d.name[len(CHECKPOINT_PREFIX) :]
-            if d.name.startswith(CHECKPOINT_PREFIX) and number.isdigit() and (d / "trainer_state.json").exists():
-                found.append((int(number), d))
-    return sorted(found)
+class Trainer:
+    """One training run; `train` calls the phases in order (each phase reads what earlier ones set)."""
 
+    bundle: ModelBundle
+    model: nn.Module  # the bare start model (before LoRA), then the model being trained
+    data: list[EncodedPair]
+    report: EncodeReport
+    eval_data: list[EncodedPair]
+    plan: BatchPlan
+    max_steps: int
+    scorer: Any  # CompletionScorer, wrapped by accelerate
+    optimizer: Any
+    scheduler: Any
 
-TRAINABLE_KEYS_FILE = "trainable_keys.json"
+    # ---- setup --------------------------------------------------------------------------
+    def __init__(self, config: TrainConfig, out: Path, *, resume: bool) -> None:
+        """Run directory checks, accelerator, seed, `train_config.json`."""
+        from accelerate import Accelerator
+        from accelerate.utils import DistributedType, set_seed
 
-
-def _trainable_keys(model: nn.Module) -> set[str]:
-    return {name for name, p in model.named_parameters() if p.requires_grad}
-
-
-def _keep_trainable_only(models: list[nn.Module], weights: list[dict[str, Any]], _out: str) -> None:
-    """accelerate save-state pre-hook: with frozen parameters (LoRA), a checkpoint holds only the
-    trainable ones. The frozen base is reloaded from the base model on resume; saving it too made
-    every LoRA checkpoint of the 0.5B model 2.5 GB instead of ~0.1 GB. FSDP/DeepSpeed save
-    their own shards (no `weights` here) and are left alone."""
-    if len(weights) != len(models):
-        return
-    for model, state in zip(models, weights, strict=True):
-        keep = _trainable_keys(model)
-        if len(keep) < sum(1 for _ in model.parameters()):
-            for key in [k for k in state if k not in keep]:
-                del state[key]
-            Path(_out, TRAINABLE_KEYS_FILE).write_text(json.dumps(sorted(keep)), encoding="utf-8")
-
-
-def _load_checkpoint(accelerator: Any, scorer: nn.Module, ckpt: Path) -> None:
-    """Load a checkpoint; a trainable-only one must hold exactly the model's trainable parameters
-    (load with strict=False would otherwise skip a mismatch silently)."""
-    keys_file = ckpt / TRAINABLE_KEYS_FILE
-    if not keys_file.exists():
-        accelerator.load_state(str(ckpt))
-        return
-    saved = set(json.loads(keys_file.read_text(encoding="utf-8")))
-    expected = _trainable_keys(scorer)
-    if saved != expected:
-        diff = sorted(saved ^ expected)[:3]
-        raise ValueError(f"{ckpt}: checkpoint's trainable parameters differ from the model's (e.g. {diff}); wrong base or LoRA config")
-    accelerator.load_state(str(ckpt), strict=False)
-
-
-def _save_checkpoint(accelerator: Any, out_dir: Path, step: int, state: dict[str, Any], keep: int) -> None:
-    root = out_dir / "checkpoints"
-    final = root / f"{CHECKPOINT_PREFIX}{step:07d}"
-    partial = root / f"{CHECKPOINT_PREFIX}{step:07d}.partial"
-    if accelerator.is_main_process and partial.exists():
-        shutil.rmtree(partial)
-    accelerator.wait_for_everyone()
-    accelerator.save_state(str(partial))
-    accelerator.wait_for_everyone()
-    if accelerator.is_main_process:
-        (partial / "trainer_state.json").write_text(json.dumps(state, indent=2), encoding="utf-8")
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(partial, final)  # a checkpoint is visible only once complete
-        for _, old in list_checkpoints(out_dir)[:-keep]:
-            shutil.rmtree(old, ignore_errors=True)
-    accelerator.wait_for_everyone()
-
-
-# ---------------------------------------------------------------- the loop
-
-
-def train(
-    config: TrainConfig,
-    pairs: Sequence[Pair],
-    model_in: str | ModelBundle,
-    out_dir: str | Path,
-    *,
-    resume: bool = False,
-    eval_pairs: Sequence[Pair] | None = None,
-    callbacks: Sequence[StepCallback] = (),
-) -> TrainResult:
-    """Train `model_in` on `pairs` with `config.method`; write checkpoints, logs and the final model.
-
-    `resume=True` continues from the newest complete checkpoint in `out_dir` (model, optimiser,
-    scheduler, RNG and data position), or starts fresh when there is none.
-    """
-    from accelerate import Accelerator
-    from accelerate.utils import DistributedType, set_seed
-    from transformers import get_cosine_schedule_with_warmup
-
-    t0 = time.monotonic()
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    checkpoints = list_checkpoints(out)
-    if checkpoints and not resume:
-        raise FileExistsError(f"{out} already holds checkpoints; pass resume=True (--resume) or use a new --out")
-    config_path = out / "train_config.json"
-    if resume and config_path.exists():
-        previous = TrainConfig.from_dict(json.loads(config_path.read_text(encoding="utf-8")), source=str(config_path))
-        diff = config.resume_mismatches(previous)
-        if diff:
-            raise ValueError(f"{config_path}: cannot resume with changed option(s) {', '.join(diff)}")
-
-    accelerator = Accelerator(
-        gradient_accumulation_steps=config.grad_accum,
-        mixed_precision=_mixed_precision(config),
-        step_scheduler_with_optimizer=False,
-    )
-    set_seed(config.seed)
-    if accelerator.is_main_process:
-        config_path.write_text(json.dumps(config.to_dict(), indent=2), encoding="utf-8")
-    log = _Console(accelerator.is_main_process)
-
-    # full fine-tuning keeps fp32 master weights (autocast gives bf16 compute); LoRA loads the frozen base in
-    # the policy's default dtype (bf16 on CUDA)
-    load_dtype = None if config.lora else "float32"
-    bundle = (
-        model_in if isinstance(model_in, ModelBundle)
-        else load_bundle(model_in, device=str(accelerator.device), dtype=load_dtype)
-    )
-    model = bundle.model.to(accelerator.device)
-    report = encode_pairs(
-        pairs, bundle.encoder, method=config.method,
-        max_prompt_tokens=config.max_prompt_tokens, max_completion_tokens=config.max_completion_tokens,
-        use_recorded_reference=config.reference == "recorded",
-    )
-    data = report.pairs
-    if not data:
-        raise ValueError(f"no usable training pairs out of {len(pairs)} (skipped: {report.skipped})")
-    log.info(f"{len(data)} training pairs ({report.recorded_reference} with recorded reference log-probs); skipped {report.skipped}")
-    if config.method != "sft":
-        missing = sum(not p.has_reference for p in data)
-        if missing:
-            log.info(f"computing reference log-probs of {missing} pairs with the frozen start model")
-        # the main process computes and caches; the others then read the cache (no concurrent appends)
-        cache = out / "reference_logprobs.jsonl"
-        if accelerator.is_main_process:
-            data = compute_reference_logprobs(model, data, cache_path=cache, prefix_sharing=config.prefix_sharing)
-        accelerator.wait_for_everyone()
-        if not accelerator.is_main_process:
-            data = compute_reference_logprobs(model, data, cache_path=cache, prefix_sharing=config.prefix_sharing)
-
-    eval_data: list[EncodedPair] = []
-    sharded = accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED)
-    if eval_pairs:
-        eval_data = encode_pairs(
-            eval_pairs, bundle.encoder, method="selfplay",
-            max_prompt_tokens=config.max_prompt_tokens, max_completion_tokens=config.max_completion_tokens,
-        ).pairs
-    eval_before = preference_margins(model, eval_data, prefix_sharing=config.prefix_sharing) if eval_data and not sharded else None
-
-    if config.lora:
-        model = _apply_lora(model, config)
-    if config.gradient_checkpointing:
-        _enable_checkpointing(model)
-    model.train()
-
-    world = accelerator.num_processes
-    if config.max_steps is not None:
-        max_steps = config.max_steps
-    else:
-        max_steps = steps_for_epochs(len(data), config.epochs, config.batch_size, config.grad_accum, world)
-    plan = BatchPlan(len(data), config.batch_size, config.grad_accum, world, config.seed)
-    scorer = CompletionScorer(model, prefix_sharing=config.prefix_sharing)
-    params = [p for p in scorer.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
-    scheduler = get_cosine_schedule_with_warmup(optimizer, math.ceil(config.warmup_ratio * max_steps), max_steps)
-    scorer, optimizer, scheduler = accelerator.prepare(scorer, optimizer, scheduler)
-    accelerator.register_save_state_pre_hook(_keep_trainable_only)
-
-    start_step, tokens_seen = 0, 0
-    checkpoints = list_checkpoints(out)
-    if resume and checkpoints:
-        _step_found, ckpt = checkpoints[-1]
-        _load_checkpoint(accelerator, scorer, ckpt)
-        state = json.loads((ckpt / "trainer_state.json").read_text(encoding="utf-8"))
-        start_step, tokens_seen = int(state["step"]), int(state["tokens_seen"])
-        log.info(f"resumed from {ckpt} (step {start_step})")
-
-    metrics_path = out / "metrics.jsonl"
-    writer = None
-    if accelerator.is_main_process:
-        _truncate_metrics(metrics_path, start_step)
-        writer = _tensorboard(out / "tensorboard", purge_step=start_step + 1 if start_step else None)
-
-    last: dict[str, float] = {}
-    with log.progress(total=max_steps, completed=start_step, enabled=config.progress) as advance:
-        for step in range(start_step + 1, max_steps + 1):
-            step_metrics: list[dict[str, float]] = []
-            step_tokens = 0
-            for micro in range(config.grad_accum):
-                batch = [data[i] for i in plan.micro_batch(step, micro, accelerator.process_index)]
-                step_tokens += sum(p.tokens for p in batch)
-                with accelerator.accumulate(scorer):
-                    loss, m = batch_loss(scorer, batch, config)
-                    accelerator.backward(loss)
-                    if accelerator.sync_gradients and config.max_grad_norm > 0:
-                        accelerator.clip_grad_norm_(scorer.parameters(), config.max_grad_norm)
-                    optimizer.step()
-                    optimizer.zero_grad()
-                step_metrics.append(m)
-            lr = scheduler.get_last_lr()[0]
-            scheduler.step()
-            step_tokens = int(accelerator.reduce(torch.tensor(step_tokens, device=accelerator.device), "sum").item())
-            tokens_seen += step_tokens
-            last = _mean_metrics(step_metrics, accelerator)
-            last.update({"lr": lr, "tokens": float(step_tokens), "epoch": plan.epoch_of_step(step)})
-            if writer is not None and step % config.log_every == 0:
-                for k, v in last.items():
-                    writer.add_scalar(f"train/{k}", v, step)
-                writer.flush()
-                append_jsonl(metrics_path, [{"step": step, **last}])
-            if step % config.save_every == 0 or step == max_steps:
-                _save_checkpoint(
-                    accelerator, out, step,
-                    {"step": step, "tokens_seen": tokens_seen, "max_steps": max_steps, "metrics": last},
-                    config.keep_checkpoints,
-                )
-            advance(step, last)
-            for cb in callbacks:
-                cb(step, last)
-
-    final_dir = out / "final"
-    unwrapped = accelerator.unwrap_model(scorer).lm
-    _save_final(accelerator, scorer, unwrapped, final_dir, bundle, config, sharded)
-    eval_after = preference_margins(unwrapped, eval_data, prefix_sharing=config.prefix_sharing) if eval_data and not sharded else None
-    if writer is not None:
-        writer.close()
-
-    pairs_per_step = config.batch_size * config.grad_accum * world
-    done = max_steps
-    result = TrainResult(
-        out_dir=str(out),
-        final_model_dir=str(final_dir),
-        method=config.method,
-        adapter=config.lora and not (config.merge_lora and not sharded),
-        steps=done,
-        resumed_from_step=start_step,
-        pairs_used=len(data),
-        pairs_per_step=pairs_per_step,
-        tokens_seen=tokens_seen,
-        tokens_per_step=tokens_seen / done if done else 0.0,
-        final_metrics=last,
-        skipped=report.skipped,
-        recorded_reference=report.recorded_reference,
-        eval_before=eval_before,
-        eval_after=eval_after,
-        elapsed_s=time.monotonic() - t0,
-        extra={"model_in": bundle.model_id, "config": config.to_dict()},
-    )
-    if accelerator.is_main_process:
-        (out / "result.json").write_text(json.dumps(to_jsonable(result), indent=2), encoding="utf-8")
-    accelerator.end_training()
-    return result
-
-
-def _save_final(
-    accelerator: Any, scorer: nn.Module, lm: nn.Module, final_dir: Path, bundle: ModelBundle,
-    config: TrainConfig, sharded: bool,
-) -> None:
-    """HF-native final model: LoRA adapter (or merged model) or full model, plus tokenizer."""
-    accelerator.wait_for_everyone()
-    full_state = accelerator.get_state_dict(scorer)  # gathers FSDP / ZeRO-3 shards
-    state = {k[len("lm.") :]: v for k, v in full_state.items() if k.startswith("lm.")} if full_state else None
-    if accelerator.is_main_process:
-        if final_dir.exists():
-            shutil.rmtree(final_dir)
-        final_dir.mkdir(parents=True)
-    accelerator.wait_for_everyone()
-    is_peft = hasattr(lm, "peft_config")
-    if is_peft and config.merge_lora and not sharded:
-        if accelerator.is_main_process:
-            merged: Any = lm.merge_and_unload()  # type: ignore[operator]
-            merged.save_pretrained(str(final_dir))
-    elif is_peft:
-        lm.save_pretrained(str(final_dir), state_dict=state, is_main_process=accelerator.is_main_process)  # type: ignore[operator]
-    else:
-        lm.save_pretrained(  # type: ignore[operator]
-            str(final_dir), state_dict=state, is_main_process=accelerator.is_main_process, save_function=accelerator.save
+        self.config, self.out, self.resume = config, out, resume
+        out.mkdir(parents=True, exist_ok=True)
+        config_path = check_run_dir(out, config, resume=resume)
+        self.accelerator = Accelerator(
+            gradient_accumulation_steps=config.grad_accum,
+            mixed_precision=_mixed_precision(config),
+            step_scheduler_with_optimizer=False,
         )
-    if accelerator.is_main_process:
+        set_seed(config.seed)
+        if self.accelerator.is_main_process:
+            config_path.write_text(json.dumps(config.to_dict(), indent=2), encoding="utf-8")
+        self.log = Console(self.accelerator.is_main_process)
+        self.sharded = self.accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED)
+        self.start_step, self.tokens_seen = 0, 0
+        self.last: dict[str, float] = {}
+        self.writer: Any = None
+
+    def load_model(self, model_in: str | ModelBundle) -> None:
+        # full fine-tuning keeps fp32 master weights (autocast gives bf16 compute); LoRA loads the frozen
+        # base in the policy's default dtype (bf16 on CUDA)
+        load_dtype = None if self.config.lora else "float32"
+        self.bundle = (
+            model_in if isinstance(model_in, ModelBundle)
+            else load_bundle(model_in, device=str(self.accelerator.device), dtype=load_dtype)
+        )
+        self.model = self.bundle.model.to(self.accelerator.device)
+
+    def setup_optimisation(self) -> None:
+        """LoRA and activation checkpointing, the data plan, AdamW, cosine schedule, `prepare`."""
+        from transformers import get_cosine_schedule_with_warmup
+
+        config, accelerator = self.config, self.accelerator
+        if config.lora:
+            self.model = _apply_lora(self.model, config)
+        if config.gradient_checkpointing:
+            _enable_checkpointing(self.model)
+        self.model.train()
+        world = accelerator.num_processes
+        if config.max_steps is not None:
+            self.max_steps = config.max_steps
+        else:
+            self.max_steps = steps_for_epochs(len(self.data), config.epochs, config.batch_size, config.grad_accum, world)
+        self.plan = BatchPlan(len(self.data), config.batch_size, config.grad_accum, world, config.seed)
+        scorer = CompletionScorer(self.model, prefix_sharing=config.prefix_sharing)
+        params = [p for p in scorer.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
+        warmup = math.ceil(config.warmup_ratio * self.max_steps)
+        scheduler = get_cosine_schedule_with_warmup(optimizer, warmup, self.max_steps)
+        self.scorer, self.optimizer, self.scheduler = accelerator.prepare(scorer, optimizer, scheduler)
+        accelerator.register_save_state_pre_hook(keep_trainable_only)
+
+    # ---- data ---------------------------------------------------------------------------
+    def prepare_data(self, pairs: Sequence[Pair], eval_pairs: Sequence[Pair] | None) -> None:
+        """Encode the training (and held-out) pairs; fill missing reference log-probs."""
+        config = self.config
+        self.report = self._encode(pairs, config.method, use_recorded_reference=config.reference == "recorded")
+        self.data = self.report.pairs
+        if not self.data:
+            raise ValueError(f"no usable training pairs out of {len(pairs)} (skipped: {self.report.skipped})")
+        self.log.info(
+            f"{len(self.data)} training pairs ({self.report.recorded_reference} with recorded reference log-probs);"
+            f" skipped {self.report.skipped}"
+        )
+        if config.method != "sft":
+            self._reference_logprobs()
+        self.eval_data = self._encode(eval_pairs, "selfplay").pairs if eval_pairs else []
+
+    def _encode(self, pairs: Sequence[Pair], method: str, *, use_recorded_reference: bool = True) -> EncodeReport:
+        return encode_pairs(
+            pairs, self.bundle.encoder, method=method,
+            max_prompt_tokens=self.config.max_prompt_tokens, max_completion_tokens=self.config.max_completion_tokens,
+            use_recorded_reference=use_recorded_reference,
+        )
+
+    def _reference_logprobs(self) -> None:
+        """The frozen start model's log-probs of pairs without recorded ones, cached in the run dir.
+
+        The main process computes and caches; the others then read the cache (no concurrent appends).
+        """
+        missing = sum(not p.has_reference for p in self.data)
+        if missing:
+            self.log.info(f"computing reference log-probs of {missing} pairs with the frozen start model")
+        cache = self.out / "reference_logprobs.jsonl"
+        prefix_sharing = self.config.prefix_sharing
+        if self.accelerator.is_main_process:
+            self.data = compute_reference_logprobs(self.model, self.data, cache_path=cache, prefix_sharing=prefix_sharing)
+        self.accelerator.wait_for_everyone()
+        if not self.accelerator.is_main_process:
+            self.data = compute_reference_logprobs(self.model, self.data, cache_path=cache, prefix_sharing=prefix_sharing)
+
+    # ---- checkpoint ---------------------------------------------------------------------
+    def resume_from_checkpoint(self) -> None:
+        """Load the newest complete checkpoint (with `resume`); open the metric logs at that step."""
+        checkpoints = list_checkpoints(self.out)
+        if self.resume and checkpoints:
+            _step_found, ckpt = checkpoints[-1]
+            self.start_step, self.tokens_seen = load_checkpoint(self.accelerator, self.scorer, ckpt)
+            self.log.info(f"resumed from {ckpt} (step {self.start_step})")
+        if self.accelerator.is_main_process:
+            truncate_metrics(self.out / "metrics.jsonl", self.start_step)
+            purge_step = self.start_step + 1 if self.start_step else None
+            self.writer = tensorboard_writer(self.out / "tensorboard", purge_step=purge_step)
+
+    def save_checkpoint(self, step: int) -> None:
+        state = {"step": step, "tokens_seen": self.tokens_seen, "max_steps": self.max_steps, "metrics": self.last}
+        save_checkpoint(self.accelerator, self.out, step, state, self.config.keep_checkpoints)
+
+    # ---- step ---------------------------------------------------------------------------
+    def run(self, callbacks: Sequence[StepCallback] = ()) -> None:
+        """Optimiser steps from the resumed one to `max_steps`: log, checkpoint, call back."""
+        config = self.config
+        with self.log.progress(total=self.max_steps, completed=self.start_step, enabled=config.progress) as advance:
+            for step in range(self.start_step + 1, self.max_steps + 1):
+                self.last = self.step(step)
+                if step % config.log_every == 0:
+                    self._log_metrics(step)
+                if step % config.save_every == 0 or step == self.max_steps:
+                    self.save_checkpoint(step)
+                advance(step, self.last)
+                for cb in callbacks:
+                    cb(step, self.last)
+
+    def step(self, step: int) -> dict[str, float]:
+        """One optimiser step over `grad_accum` micro-batches; metrics averaged over them and processes."""
+        accelerator, config = self.accelerator, self.config
+        step_metrics: list[dict[str, float]] = []
+        step_tokens = 0
+        for micro in range(config.grad_accum):
+            batch = [self.data[i] for i in self.plan.micro_batch(step, micro, accelerator.process_index)]
+            step_tokens += sum(p.tokens for p in batch)
+            with accelerator.accumulate(self.scorer):
+                loss, m = batch_loss(self.scorer, batch, config)
+                accelerator.backward(loss)
+                if accelerator.sync_gradients and config.max_grad_norm > 0:
+                    accelerator.clip_grad_norm_(self.scorer.parameters(), config.max_grad_norm)
+                self.optimizer.step()
+                self.optimizer.zero_grad()
+            step_metrics.append(m)
+        lr = self.scheduler.get_last_lr()[0]
+        self.scheduler.step()
+        step_tokens = int(accelerator.reduce(torch.tensor(step_tokens, device=accelerator.device), "sum").item())
+        self.tokens_seen += step_tokens
+        metrics = _mean_metrics(step_metrics, accelerator)
+        metrics.update({"lr": lr, "tokens": float(step_tokens), "epoch": self.plan.epoch_of_step(step)})
+        return metrics
+
+    def _log_metrics(self, step: int) -> None:
+        """Main process: one `metrics.jsonl` line and the TensorBoard scalars of this step."""
+        if not self.accelerator.is_main_process:
+            return
+        if self.writer is not None:
+            for k, v in self.last.items():
+                self.writer.add_scalar(f"train/{k}", v, step)
+            self.writer.flush()
+        append_jsonl(self.out / "metrics.jsonl", [{"step": step, **self.last}])
+
+    # ---- save ---------------------------------------------------------------------------
+    def save_final(self) -> nn.Module:
+        """HF-native final model in `final/`: LoRA adapter (or merged model) or full model, plus
+        tokenizer and `treeplay_train.json`. Returns the trained LM (unwrapped)."""
+        accelerator, final_dir = self.accelerator, self.out / "final"
+        lm = accelerator.unwrap_model(self.scorer).lm
+        accelerator.wait_for_everyone()
+        full_state = accelerator.get_state_dict(self.scorer)  # gathers FSDP / ZeRO-3 shards
+        state = {k[len("lm.") :]: v for k, v in full_state.items() if k.startswith("lm.")} if full_state else None
+        if accelerator.is_main_process:
+            if final_dir.exists():
+                shutil.rmtree(final_dir)
+            final_dir.mkdir(parents=True)
+        accelerator.wait_for_everyone()
+        is_peft = hasattr(lm, "peft_config")
+        main = accelerator.is_main_process
+        if is_peft and self.config.merge_lora and not self.sharded:
+            if main:
+                merged: Any = lm.merge_and_unload()
+                merged.save_pretrained(str(final_dir))
+        elif is_peft:
+            lm.save_pretrained(str(final_dir), state_dict=state, is_main_process=main)
+        else:
+            lm.save_pretrained(str(final_dir), state_dict=state, is_main_process=main, save_function=accelerator.save)
+        if main:
+            self._save_final_meta(final_dir, adapter=is_peft and not self.config.merge_lora)
+        accelerator.wait_for_everyone()
+        return lm
+
+    def _save_final_meta(self, final_dir: Path, *, adapter: bool) -> None:
+        bundle = self.bundle
         if bundle.tokenizer is not None and hasattr(bundle.tokenizer, "save_pretrained"):
             bundle.tokenizer.save_pretrained(str(final_dir))
-        meta = {"base_model": bundle.model_id, "method": config.method, "adapter": is_peft and not config.merge_lora}
+        meta = {"base_model": bundle.model_id, "method": self.config.method, "adapter": adapter}
         if bundle.prompt_format is not None:
             meta["prompt_format"] = to_jsonable(bundle.prompt_format)
         (final_dir / "treeplay_train.json").write_text(json.dumps(meta, indent=2, default=str), encoding="utf-8")
-    accelerator.wait_for_everyone()
+
+    # ---- evaluate -----------------------------------------------------------------------
+    def evaluate(self, model: nn.Module) -> dict[str, float] | None:
+        """Held-out preference margins (None without eval pairs, or when the model is sharded)."""
+        if not self.eval_data or self.sharded:
+            return None
+        return preference_margins(model, self.eval_data, prefix_sharing=self.config.prefix_sharing)
+
+    # ---- result -------------------------------------------------------------------------
+    def finish(
+        self, eval_before: dict[str, float] | None, eval_after: dict[str, float] | None, t0: float
+    ) -> TrainResult:
+        """Close the logs, write `result.json` (the run's budget and margins), end training."""
+        config, done = self.config, self.max_steps
+        if self.writer is not None:
+            self.writer.close()
+        result = TrainResult(
+            out_dir=str(self.out),
+            final_model_dir=str(self.out / "final"),
+            method=config.method,
+            adapter=config.lora and not (config.merge_lora and not self.sharded),
+            steps=done,
+            resumed_from_step=self.start_step,
+            pairs_used=len(self.data),
+            pairs_per_step=config.batch_size * config.grad_accum * self.accelerator.num_processes,
+            tokens_seen=self.tokens_seen,
+            tokens_per_step=self.tokens_seen / done if done else 0.0,
+            final_metrics=self.last,
+            skipped=self.report.skipped,
+            recorded_reference=self.report.recorded_reference,
+            eval_before=eval_before,
+            eval_after=eval_after,
+            elapsed_s=time.monotonic() - t0,
+            extra={"model_in": self.bundle.model_id, "config": config.to_dict()},
+        )
+        if self.accelerator.is_main_process:
+            (self.out / "result.json").write_text(json.dumps(to_jsonable(result), indent=2), encoding="utf-8")
+        self.accelerator.end_training()
+        return result
 
 
 def _mean_metrics(ms: list[dict[str, float]], accelerator: Any) -> dict[str, float]:
@@ -516,59 +427,3 @@ def _mean_metrics(ms: list[dict[str, float]], accelerator: Any) -> dict[str, flo
     local = torch.tensor([sum(m[k] for m in ms) / len(ms) for k in keys], device=accelerator.device)
     mean = accelerator.reduce(local, "mean")
     return {k: float(v) for k, v in zip(keys, mean.tolist(), strict=True)}
-
-
-def _truncate_metrics(path: Path, last_step: int) -> None:
-    """On resume, drop metric lines of steps after the checkpoint (they will be redone)."""
-    if not path.exists():
-        return
-    repair_truncated_tail(path)
-    kept = [r for r in read_jsonl(path, tolerate_truncated_tail=True) if int(r.get("step", 0)) <= last_step]
-    write_jsonl(path, kept)
-
-
-def _tensorboard(log_dir: Path, purge_step: int | None) -> Any:
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:  # tensorboard is a dependency, but keep training if it is broken
-        return None
-    return SummaryWriter(log_dir=str(log_dir), purge_step=purge_step)
-
-
-class _Console:
-    """Main-process messages and a rich progress bar with ETA."""
-
-    def __init__(self, enabled: bool) -> None:
-        self.enabled = enabled
-
-    def info(self, message: str) -> None:
-        if self.enabled:
-            from rich.console import Console
-
-            Console(stderr=True).print(f"[bold]train[/bold] {message}", highlight=False)
-
-    def progress(self, *, total: int, completed: int, enabled: bool) -> Any:
-        from contextlib import contextmanager
-
-        @contextmanager
-        def bar() -> Any:
-            if not (self.enabled and enabled):
-                yield lambda step, metrics: None
-                return
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-            with Progress(
-                TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
-                TimeRemainingColumn(), transient=False,
-            ) as progress:
-                task = progress.add_task("train", total=total, completed=completed, info="")
-
-                def advance(step: int, metrics: dict[str, float]) -> None:
-                    info = f"loss {metrics.get('loss', float('nan')):.4f}"
-                    if "rewards/margin" in metrics:
-                        info += f" margin {metrics['rewards/margin']:.3f} acc {metrics['rewards/accuracy']:.2f}"
-                    progress.update(task, completed=step, info=info)
-
-                yield advance
-
-        return bar()

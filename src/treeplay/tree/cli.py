@@ -84,7 +84,8 @@ def build(
 ) -> None:
     """Grow one tree per task and stream them to --out (tasks already there are skipped)."""
     from treeplay.tasks import load_tasks
-    from treeplay.tree.builder import TreeConfig, build_trees
+    from treeplay.tree.builder import TreeConfig
+    from treeplay.tree.writer import build_trees
 
     try:
         config = TreeConfig(

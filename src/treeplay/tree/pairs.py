@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from typing import Literal
 
 from treeplay.tasks.records import Task
-from treeplay.tree.builder import ROOT_ID, node_prefix
+from treeplay.tree.placement import ROOT_ID, node_prefix
 from treeplay.tree.records import Branch, Node, Pair, Tree
 
 PairMode = Literal["golden-vs-branch", "sibling", "both", "golden-vs-unparseable"]

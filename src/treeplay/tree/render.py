@@ -20,7 +20,7 @@ from rich.markup import escape
 from rich.tree import Tree as RichTree
 
 from treeplay.tasks.records import Task
-from treeplay.tree.builder import node_prefix
+from treeplay.tree.placement import node_prefix
 from treeplay.tree.records import Branch, Node, Tree, tree_from_dict
 
 LABEL_COLOURS = {"secure": "green", "vulnerable": "red", "unparseable": "yellow", "nonfunctional": "magenta"}
