@@ -138,9 +138,9 @@ class StageBuilder:
 
     def _build_tree_data(self, seed: int, arm: Arm, round_: int, opponent: str, tree_cfg: Any,
                          directory: Path) -> dict[str, Any]:  # fmt: skip
-        from treeplay.tree.writer import build_trees
         from treeplay.tree.pairs import pairs_for_trees
         from treeplay.tree.records import tree_from_dict
+        from treeplay.tree.writer import build_trees
 
         trees_path, pairs_path = directory / "trees.jsonl", directory / "pairs.jsonl"
         summary = build_trees(self.train_tasks, self.policy(opponent), config=tree_cfg, out_path=trees_path,
