@@ -50,6 +50,11 @@ def default_of(f: dataclasses.Field[Any]) -> Any:
     return dataclasses.MISSING
 
 
+def option(default: Any, help: str, **metadata: Any) -> Any:
+    """`field(default=default, metadata={"help": help, ...})`: a stage config field in one line."""
+    return dataclasses.field(default=default, metadata={"help": help, **metadata})
+
+
 def inherit(config: type, name: str, **override: Any) -> Any:
     """A field declared like `config.name` (default, help, bounds); `default=` overrides the default."""
     source = config_fields(config)[name]
@@ -94,19 +99,21 @@ class StageSection(BaseModel):
         return dict(self._given)
 
 
+def pydantic_field(config: type, name: str) -> Any:
+    """`pydantic.Field` of field `name` of a config dataclass: its default, help text and bounds."""
+    f = config_fields(config)[name]
+    default = default_of(f)
+    if default is dataclasses.MISSING:
+        raise TypeError(f"{config.__name__}.{name}: a stage config field needs a default")
+    bounds = {k: f.metadata[k] for k in BOUNDS if k in f.metadata}
+    return Field(default=default, description=f.metadata.get("help"), **bounds)
+
+
 def section_fields(config: type, *, exclude: tuple[str, ...] = ()) -> dict[str, Any]:
     """`create_model` field specs of `config`'s fields: type, dataclass default, help and bounds."""
     types = field_types(config)
-    fields: dict[str, Any] = {}
-    for f in dataclasses.fields(config):
-        if f.name in exclude:
-            continue
-        bounds = {k: f.metadata[k] for k in BOUNDS if k in f.metadata}
-        default = default_of(f)
-        if default is dataclasses.MISSING:
-            raise TypeError(f"{config.__name__}.{f.name}: a stage config field needs a default")
-        fields[f.name] = (types[f.name], Field(default=default, description=f.metadata.get("help"), **bounds))
-    return fields
+    return {f.name: (types[f.name], pydantic_field(config, f.name))
+            for f in dataclasses.fields(config) if f.name not in exclude}
 
 
 def section_model(config: type, *, exclude: tuple[str, ...] = ()) -> type[StageSection]:

@@ -78,14 +78,15 @@ def selfplay_command(
     import yaml
     from rich.console import Console
 
-    from treeplay.pipeline import ConfigError, RunConfig, run_config
+    from treeplay.pipeline import ConfigError, run_config
+    from treeplay.run_config import parse_config
 
     sections: dict[str, object] = {}
     if config is not None:
         loaded = yaml.safe_load(config.read_text(encoding="utf-8")) or {}
         sections = {k: loaded[k] for k in ("tree", "train", "pair_mode", "selfplay", "threads") if k in loaded}
     try:
-        run = RunConfig.model_validate(
+        run = parse_config(
             {
                 "name": out.name,
                 "model": model,
@@ -96,7 +97,8 @@ def selfplay_command(
                 "eval": {"benches": []},
                 "report": False,
                 **sections,
-            }
+            },
+            config or "command line",
         )
         result = run_config(run, out, source=str(config or "command line"))
     except (ConfigError, ValueError) as exc:

@@ -111,7 +111,7 @@ def extras_blockers(config: RunConfig, source: str) -> list[str]:
 
         if not torch.cuda.is_available():
             problems.append(f"{source}: field device: {config.device} requested but no CUDA device is visible")
-    if config.train.get("lora") and importlib.util.find_spec("peft") is None:
+    if config.train.given().get("lora") and importlib.util.find_spec("peft") is None:
         problems.append(f"{source}: field train.lora: peft is not installed")
     model = _model_blocker(config, source)
     return [*problems, *([model] if model else [])]
@@ -127,7 +127,7 @@ def run_dir_blocker(run_dir: Path, source: str) -> str | None:
 
 
 def _samples_per_tree(config: RunConfig, arm: Arm) -> int:
-    from treeplay.tree.builder import TreeConfig
+    from treeplay.tree.config import TreeConfig
 
     tree = TreeConfig(**arm.tree)
     if arm.method == "selfplay":
@@ -137,17 +137,18 @@ def _samples_per_tree(config: RunConfig, arm: Arm) -> int:
 
 def plan_lines(config: RunConfig, train: Sequence[Task], benches: dict[str, int]) -> list[str]:
     """Tasks per stage, samples, steps and an estimated sampling time."""
-    from treeplay.tree.builder import TreeConfig
+    from treeplay.train.config import TrainConfig
+    from treeplay.tree.config import TreeConfig
 
     arms = config.arms()
     seeds, rounds = len(config.seeds), config.rounds
-    tree_tokens = TreeConfig(**config.tree).max_new_tokens
+    tree_tokens = TreeConfig(**config.tree.given()).max_new_tokens
     lines = [f"{seeds} seed(s) x arms base+{'+'.join(a.name for a in arms)}, {rounds} round(s); {len(train)} training tasks"]
     tree_samples = sum(len(train) * _samples_per_tree(config, a) * a.rounds for a in arms if a.method != "sft") * seeds
     lines.append(f"data: up to {tree_samples} sampled branches (all seeds, rounds and methods)")
-    steps = config.train.get("max_steps")
+    steps = config.train.given().get("max_steps")
     lines.append(f"train: {steps} optimizer steps per method and round" if steps else
-                 f"train: {config.train.get('epochs', 1)} epoch(s) over the pairs (count known after the data stage)")
+                 f"train: {TrainConfig(**config.train.given()).epochs} epoch(s) over the pairs (count known after the data stage)")
     eval_samples = 0
     for bench, count in benches.items():
         lines.append(f"eval {bench}: {count} tasks x n={config.eval.n}")
@@ -165,7 +166,7 @@ def plan_lines(config: RunConfig, train: Sequence[Task], benches: dict[str, int]
 def arm_option_problems(config: RunConfig, source: str) -> list[str]:
     """Tree and train options of every arm (methods and variants), validated by their configs."""
     from treeplay.train.config import TrainConfig
-    from treeplay.tree.builder import TreeConfig
+    from treeplay.tree.config import TreeConfig
 
     problems = []
     for arm in config.arms():

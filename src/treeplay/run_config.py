@@ -11,12 +11,17 @@ import dataclasses
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from treeplay.config_fields import StageSection, pydantic_field, section_model
+from treeplay.eval.config import EvalConfig
+from treeplay.policy.config import Backend, PolicyConfig
 from treeplay.tasks import Task, load_tasks
+from treeplay.train.config import TrainConfig
+from treeplay.tree.config import TreeConfig
 
 METHOD_ORDER = ("sft", "selfplay", "tsp")
 
@@ -48,14 +53,28 @@ class TaskSource(_Strict):
 
 
 class EvalSection(_Strict):
+    """`eval:`: the benches and their task limits, and the sampling of `EvalConfig` (defaults there)."""
+
     benches: list[str] = Field(default_factory=lambda: ["securityeval"])
     limit: int | None = Field(default=None, ge=1)  # tasks per bench (None: all)
     limits: dict[str, int] = Field(default_factory=dict)  # per-bench override
-    n: int = Field(default=1, ge=1)
-    temperature: float = Field(default=0.2, ge=0)
-    top_p: float = Field(default=0.95, gt=0, le=1)
-    max_new_tokens: int = Field(default=128, ge=1)
-    batch_tasks: int = Field(default=16, ge=1)  # tasks sampled together (one batched generate)
+    n: int = pydantic_field(EvalConfig, "n")
+    temperature: float = pydantic_field(EvalConfig, "temperature")
+    top_p: float = pydantic_field(EvalConfig, "top_p")
+    max_new_tokens: int = pydantic_field(EvalConfig, "max_new_tokens")
+    batch_tasks: int = pydantic_field(EvalConfig, "batch_tasks")
+
+    def stage_config(self) -> EvalConfig:
+        """The eval stage's config (the sampling fields of this section)."""
+        return EvalConfig(**{f.name: getattr(self, f.name) for f in dataclasses.fields(EvalConfig)})
+
+
+if TYPE_CHECKING:  # the section models are built from the dataclasses at import time
+    TreeSection = StageSection
+    TrainSection = StageSection
+else:
+    TreeSection = section_model(TreeConfig)
+    TrainSection = section_model(TrainConfig)
 
 
 class SelfplaySection(_Strict):
@@ -69,8 +88,8 @@ class VariantSection(_Strict):
     or `tsp-oracle-nodes` (risk nodes from the oracle only, no dataset diff)."""
 
     method: Literal["sft", "selfplay", "tsp"]
-    tree: dict[str, Any] = Field(default_factory=dict)  # TreeConfig fields over `tree:`
-    train: dict[str, Any] = Field(default_factory=dict)  # TrainConfig fields over `train:`
+    tree: TreeSection = Field(default_factory=TreeSection)  # TreeConfig fields over `tree:`
+    train: TrainSection = Field(default_factory=TrainSection)  # TrainConfig fields over `train:`
     pair_mode: Literal["golden-vs-branch", "sibling", "both"] | None = None
     benches: list[str] | None = None  # evaluate on these of `eval.benches` only (None: all)
     rounds: int | None = Field(default=None, ge=1)  # None: the run's `rounds`
@@ -91,22 +110,22 @@ class Arm:
 
 class RunConfig(_Strict):
     name: str
-    model: str = "embedded"
-    backend: Literal["auto", "llamacpp", "hf", "vllm"] = "auto"  # auto: llama.cpp for embedded GGUF models on CPU
-    device: str = "cpu"
-    threads: int | None = Field(default=None, ge=1)
+    model: str = pydantic_field(PolicyConfig, "model")
+    backend: Backend = pydantic_field(PolicyConfig, "backend")
+    device: str = pydantic_field(PolicyConfig, "device")
+    threads: int | None = pydantic_field(PolicyConfig, "threads")
     seeds: list[int] = Field(default_factory=lambda: [0])
     methods: list[Literal["sft", "selfplay", "tsp"]] = ["tsp"]
     rounds: int = Field(default=2, ge=1)
     data_root: str | None = None
     train_tasks: TaskSource
     eval: EvalSection = Field(default_factory=EvalSection)
-    tree: dict[str, Any] = Field(default_factory=dict)  # TreeConfig fields
+    tree: TreeSection = Field(default_factory=TreeSection)  # TreeConfig fields (treeplay.tree.config)
     pair_mode: Literal["golden-vs-branch", "sibling", "both"] = "both"
     unparseable_pairs: bool = False  # also golden vs finished unparseable branches (own pair kind)
     allow_untrained: bool = False  # a method with 0 pairs / 0 steps is reported "untrained" instead of failing
     selfplay: SelfplaySection = Field(default_factory=SelfplaySection)
-    train: dict[str, Any] = Field(default_factory=dict)  # TrainConfig fields (method is set per method)
+    train: TrainSection = Field(default_factory=TrainSection)  # TrainConfig fields (method is set per method)
     variants: dict[str, VariantSection] = Field(default_factory=dict)  # ablation arms, by name
     report: bool = True
 
@@ -137,11 +156,16 @@ class RunConfig(_Strict):
         """The trained arms in report order: the methods, then the variants."""
         benches = tuple(self.eval.benches)
         methods = list(dict.fromkeys(self.methods))  # run order = the config's order
-        arms = [Arm(m, m, dict(self.tree), dict(self.train), self.pair_mode, benches, self.rounds) for m in methods]
+        tree, train = self.tree.given(), self.train.given()
+        arms = [Arm(m, m, dict(tree), dict(train), self.pair_mode, benches, self.rounds) for m in methods]
         for name, v in self.variants.items():
-            arms.append(Arm(name, v.method, {**self.tree, **v.tree}, {**self.train, **v.train},
+            arms.append(Arm(name, v.method, {**tree, **v.tree.given()}, {**train, **v.train.given()},
                             v.pair_mode or self.pair_mode, tuple(v.benches or benches), v.rounds or self.rounds))
         return arms
+
+    def policy_config(self, model: str | None = None) -> PolicyConfig:
+        """How to load `model` (default: the run's base model) with the run's backend, device, threads."""
+        return PolicyConfig(model=model or self.model, backend=self.backend, device=self.device, threads=self.threads)
 
 
 def load_config(path: Path | str) -> RunConfig:
@@ -157,32 +181,32 @@ def load_config(path: Path | str) -> RunConfig:
         raise ConfigError(f"{path}{where}: invalid YAML: {getattr(exc, 'problem', exc)}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
+    return parse_config(raw, path)
+
+
+def parse_config(raw: dict[str, Any], source: Path | str) -> RunConfig:
+    """Validate a run config mapping; errors name `source` and the field's path (`tree.k`)."""
     try:
         config = RunConfig.model_validate(raw)
     except ValidationError as exc:
         problems = "; ".join(
             f"field {'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
         )
-        raise ConfigError(f"{path}: {problems}") from None
-    _check_sections(config, path)
+        raise ConfigError(f"{source}: {problems}") from None
+    _check_sections(config, Path(source))
     return config
 
 
 def _check_sections(config: RunConfig, path: Path) -> None:
-    """Validate the free-form tree/train sections against their dataclasses now, not hours later."""
-    from treeplay.train.config import TrainConfig
-    from treeplay.tree.builder import TreeConfig
+    """Build every arm's tree and train configs now (their cross-field checks), not hours later;
+    the keys and types of the sections were checked by their section models already."""
+    from treeplay.run_check import arm_option_problems
 
-    try:
-        TreeConfig(**config.tree)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{path}: field tree: {exc}") from None
-    if "method" in config.train:
+    if "method" in config.train.given():
         raise ConfigError(f"{path}: field train.method: set methods at the top level, not in train")
-    try:
-        TrainConfig.from_dict({**config.train, "method": "tsp"}, source="train")
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{path}: field {exc}") from None
+    problems = arm_option_problems(config, str(path))
+    if problems:
+        raise ConfigError("; ".join(problems))
 
 
 # ---- helpers --------------------------------------------------------------------------------
