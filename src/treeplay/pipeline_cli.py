@@ -8,6 +8,9 @@ from typing import Annotated
 
 import typer
 
+from treeplay.config_fields import help_of
+from treeplay.policy.config import PolicyConfig
+
 
 def run_command(
     config: Annotated[Path, typer.Argument(help="Run config (YAML), e.g. configs/embedded.yaml")],
@@ -59,7 +62,7 @@ def _check_only(config_path: Path, run_dir: Path | None) -> None:
 def selfplay_command(
     tasks: Annotated[Path, typer.Option("--tasks", help="Training tasks (any supported format)")],
     out: Annotated[Path, typer.Option("--out", help="Run directory")],
-    model: Annotated[str, typer.Option("--model", help="Start model: embedded, a local dir or cached hub id")] = "embedded",
+    model: Annotated[str, typer.Option("--model", help="Start model: " + help_of(PolicyConfig, "model"))] = PolicyConfig.model,
     rounds: Annotated[int, typer.Option("--rounds", min=1, help="Self-play rounds T (paper: 2)")] = 2,
     method: Annotated[str, typer.Option("--method", help="tsp, selfplay or sft")] = "tsp",
     config: Annotated[

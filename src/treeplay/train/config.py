@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
 
 from treeplay.config_fields import option
@@ -122,30 +120,6 @@ class TrainConfig:
             raise ValueError(f"{source}: unknown training option(s) {', '.join(unknown)}")
         return cls(**data)
 
-    @classmethod
-    def from_file(cls, path: str | Path, **overrides: Any) -> TrainConfig:
-        """Read a YAML or JSON config (`read_options`), then apply keyword overrides."""
-        return cls.from_dict({**read_options(path), **overrides}, source=str(path))
-
     def resume_mismatches(self, other: TrainConfig) -> list[str]:
         mine, theirs = self.to_dict(), other.to_dict()
         return sorted(k for k in mine if k not in RESUME_MUTABLE_FIELDS and mine[k] != theirs.get(k))
-
-
-def read_options(path: str | Path) -> dict[str, Any]:
-    """Training options of a YAML/JSON file; a top-level `train:` section is used when present.
-
-    Keys `model` and `accelerate_config` (launch details documented in the same file) are dropped.
-    """
-    import yaml
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such config file")
-    text = path.read_text(encoding="utf-8")
-    data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a mapping of training options")
-    if isinstance(data.get("train"), dict):
-        data = data["train"]
-    return {k: v for k, v in data.items() if k not in {"model", "accelerate_config"}}
