@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from treeplay.cli import app
 from treeplay.config_cli import Section, config_options
+from treeplay.config_fields import default_of
 from treeplay.eval.config import EvalConfig
 from treeplay.policy.config import PolicyConfig
 from treeplay.policy.records import SamplingParams
@@ -50,7 +51,7 @@ def test_every_config_field_is_exactly_one_option(path: tuple[str, ...]) -> None
             assert [p.name for p in owners] == [field.name], f"{' '.join(path)} {flag}"
             option = owners[0]
             assert option.help.startswith(field.metadata["help"]), flag
-            default = field.default if field.default is not dataclasses.MISSING else field.default_factory()
+            default = default_of(field)
             if isinstance(default, tuple):
                 assert tuple(option.default) == default, flag
             elif not isinstance(default, dict | frozenset):  # YAML-valued options: unset = the config's
