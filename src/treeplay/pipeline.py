@@ -10,17 +10,31 @@ planned in `treeplay.stages`, and where they live in the run dir in `treeplay.ru
 from __future__ import annotations
 
 import dataclasses
-import re
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from rich.console import Console
 
 from treeplay.pipeline_stages import StageBuilder, oracle_fingerprint  # noqa: F401  (re-exported)
+from treeplay.run_config import (  # noqa: F401  (re-exported: `from treeplay.pipeline import load_config`)
+    METHOD_ORDER,
+    Arm,
+    ConfigError,
+    EvalSection,
+    RunConfig,
+    SelfplaySection,
+    TaskSource,
+    VariantSection,
+    _check_sections,
+    data_root,
+    load_config,
+    load_train_tasks,
+    resolve_data_path,
+    round_robin_by_cwe,
+)
 from treeplay.run_layout import RunLayout
 from treeplay.stages import (  # noqa: F401  (STAGE_FILE, Stage, StageError, run_stage: re-exported, their old home)
     STAGE_FILE,
@@ -35,222 +49,7 @@ from treeplay.stages import (  # noqa: F401  (STAGE_FILE, Stage, StageError, run
     run_stage,
     walk,
 )
-from treeplay.tasks import Task, TaskFormatError, load_tasks
-
-METHOD_ORDER = ("sft", "selfplay", "tsp")
-
-
-class ConfigError(ValueError):
-    """A run config that cannot be used; the message names the file and the field."""
-
-
-# ---- configuration --------------------------------------------------------------------------
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class TaskSource(_Strict):
-    """Which tasks to train on. `path` may start with `data:` for the shared data root."""
-
-    path: str
-    format: str | None = None
-    language: str | None = None
-    cwe: str | None = None
-    split: str | None = None
-    exclude_language: str | None = None
-    limit: int | None = Field(default=None, ge=1)
-    # "file": the first `limit` tasks in file order (SafeCoder files are sorted by CWE, so a small
-    # limit covers one or two CWEs); "round-robin-cwe": one task of each CWE in turn, then the next.
-    order: Literal["file", "round-robin-cwe"] = "file"
-
-
-class EvalSection(_Strict):
-    benches: list[str] = Field(default_factory=lambda: ["securityeval"])
-    limit: int | None = Field(default=None, ge=1)  # tasks per bench (None: all)
-    limits: dict[str, int] = Field(default_factory=dict)  # per-bench override
-    n: int = Field(default=1, ge=1)
-    temperature: float = Field(default=0.2, ge=0)
-    top_p: float = Field(default=0.95, gt=0, le=1)
-    max_new_tokens: int = Field(default=128, ge=1)
-    batch_tasks: int = Field(default=16, ge=1)  # tasks sampled together (one batched generate)
-
-
-class SelfplaySection(_Strict):
-    root_samples: int = Field(default=8, ge=2)
-
-
-class VariantSection(_Strict):
-    """An extra arm of the experiment (an ablation): a method with tree/train option overrides.
-
-    Its name is its directory and its row in the report, e.g. `tsp-dpo` (TSP trees, plain DPO loss)
-    or `tsp-oracle-nodes` (risk nodes from the oracle only, no dataset diff)."""
-
-    method: Literal["sft", "selfplay", "tsp"]
-    tree: dict[str, Any] = Field(default_factory=dict)  # TreeConfig fields over `tree:`
-    train: dict[str, Any] = Field(default_factory=dict)  # TrainConfig fields over `train:`
-    pair_mode: Literal["golden-vs-branch", "sibling", "both"] | None = None
-    benches: list[str] | None = None  # evaluate on these of `eval.benches` only (None: all)
-    rounds: int | None = Field(default=None, ge=1)  # None: the run's `rounds`
-
-
-@dataclasses.dataclass(frozen=True)
-class Arm:
-    """One trained model line of the experiment: a method (or variant) and its options."""
-
-    name: str
-    method: str
-    tree: dict[str, Any]
-    train: dict[str, Any]
-    pair_mode: str
-    benches: tuple[str, ...]
-    rounds: int
-
-
-class RunConfig(_Strict):
-    name: str
-    model: str = "embedded"
-    backend: Literal["auto", "llamacpp", "hf", "vllm"] = "auto"  # auto: llama.cpp for embedded GGUF models on CPU
-    device: str = "cpu"
-    threads: int | None = Field(default=None, ge=1)
-    seeds: list[int] = Field(default_factory=lambda: [0])
-    methods: list[Literal["sft", "selfplay", "tsp"]] = ["tsp"]
-    rounds: int = Field(default=2, ge=1)
-    data_root: str | None = None
-    train_tasks: TaskSource
-    eval: EvalSection = Field(default_factory=EvalSection)
-    tree: dict[str, Any] = Field(default_factory=dict)  # TreeConfig fields
-    pair_mode: Literal["golden-vs-branch", "sibling", "both"] = "both"
-    unparseable_pairs: bool = False  # also golden vs finished unparseable branches (own pair kind)
-    allow_untrained: bool = False  # a method with 0 pairs / 0 steps is reported "untrained" instead of failing
-    selfplay: SelfplaySection = Field(default_factory=SelfplaySection)
-    train: dict[str, Any] = Field(default_factory=dict)  # TrainConfig fields (method is set per method)
-    variants: dict[str, VariantSection] = Field(default_factory=dict)  # ablation arms, by name
-    report: bool = True
-
-    @field_validator("seeds")
-    @classmethod
-    def _seeds(cls, value: list[int]) -> list[int]:
-        if not value or len(set(value)) != len(value):
-            raise ValueError("seeds must be a non-empty list of distinct integers")
-        return value
-
-    @field_validator("variants")
-    @classmethod
-    def _variant_names(cls, value: dict[str, VariantSection]) -> dict[str, VariantSection]:
-        for name in value:
-            if name in ("base", *METHOD_ORDER) or not re.fullmatch(r"[a-z0-9][a-z0-9-]*", name):
-                raise ValueError(f"variant name {name!r} must be lower-case letters, digits and '-', not a method name")
-        return value
-
-    @model_validator(mode="after")
-    def _variant_benches(self) -> RunConfig:
-        for name, variant in self.variants.items():
-            unknown = sorted(set(variant.benches or ()) - set(self.eval.benches))
-            if unknown:
-                raise ValueError(f"variants.{name}.benches: {unknown} are not in eval.benches")
-        return self
-
-    def arms(self) -> list[Arm]:
-        """The trained arms in report order: the methods, then the variants."""
-        benches = tuple(self.eval.benches)
-        methods = list(dict.fromkeys(self.methods))  # run order = the config's order
-        arms = [Arm(m, m, dict(self.tree), dict(self.train), self.pair_mode, benches, self.rounds) for m in methods]
-        for name, v in self.variants.items():
-            arms.append(Arm(name, v.method, {**self.tree, **v.tree}, {**self.train, **v.train},
-                            v.pair_mode or self.pair_mode, tuple(v.benches or benches), v.rounds or self.rounds))
-        return arms
-
-
-def load_config(path: Path | str) -> RunConfig:
-    """Read and validate a run config; errors name the file and the field."""
-    path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such config file") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f":{mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{path}{where}: invalid YAML: {getattr(exc, 'problem', exc)}") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level")
-    try:
-        config = RunConfig.model_validate(raw)
-    except ValidationError as exc:
-        problems = "; ".join(
-            f"field {'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
-        )
-        raise ConfigError(f"{path}: {problems}") from None
-    _check_sections(config, path)
-    return config
-
-
-def _check_sections(config: RunConfig, path: Path) -> None:
-    """Validate the free-form tree/train sections against their dataclasses now, not hours later."""
-    from treeplay.train.config import TrainConfig
-    from treeplay.tree.builder import TreeConfig
-
-    try:
-        TreeConfig(**config.tree)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{path}: field tree: {exc}") from None
-    if "method" in config.train:
-        raise ConfigError(f"{path}: field train.method: set methods at the top level, not in train")
-    try:
-        TrainConfig.from_dict({**config.train, "method": "tsp"}, source="train")
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{path}: field {exc}") from None
-
-
-# ---- helpers --------------------------------------------------------------------------------
-
-
-def data_root(config: RunConfig) -> Path:
-    if config.data_root:
-        return Path(config.data_root)
-    from treeplay.eval.evaluate import default_data_root
-
-    return default_data_root()
-
-
-def resolve_data_path(config: RunConfig, path: str) -> Path:
-    return data_root(config) / path.removeprefix("data:") if path.startswith("data:") else Path(path)
-
-
-def load_train_tasks(config: RunConfig) -> list[Task]:
-    source = config.train_tasks
-    tasks = load_tasks(
-        resolve_data_path(config, source.path),
-        format=source.format,
-        language=source.language,
-        cwe=source.cwe,
-        split=source.split,
-    )
-    if source.exclude_language:
-        excluded = {x.strip() for x in source.exclude_language.split(",")}
-        tasks = [t for t in tasks if t.language not in excluded]
-    tasks = [t for t in tasks if t.golden is None or t.changed_spans or t.vulnerable is None]
-    if source.order == "round-robin-cwe":
-        tasks = round_robin_by_cwe(tasks)
-    return tasks[: source.limit] if source.limit else tasks
-
-
-def round_robin_by_cwe(tasks: Sequence[Task]) -> list[Task]:
-    """Tasks interleaved across primary CWEs (first of each CWE in order of appearance, then the
-    second of each, ...), so that any prefix of the list covers as many CWEs as it can."""
-    groups: dict[str | None, list[Task]] = {}
-    for task in tasks:
-        groups.setdefault(task.primary_cwe, []).append(task)
-    queues = list(groups.values())
-    out: list[Task] = []
-    for i in range(max((len(q) for q in queues), default=0)):
-        out.extend(q[i] for q in queues if i < len(q))
-    return out
-
-
-# ---- Algorithm 1 ----------------------------------------------------------------------------
+from treeplay.tasks import Task, TaskFormatError
 
 
 class Pipeline:

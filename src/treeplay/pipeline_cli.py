@@ -8,6 +8,9 @@ from typing import Annotated
 
 import typer
 
+from treeplay.config_fields import help_of
+from treeplay.policy.config import PolicyConfig
+
 
 def run_command(
     config: Annotated[Path, typer.Argument(help="Run config (YAML), e.g. configs/embedded.yaml")],
@@ -59,7 +62,7 @@ def _check_only(config_path: Path, run_dir: Path | None) -> None:
 def selfplay_command(
     tasks: Annotated[Path, typer.Option("--tasks", help="Training tasks (any supported format)")],
     out: Annotated[Path, typer.Option("--out", help="Run directory")],
-    model: Annotated[str, typer.Option("--model", help="Start model: embedded, a local dir or cached hub id")] = "embedded",
+    model: Annotated[str, typer.Option("--model", help="Start model: " + help_of(PolicyConfig, "model"))] = PolicyConfig.model,
     rounds: Annotated[int, typer.Option("--rounds", min=1, help="Self-play rounds T (paper: 2)")] = 2,
     method: Annotated[str, typer.Option("--method", help="tsp, selfplay or sft")] = "tsp",
     config: Annotated[
@@ -78,14 +81,15 @@ def selfplay_command(
     import yaml
     from rich.console import Console
 
-    from treeplay.pipeline import ConfigError, RunConfig, run_config
+    from treeplay.pipeline import ConfigError, run_config
+    from treeplay.run_config import parse_config
 
     sections: dict[str, object] = {}
     if config is not None:
         loaded = yaml.safe_load(config.read_text(encoding="utf-8")) or {}
         sections = {k: loaded[k] for k in ("tree", "train", "pair_mode", "selfplay", "threads") if k in loaded}
     try:
-        run = RunConfig.model_validate(
+        run = parse_config(
             {
                 "name": out.name,
                 "model": model,
@@ -96,7 +100,8 @@ def selfplay_command(
                 "eval": {"benches": []},
                 "report": False,
                 **sections,
-            }
+            },
+            config or "command line",
         )
         result = run_config(run, out, source=str(config or "command line"))
     except (ConfigError, ValueError) as exc:

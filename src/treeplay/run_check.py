@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from treeplay.pipeline import METHOD_ORDER, Arm, RunConfig, data_root, load_train_tasks, resolve_data_path
+from treeplay.run_config import METHOD_ORDER, Arm, RunConfig, data_root, load_train_tasks, resolve_data_path
 from treeplay.stages import PlannedStage
 from treeplay.tasks import Task
 
@@ -116,7 +116,7 @@ def extras_blockers(config: RunConfig, source: str) -> list[str]:
 
         if not torch.cuda.is_available():
             problems.append(f"{source}: field device: {config.device} requested but no CUDA device is visible")
-    if config.train.get("lora") and importlib.util.find_spec("peft") is None:
+    if config.train.given().get("lora") and importlib.util.find_spec("peft") is None:
         problems.append(f"{source}: field train.lora: peft is not installed")
     model = _model_blocker(config, source)
     return [*problems, *([model] if model else [])]
@@ -132,7 +132,7 @@ def run_dir_blocker(run_dir: Path, source: str) -> str | None:
 
 
 def _samples_per_tree(config: RunConfig, arm: Arm) -> int:
-    from treeplay.tree.builder import TreeConfig
+    from treeplay.tree.config import TreeConfig
 
     tree = TreeConfig(**arm.tree)
     if arm.method == "selfplay":
@@ -162,9 +162,9 @@ def plan_lines(config: RunConfig, train: Sequence[Task], benches: dict[str, int]
     reuse = f"; {copied} copied from another arm" if copied else ""
     lines.append(f"data: up to {tree_samples} sampled branches in the data stages to run{reuse}")
     trains = sum(s.kind == "train" for s in pending)
-    steps = config.train.get("max_steps")
+    steps = config.train.given().get("max_steps")
     lines.append(f"train: {trains} stage(s) to run, {steps} optimizer steps each (variants may override)" if steps
-                 else f"train: {trains} stage(s) to run, {config.train.get('epochs', 1)} epoch(s) over the pairs")
+                 else f"train: {trains} stage(s) to run, {config.train.given().get('epochs', 1)} epoch(s) over the pairs")
     eval_samples = 0
     for bench, count in benches.items():
         todo = sum(s.kind == "eval" and s.bench == bench for s in pending)
@@ -178,7 +178,7 @@ def _estimate(config: RunConfig, tree_samples: int, eval_samples: int) -> str:
     """Generated tokens of the work still to do and, for the embedded model, the sampling time."""
     from treeplay.tree.builder import TreeConfig
 
-    tokens = tree_samples * TreeConfig(**config.tree).max_new_tokens + eval_samples * config.eval.max_new_tokens
+    tokens = tree_samples * TreeConfig(**config.tree.given()).max_new_tokens + eval_samples * config.eval.max_new_tokens
     if config.model in EMBEDDED_MODELS:
         minutes = tokens / EMBEDDED_DECODE_TOK_S / 60
         return (f"estimate (stages to run): <= {tokens} generated tokens, ~{math.ceil(minutes)} min of sampling "
@@ -189,7 +189,7 @@ def _estimate(config: RunConfig, tree_samples: int, eval_samples: int) -> str:
 def arm_option_problems(config: RunConfig, source: str) -> list[str]:
     """Tree and train options of every arm (methods and variants), validated by their configs."""
     from treeplay.train.config import TrainConfig
-    from treeplay.tree.builder import TreeConfig
+    from treeplay.tree.config import TreeConfig
 
     problems = []
     for arm in config.arms():

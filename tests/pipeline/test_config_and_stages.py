@@ -120,7 +120,7 @@ def test_selfplay_command_rejects_bad_options_before_loading_anything(tmp_path):
         app, ["selfplay", "--tasks", str(tasks), "--out", str(tmp_path / "r"), "--config", str(config)]
     )
     assert result.exit_code == 2
-    assert "field tree: k must be >= 1" in result.stderr
+    assert "field tree.k: Input should be greater than or equal to 1" in result.stderr
 
 
 VARIANTS = """name: x

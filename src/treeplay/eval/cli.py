@@ -6,36 +6,40 @@ from pathlib import Path
 
 import typer
 
+from treeplay.config_cli import Section, config_options
+from treeplay.eval.config import EvalConfig
 from treeplay.eval.evaluate import BENCH_HELP
+from treeplay.policy.config import PolicyConfig
+
+RUN_KEYS = ("benches", "limit", "limits")  # keys of a run config's eval: section given here by --bench, --limit
 
 
+@config_options(policy=Section(PolicyConfig), sampling=Section(EvalConfig, "eval", ignore=RUN_KEYS))
 def eval_command(
-    model: str = typer.Option("embedded", "--model", help="'embedded' or a model/adapter path"),
     bench: list[str] = typer.Option(..., "--bench", help=f"benchmark (repeatable): {BENCH_HELP}"),
     out: Path = typer.Option(..., "--out", help="output dir; each bench writes OUT/<bench>/"),
-    n: int = typer.Option(1, "--n", min=1, help="samples per task"),
-    temperature: float = typer.Option(0.2, "--temperature"),
-    max_new_tokens: int = typer.Option(256, "--max-new-tokens", min=1),
     limit: int | None = typer.Option(None, "--limit", min=1, help="first N tasks of each bench"),
     seed: int = typer.Option(0, "--seed"),
-    backend: str = typer.Option("auto", "--backend", help="policy backend: auto (llama.cpp for embedded GGUF models on CPU, else hf), llamacpp, hf, vllm"),
-    threads: int | None = typer.Option(None, "--threads", min=1, help="CPU threads of the engine (default: all cores)"),
     data_root: Path | None = typer.Option(None, "--data-root", help="default: $TREEPLAY_DATA or ../shared/data"),
+    *,
+    policy: PolicyConfig,
+    sampling: EvalConfig,
 ) -> None:
-    """Evaluate a model: SPR@1 (+ strict, unparseable), func(-sec)@k, HumanEval pass@k, per CWE/language."""
+    """Evaluate a model: SPR@1 (+ strict, unparseable), func(-sec)@k, HumanEval pass@k, per CWE/language.
+
+    Every EvalConfig field is an option; `--config FILE` reads the `eval:` section of a run config."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
     from treeplay.eval.evaluate import EvalError, bench_slug, evaluate, resolve_bench
-    from treeplay.policy import load_policy
 
     console = Console()
     try:
         task_sets = {name: resolve_bench(name, data_root, limit=limit) for name in bench}
     except (EvalError, FileNotFoundError, ValueError) as exc:
         raise typer.BadParameter(str(exc), param_hint="--bench") from None
-    console.print(f"loading policy {model!r} ({backend})")
-    policy = load_policy(model, backend=backend, threads=threads)
+    console.print(f"loading policy {policy.model!r} ({policy.backend})")
+    model = policy.load()
     for name, tasks in task_sets.items():
         target = out / bench_slug(name)
         with Progress(
@@ -49,8 +53,7 @@ def eval_command(
 
             try:
                 metrics = evaluate(
-                    policy, tasks, bench=name, n=n, temperature=temperature, max_new_tokens=max_new_tokens,
-                    out_dir=target, seed=seed, progress=advance,
+                    model, tasks, bench=name, config=sampling, out_dir=target, seed=seed, progress=advance,
                 )  # fmt: skip
             except EvalError as exc:
                 console.print(f"[red]error:[/red] {exc}")

@@ -13,10 +13,11 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from treeplay.eval.config import EvalConfig
 from treeplay.eval.metrics import Outcome, summarise
 from treeplay.jsonl import append_jsonl, read_jsonl, to_jsonable, write_jsonl
 from treeplay.oracle.records import TestCaseOutcome, TestResult, Verdict
@@ -252,22 +253,24 @@ def evaluate(
     tasks: Sequence[Task],
     *,
     bench: str,
-    n: int = 1,
-    temperature: float = 0.2,
-    top_p: float = 0.95,
-    max_new_tokens: int,
     out_dir: Path | str,
+    config: EvalConfig | None = None,
     seed: int = 0,
-    batch_tasks: int = 4,
     progress: ProgressCallback | None = None,
+    **overrides: Any,
 ) -> dict[str, Any]:
-    """Sample n completions per task, judge and test them, write generations.jsonl and metrics.json.
+    """Sample `config.n` completions per task, judge and test them, write generations.jsonl and
+    metrics.json. `overrides` are `EvalConfig` fields (n, temperature, top_p, max_new_tokens,
+    batch_tasks) over `config` (default: `EvalConfig()`).
 
     Resumable: tasks whose n generations are already in `out_dir/generations.jsonl` are skipped.
     Returns the metrics dict written to `out_dir/metrics.json`.
     """
-    if n < 1:
-        raise EvalError(f"n must be >= 1, got {n}")
+    try:
+        cfg = replace(config or EvalConfig(), **overrides)
+    except (TypeError, ValueError) as exc:
+        raise EvalError(str(exc)) from None
+    n, temperature, top_p, max_new_tokens = cfg.n, cfg.temperature, cfg.top_p, cfg.max_new_tokens
     out = Path(out_dir)
     humaneval = is_humaneval(tasks)
     settings = EvalSettings(
@@ -291,8 +294,8 @@ def evaluate(
     total = len(tasks)
     if progress:
         progress(total - len(todo), total)
-    for start in range(0, len(todo), batch_tasks):
-        batch = todo[start : start + batch_tasks]
+    for start in range(0, len(todo), cfg.batch_tasks):
+        batch = todo[start : start + cfg.batch_tasks]
         requests = [SampleRequest(t, t.prefix, n, params, request_id=t.id) for t in batch]
         t0 = time.perf_counter()
         completions = policy.sample(requests)

@@ -8,6 +8,7 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from treeplay.config_fields import option
 from treeplay.oracle.records import Severity
 
 # Bump when the judging logic changes in a way that changes verdicts (invalidates the cache).
@@ -79,16 +80,20 @@ class OracleConfig:
     when `target_cwe_any_severity` - any finding whose CWE matches the task's CWE.
     """
 
-    min_severity: Severity = "medium"
-    target_cwe_any_severity: bool = True
-    disabled_rules: frozenset[str] = DEFAULT_DISABLED_RULES
-    analyzers: dict[str, tuple[str, ...]] = field(default_factory=lambda: dict(DEFAULT_ANALYZERS))
-    include_codeql: bool = False  # add the CodeQL backend when the `codeql` CLI is on PATH
-    repair_partial: bool = True  # dedent / wrap partial snippets before declaring them unparseable
-    use_cache: bool = True
-    cache_path: Path | None = None  # None: $TREEPLAY_ORACLE_CACHE or .treeplay-cache/oracle.sqlite
-    workers: int = 1  # processes used by judge_many
-    tool_timeout_s: float = 300.0
+    min_severity: Severity = option("medium", "Lowest severity of an enabled finding that makes a snippet "
+                                              "vulnerable: low, medium or high.")
+    target_cwe_any_severity: bool = option(True, "A finding with the task's CWE makes it vulnerable at any severity.")
+    disabled_rules: frozenset[str] = option(DEFAULT_DISABLED_RULES, "Rules ignored, as <analyzer>:<rule id> "
+                                                                    "(noise for judging single snippets).")
+    analyzers: dict[str, tuple[str, ...]] = field(default_factory=lambda: dict(DEFAULT_ANALYZERS), metadata={
+        "help": "Analyzers per language (registry names, see treeplay.oracle.analyzers.ANALYZERS)."})
+    include_codeql: bool = option(False, "Add the CodeQL backend when the `codeql` CLI is on PATH.")
+    repair_partial: bool = option(True, "Dedent / wrap partial snippets before declaring them unparseable.")
+    use_cache: bool = option(True, "Cache verdicts by (code hash, language, oracle policy hash).")
+    cache_path: Path | None = option(None, "Verdict cache file; default: $TREEPLAY_ORACLE_CACHE or "
+                                           ".treeplay-cache/oracle.sqlite.")
+    workers: int = option(1, "Processes used by judge_many.", ge=1)
+    tool_timeout_s: float = option(300.0, "Time limit of one analyzer run (seconds).", gt=0)
 
     def __post_init__(self) -> None:
         if self.min_severity not in SEVERITY_RANK:

@@ -11,7 +11,9 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 
+from treeplay.config_cli import Section, config_options
 from treeplay.jsonl import append_jsonl, read_jsonl, repair_truncated_tail
+from treeplay.policy.config import PolicyConfig
 from treeplay.policy.records import Completion, SampleRequest, SamplingParams
 from treeplay.tasks.records import Task
 
@@ -80,25 +82,23 @@ def _load_tasks(path: Path, limit: int | None, language: str | None) -> list[Tas
         raise typer.Exit(2) from None
 
 
+@config_options(policy=Section(PolicyConfig), params=Section(SamplingParams, "sampling"))
 def sample_command(
     tasks: Annotated[Path, typer.Option("--tasks", help="Task file or directory (any format load_tasks knows)")],
     out: Annotated[Path, typer.Option("--out", help="Output JSONL (appended; tasks already in it are skipped)")],
-    model: Annotated[str, typer.Option("--model", help="embedded (Qwen2.5-Coder-0.5B), embedded:qwen-coder-1.5b, embedded:smollm2-135m, a trained model dir, a local dir or cached hub id")] = "embedded",
-    backend: Annotated[str, typer.Option("--backend", help="auto (llama.cpp for embedded GGUF models on CPU, else hf), llamacpp, hf or vllm")] = "auto",
     n: Annotated[int, typer.Option("--n", min=1, help="Completions per task")] = 4,
-    max_new_tokens: Annotated[int, typer.Option("--max-new-tokens", min=1)] = 128,
-    temperature: Annotated[float, typer.Option("--temperature", min=0.0)] = 0.8,
-    top_p: Annotated[float, typer.Option("--top-p", min=0.0, max=1.0)] = 0.95,
-    seed: Annotated[int, typer.Option("--seed")] = 0,
     limit: Annotated[int | None, typer.Option("--limit", help="First N tasks")] = None,
     language: Annotated[str | None, typer.Option("--language", help="Filter tasks by language")] = None,
     batch_tasks: Annotated[int, typer.Option("--batch-tasks", min=1, help="Tasks per sampling batch")] = 4,
-    device: Annotated[str, typer.Option("--device", help="cpu or cuda (hf backend)")] = "cpu",
-    adapter: Annotated[str | None, typer.Option("--adapter", help="LoRA adapter directory")] = None,
-    threads: Annotated[int | None, typer.Option("--threads", help="CPU threads (torch or llama.cpp)")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="Do not print completions")] = False,
+    *,
+    policy: PolicyConfig,
+    params: SamplingParams,
 ) -> None:
-    """Sample N completions per task from a policy model into a resumable JSONL file."""
+    """Sample N completions per task from a policy model into a resumable JSONL file.
+
+    Every PolicyConfig and SamplingParams field is an option (`--config FILE`: its top-level policy
+    keys and its `sampling:` section)."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -110,13 +110,7 @@ def sample_command(
         return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from treeplay.policy import load_policy
-
-    kw: dict[str, Any] = {"device": device, "threads": threads}
-    if adapter:
-        kw["adapter"] = adapter
-    policy = load_policy(model, backend=backend, **kw)
-    params = SamplingParams(temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, seed=seed)
+    model = policy.load()
     out_console = Console()
     with Progress(
         TextColumn("sampling"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), console=console
@@ -125,7 +119,7 @@ def sample_command(
         for start in range(0, len(todo), batch_tasks):
             batch = todo[start : start + batch_tasks]
             requests = build_requests(batch, n=n, params=params)
-            records = sample_records(policy.model_id, requests, policy.sample(requests))
+            records = sample_records(model.model_id, requests, model.sample(requests))
             append_jsonl(out, records)
             if not quiet:
                 for record in records:

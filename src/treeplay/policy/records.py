@@ -20,11 +20,16 @@ from treeplay.tasks.records import Task
 
 @dataclass(frozen=True)
 class SamplingParams:
-    temperature: float = 1.0
-    top_p: float = 0.95
-    max_new_tokens: int = 128
-    stop: tuple[str, ...] = ()
-    seed: int = 0
+    """How to sample: the one home of the sampling options (a stage with its own default, e.g. eval
+    at T = 0.2, declares it with `treeplay.config_fields.inherit(SamplingParams, ...)`)."""
+
+    temperature: float = field(default=1.0, metadata={"help": "Sampling temperature (0: greedy).", "ge": 0})
+    top_p: float = field(default=0.95, metadata={"help": "Nucleus sampling: keep the smallest token set "
+                                                         "holding this probability mass.", "gt": 0, "le": 1})
+    max_new_tokens: int = field(default=128, metadata={"help": "Tokens generated at most per completion.", "ge": 1})
+    stop: tuple[str, ...] = field(default=(), metadata={"help": "Extra stop strings (the completion ends before "
+                                                                "them), besides the backend's stop rules."})
+    seed: int = field(default=0, metadata={"help": "Sampling seed (per-request seeds are derived from it)."})
 
 
 @dataclass(frozen=True)

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Literal
+
+from treeplay.config_fields import option
 
 Method = Literal["sft", "selfplay", "tsp"]
 METHODS: tuple[str, ...] = ("sft", "selfplay", "tsp")
@@ -17,57 +17,67 @@ RESUME_MUTABLE_FIELDS = frozenset({"save_every", "keep_checkpoints", "log_every"
 
 @dataclass
 class TrainConfig:
-    method: Method = "tsp"
+    """What to train: the `train:` section of a run config and the options of `treeplay train`."""
+
+    method: Method = option(
+        "tsp", "sft (golden paths), selfplay (whole-sequence DPO baseline) or tsp (node-level DPO).")
 
     # Budget. max_steps = optimiser steps; when None it is derived from `epochs`.
-    max_steps: int | None = None
-    epochs: float = 3.0
-    batch_size: int = 4  # pairs per micro-batch per process
-    grad_accum: int = 1  # micro-batches per optimiser step
+    max_steps: int | None = option(None, "Optimiser steps (default: from epochs).", ge=1)
+    epochs: float = option(3.0, "Passes over the pairs when max_steps is not set.", gt=0)
+    batch_size: int = option(4, "Pairs per micro-batch per process.", ge=1)
+    grad_accum: int = option(1, "Micro-batches per optimiser step.", ge=1)
 
     # Optimiser and schedule
-    learning_rate: float = 2e-5
-    weight_decay: float = 0.0
-    warmup_ratio: float = 0.1
-    max_grad_norm: float = 1.0
-    seed: int = 0
+    learning_rate: float = option(2e-5, "AdamW learning rate.", gt=0, aliases=("--lr",))
+    weight_decay: float = option(0.0, "AdamW weight decay.")
+    warmup_ratio: float = option(0.1, "Share of the steps with a linear learning-rate warm-up.")
+    max_grad_norm: float = option(1.0, "Gradient clipping norm.")
+    seed: int = option(0, "Seed of the pair order, dropout and LoRA init.")
 
     # Preference loss (selfplay, tsp)
-    beta: float = 0.1
-    loss_type: Literal["sigmoid", "ipo"] = "sigmoid"
-    label_smoothing: float = 0.0
+    beta: float = option(0.1, "DPO beta (strength of the reference anchor).", gt=0)
+    loss_type: Literal["sigmoid", "ipo"] = option("sigmoid", "Preference loss: sigmoid (DPO) or ipo.")
+    label_smoothing: float = option(0.0, "DPO label smoothing (conservative DPO).")
     # Where DPO reference log-probs come from. "recompute": a no-grad forward of the frozen start
     # model (the weights the trainer starts from, so the policy/reference log-ratio is 0 at step 0);
     # "recorded": the log-probs the sampling engine recorded, where present (only exact when the
     # engine runs the same weights in the same precision: the torch backend, not llama.cpp's Q4).
-    reference: Literal["recompute", "recorded"] = "recompute"
+    reference: Literal["recompute", "recorded"] = option(
+        "recompute", "DPO reference log-probs: recompute (frozen start model) or recorded (by the sampling "
+        "engine; exact only for the torch backend).")
     # TSP options; None = method default (tsp: alpha 0.1, first_w 4, first_w_weight 1.0; others: off)
-    sft_alpha: float | None = None
-    first_w: int | None = None
-    first_w_weight: float | None = None
+    sft_alpha: float | None = option(None, "Weight of the SFT term on the chosen completion (default: 0.1 for tsp, "
+                                         "else 0).")
+    first_w: int | None = option(None, "Tokens after the first divergence that get extra weight (default: 4 for "
+                                     "tsp, else 0).")
+    first_w_weight: float | None = option(None, "Extra weight of those first-w tokens (default: 1.0 for tsp, else 0).")
 
     # Model / engine
-    lora: bool = False
-    lora_r: int = 16
-    lora_alpha: int = 32
-    lora_dropout: float = 0.05
-    lora_target_modules: tuple[str, ...] = (
-        "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj",
-    )
-    merge_lora: bool = False  # final save: merged full model instead of the adapter
-    gradient_checkpointing: bool = False  # not with prefix_sharing kv-cache
-    mixed_precision: Literal["auto", "no", "bf16", "fp16"] = "auto"  # auto: bf16 on CUDA, else no
-    prefix_sharing: Literal["packed", "kv-cache", "off"] = "packed"  # see treeplay.train.logprobs
-    max_prompt_tokens: int = 1536
-    max_completion_tokens: int = 512
+    lora: bool = option(False, "Train a LoRA adapter instead of all weights.")
+    lora_r: int = option(16, "LoRA rank.", ge=1)
+    lora_alpha: int = option(32, "LoRA alpha (scale = alpha / r).")
+    lora_dropout: float = option(0.05, "LoRA dropout.")
+    lora_target_modules: tuple[str, ...] = option(
+        ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"),
+        "Module names LoRA adapts (repeat the option for several).")
+    merge_lora: bool = option(False, "Final save: the merged full model instead of the adapter.")
+    gradient_checkpointing: bool = option(False, "Recompute activations in the backward pass (not with prefix_sharing "
+                                               "kv-cache).")
+    mixed_precision: Literal["auto", "no", "bf16", "fp16"] = option("auto", "auto: bf16 on CUDA, else no.")
+    prefix_sharing: Literal["packed", "kv-cache", "off"] = option(
+        "packed", "How pairs share their prompt's forward pass (see treeplay.train.logprobs).")
+    max_prompt_tokens: int = option(1536, "Pairs whose prompt has more tokens are skipped.", ge=1)
+    max_completion_tokens: int = option(512, "Completions are cut to this many tokens.", ge=1)
 
     # I/O
-    save_every: int = 50  # checkpoint every N optimiser steps (and always at the end)
-    keep_checkpoints: int = 2
-    log_every: int = 1
-    progress: bool = True
+    save_every: int = option(50, "Checkpoint every N optimiser steps (and always at the end).", ge=1)
+    keep_checkpoints: int = option(2, "Checkpoints kept on disk.", ge=1)
+    log_every: int = option(1, "Log metrics every N optimiser steps.", ge=1)
+    progress: bool = option(True, "Show a progress bar.")
 
-    extra: dict[str, Any] = field(default_factory=dict)  # free-form notes copied into the run record
+    extra: dict[str, Any] = field(default_factory=dict, metadata={
+        "help": "Free-form notes copied into the run record (YAML mapping)."})
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -110,30 +120,6 @@ class TrainConfig:
             raise ValueError(f"{source}: unknown training option(s) {', '.join(unknown)}")
         return cls(**data)
 
-    @classmethod
-    def from_file(cls, path: str | Path, **overrides: Any) -> TrainConfig:
-        """Read a YAML or JSON config (`read_options`), then apply keyword overrides."""
-        return cls.from_dict({**read_options(path), **overrides}, source=str(path))
-
     def resume_mismatches(self, other: TrainConfig) -> list[str]:
         mine, theirs = self.to_dict(), other.to_dict()
         return sorted(k for k in mine if k not in RESUME_MUTABLE_FIELDS and mine[k] != theirs.get(k))
-
-
-def read_options(path: str | Path) -> dict[str, Any]:
-    """Training options of a YAML/JSON file; a top-level `train:` section is used when present.
-
-    Keys `model` and `accelerate_config` (launch details documented in the same file) are dropped.
-    """
-    import yaml
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such config file")
-    text = path.read_text(encoding="utf-8")
-    data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a mapping of training options")
-    if isinstance(data.get("train"), dict):
-        data = data["train"]
-    return {k: v for k, v in data.items() if k not in {"model", "accelerate_config"}}

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -32,8 +31,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from treeplay.oracle.records import TestResult, Verdict
-from treeplay.policy.records import Completion, Policy, SampleRequest, SamplingParams, Scored, ScoreRequest
+from treeplay.policy.records import Completion, Policy, SampleRequest, Scored, ScoreRequest
 from treeplay.tasks.records import Task
+from treeplay.tree.config import TreeConfig  # also importable from here, as before
 from treeplay.tree.labels import Label, label_branch
 from treeplay.tree.offsets import place_offset, prefix_hash
 from treeplay.tree.placement import (
@@ -53,47 +53,6 @@ from treeplay.tree.strategies import StrategyContext, parse_strategies, propose_
 JudgeFn = Callable[[Sequence[tuple[str, str, Task | None]]], list[Verdict]]
 TestsFn = Callable[[Task, str], TestResult]
 GoldenSource = Literal["task", "self-play", "none"]
-
-
-@dataclass(frozen=True)
-class TreeConfig:
-    """Everything that shapes a tree (its hash is recorded in every tree)."""
-
-    strategies: str = "diff,oracle"
-    k: int = 4
-    depth: int = 2
-    root_samples: int = 4
-    temperature: float = 1.0
-    top_p: float = 0.95
-    max_new_tokens: int = 128
-    snap_line: bool = False
-    max_nodes: int = 8  # nodes per task, root and deeper nodes included
-    max_branches: int = 64  # branches per task, root samples included
-    entropy_top_m: int = 3
-    entropy_min_spacing: int = 8
-    run_tests: bool = True  # run the task's tests in the sandbox when it has them
-    trim_truncated: bool = True  # cut a completion stopped by max_new_tokens back to its last full line
-    test_timeout_s: float = 30.0
-    llm_url: str | None = None
-    llm_model: str = "gpt-4o"
-
-    def __post_init__(self) -> None:
-        if self.k < 1:
-            raise ValueError(f"k must be >= 1, got {self.k}")
-        if self.depth < 1:
-            raise ValueError(f"depth must be >= 1, got {self.depth}")
-        if self.root_samples < 0 or self.max_nodes < 1 or self.max_branches < 1 or self.max_new_tokens < 1:
-            raise ValueError("root_samples must be >= 0; max_nodes, max_branches, max_new_tokens >= 1")
-        parse_strategies(self.strategies)  # fail early on an unknown name
-
-    def params(self, seed: int) -> SamplingParams:
-        return SamplingParams(
-            temperature=self.temperature, top_p=self.top_p, max_new_tokens=self.max_new_tokens, seed=seed
-        )
-
-    def hash(self) -> str:
-        payload = json.dumps(dataclasses.asdict(self), sort_keys=True)
-        return hashlib.sha256(payload.encode()).hexdigest()[:16]
 
 
 def derive_seed(seed: int, *parts: str) -> int:

@@ -7,6 +7,10 @@ from pathlib import Path
 
 import typer
 
+from treeplay.config_cli import Section, config_options
+from treeplay.policy.config import PolicyConfig
+from treeplay.tree.config import TreeConfig
+
 tree_app = typer.Typer(help="Grow oracle-labelled trees of branches at risk nodes; extract training pairs.")
 
 PAIR_CHOICES = ("golden-vs-branch", "sibling", "both", "golden-vs-unparseable", "whole-sequence", "sft")
@@ -47,32 +51,12 @@ def _tasks_by_id(trees: list, tasks_path: Path | None) -> dict:  # type: ignore[
 
 
 @tree_app.command("build")
+@config_options(policy=Section(PolicyConfig), tree=Section(TreeConfig, "tree"))
 def build(
     tasks: Path = typer.Option(
         ..., "--tasks", help="Tasks file or directory (any format load_tasks detects)."
     ),
     out: Path = typer.Option(..., "--out", help="Trees JSONL (appended to; resumable)."),
-    model: str = typer.Option("embedded", "--model", help="Policy model (embedded, a local dir, ...)."),
-    backend: str = typer.Option("auto", "--backend", help="Policy backend: auto (llama.cpp for embedded GGUF models on CPU, else hf), llamacpp, hf or vllm."),
-    device: str = typer.Option("cpu", "--device"),
-    adapter: str | None = typer.Option(None, "--adapter", help="LoRA adapter dir of a trained round."),
-    strategy: str = typer.Option("diff,oracle", "--strategy", help="Risk-node strategies, comma-separated."),
-    k: int = typer.Option(4, "--k", help="Branches sampled at each node."),
-    depth: int = typer.Option(2, "--depth", help="Tree depth (2 = re-branch inside vulnerable branches)."),
-    root_samples: int = typer.Option(
-        4, "--root-samples", help="Samples from the root (oracle nodes, baseline)."
-    ),
-    max_new_tokens: int = typer.Option(128, "--max-new-tokens"),
-    temperature: float = typer.Option(1.0, "--temperature"),
-    top_p: float = typer.Option(0.95, "--top-p"),
-    max_nodes: int = typer.Option(8, "--max-nodes", help="Nodes per task (root and deeper nodes included)."),
-    max_branches: int = typer.Option(64, "--max-branches", help="Branches per task."),
-    snap_line: bool = typer.Option(False, "--snap-line", help="Move trunk nodes to the start of their line."),
-    entropy_top_m: int = typer.Option(3, "--entropy-top-m"),
-    no_tests: bool = typer.Option(False, "--no-tests", help="Do not run task tests even when present."),
-    llm_url: str | None = typer.Option(
-        None, "--llm-url", help="OpenAI-compatible endpoint for strategy llm."
-    ),
     limit: int | None = typer.Option(None, "--limit"),
     language: str | None = typer.Option(None, "--language"),
     cwe: str | None = typer.Option(None, "--cwe"),
@@ -80,29 +64,18 @@ def build(
     task_format: str | None = typer.Option(None, "--format", help="Tasks format (default: auto-detect)."),
     round_: int = typer.Option(0, "--round", help="Self-play round recorded in each tree."),
     seed: int = typer.Option(0, "--seed"),
-    threads: int | None = typer.Option(None, "--threads", help="torch CPU threads."),
+    *,
+    policy: PolicyConfig,
+    tree: TreeConfig,
 ) -> None:
-    """Grow one tree per task and stream them to --out (tasks already there are skipped)."""
+    """Grow one tree per task and stream them to --out (tasks already there are skipped).
+
+    Every TreeConfig field is an option; `--config FILE` reads its `tree:` section (and the policy
+    fields model/backend/device/threads at its top level, as in a run config)."""
     from treeplay.tasks import load_tasks
-    from treeplay.tree.builder import TreeConfig
     from treeplay.tree.writer import build_trees
 
     try:
-        config = TreeConfig(
-            strategies=strategy,
-            k=k,
-            depth=depth,
-            root_samples=root_samples,
-            temperature=temperature,
-            top_p=top_p,
-            max_new_tokens=max_new_tokens,
-            snap_line=snap_line,
-            max_nodes=max_nodes,
-            max_branches=max_branches,
-            entropy_top_m=entropy_top_m,
-            run_tests=not no_tests,
-            llm_url=llm_url,
-        )
         task_list = load_tasks(
             tasks, format=task_format, limit=limit, language=language, cwe=cwe, split=split
         )
@@ -110,18 +83,9 @@ def build(
         raise _fail(str(exc)) from None
     if not task_list:
         raise _fail(f"{tasks}: no tasks selected")
-    if threads is not None:
-        import torch
-
-        torch.set_num_threads(threads)
-    from treeplay.policy import load_policy
-
-    kwargs: dict[str, object] = {"device": device, "threads": threads}
-    if adapter:
-        kwargs["adapter"] = adapter
-    policy = load_policy(model, backend=backend, **kwargs)
+    model = policy.load()
     try:
-        summary = build_trees(task_list, policy, config=config, out_path=out, round=round_, seed=seed)
+        summary = build_trees(task_list, model, config=tree, out_path=out, round=round_, seed=seed)
     except ValueError as exc:
         raise _fail(str(exc)) from None
     labels = ", ".join(f"{n} {label}" for label, n in sorted(summary.labels.items())) or "no branches"

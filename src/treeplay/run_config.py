@@ -1,0 +1,255 @@
+"""The run config of `treeplay run CONFIG` (`RunConfig`) and what it reads: tasks, data paths.
+
+The stage sections (`tree:`, `train:`, `eval:`) are typed against the stage configs
+(`treeplay.tree.config.TreeConfig`, `treeplay.train.config.TrainConfig`,
+`treeplay.eval.config.EvalConfig`), so a bad key is reported with its path before any work starts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from treeplay.config_fields import StageSection, pydantic_field, section_model
+from treeplay.eval.config import EvalConfig
+from treeplay.policy.config import Backend, PolicyConfig
+from treeplay.tasks import Task, load_tasks
+from treeplay.train.config import TrainConfig
+from treeplay.tree.config import TreeConfig
+
+METHOD_ORDER = ("sft", "selfplay", "tsp")
+
+
+class ConfigError(ValueError):
+    """A run config that cannot be used; the message names the file and the field."""
+
+
+# ---- configuration --------------------------------------------------------------------------
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TaskSource(_Strict):
+    """Which tasks to train on. `path` may start with `data:` for the shared data root."""
+
+    path: str
+    format: str | None = None
+    language: str | None = None
+    cwe: str | None = None
+    split: str | None = None
+    exclude_language: str | None = None
+    limit: int | None = Field(default=None, ge=1)
+    # "file": the first `limit` tasks in file order (SafeCoder files are sorted by CWE, so a small
+    # limit covers one or two CWEs); "round-robin-cwe": one task of each CWE in turn, then the next.
+    order: Literal["file", "round-robin-cwe"] = "file"
+
+
+class EvalSection(_Strict):
+    """`eval:`: the benches and their task limits, and the sampling of `EvalConfig` (defaults there)."""
+
+    benches: list[str] = Field(default_factory=lambda: ["securityeval"])
+    limit: int | None = Field(default=None, ge=1)  # tasks per bench (None: all)
+    limits: dict[str, int] = Field(default_factory=dict)  # per-bench override
+    n: int = pydantic_field(EvalConfig, "n")
+    temperature: float = pydantic_field(EvalConfig, "temperature")
+    top_p: float = pydantic_field(EvalConfig, "top_p")
+    max_new_tokens: int = pydantic_field(EvalConfig, "max_new_tokens")
+    batch_tasks: int = pydantic_field(EvalConfig, "batch_tasks")
+
+    def stage_config(self) -> EvalConfig:
+        """The eval stage's config (the sampling fields of this section)."""
+        return EvalConfig(**{f.name: getattr(self, f.name) for f in dataclasses.fields(EvalConfig)})
+
+
+if TYPE_CHECKING:  # the section models are built from the dataclasses at import time
+    TreeSection = StageSection
+    TrainSection = StageSection
+else:
+    TreeSection = section_model(TreeConfig)
+    TrainSection = section_model(TrainConfig)
+
+
+class SelfplaySection(_Strict):
+    root_samples: int = Field(default=8, ge=2)
+
+
+class VariantSection(_Strict):
+    """An extra arm of the experiment (an ablation): a method with tree/train option overrides.
+
+    Its name is its directory and its row in the report, e.g. `tsp-dpo` (TSP trees, plain DPO loss)
+    or `tsp-oracle-nodes` (risk nodes from the oracle only, no dataset diff)."""
+
+    method: Literal["sft", "selfplay", "tsp"]
+    tree: TreeSection = Field(default_factory=TreeSection)  # TreeConfig fields over `tree:`
+    train: TrainSection = Field(default_factory=TrainSection)  # TrainConfig fields over `train:`
+    pair_mode: Literal["golden-vs-branch", "sibling", "both"] | None = None
+    benches: list[str] | None = None  # evaluate on these of `eval.benches` only (None: all)
+    rounds: int | None = Field(default=None, ge=1)  # None: the run's `rounds`
+
+
+@dataclasses.dataclass(frozen=True)
+class Arm:
+    """One trained model line of the experiment: a method (or variant) and its options."""
+
+    name: str
+    method: str
+    tree: dict[str, Any]
+    train: dict[str, Any]
+    pair_mode: str
+    benches: tuple[str, ...]
+    rounds: int
+
+
+class RunConfig(_Strict):
+    name: str
+    model: str = pydantic_field(PolicyConfig, "model")
+    backend: Backend = pydantic_field(PolicyConfig, "backend")
+    device: str = pydantic_field(PolicyConfig, "device")
+    threads: int | None = pydantic_field(PolicyConfig, "threads")
+    seeds: list[int] = Field(default_factory=lambda: [0])
+    methods: list[Literal["sft", "selfplay", "tsp"]] = ["tsp"]
+    rounds: int = Field(default=2, ge=1)
+    data_root: str | None = None
+    train_tasks: TaskSource
+    eval: EvalSection = Field(default_factory=EvalSection)
+    tree: TreeSection = Field(default_factory=TreeSection)  # TreeConfig fields (treeplay.tree.config)
+    pair_mode: Literal["golden-vs-branch", "sibling", "both"] = "both"
+    unparseable_pairs: bool = False  # also golden vs finished unparseable branches (own pair kind)
+    allow_untrained: bool = False  # a method with 0 pairs / 0 steps is reported "untrained" instead of failing
+    selfplay: SelfplaySection = Field(default_factory=SelfplaySection)
+    train: TrainSection = Field(default_factory=TrainSection)  # TrainConfig fields (method is set per method)
+    variants: dict[str, VariantSection] = Field(default_factory=dict)  # ablation arms, by name
+    report: bool = True
+
+    @field_validator("seeds")
+    @classmethod
+    def _seeds(cls, value: list[int]) -> list[int]:
+        if not value or len(set(value)) != len(value):
+            raise ValueError("seeds must be a non-empty list of distinct integers")
+        return value
+
+    @field_validator("variants")
+    @classmethod
+    def _variant_names(cls, value: dict[str, VariantSection]) -> dict[str, VariantSection]:
+        for name in value:
+            if name in ("base", *METHOD_ORDER) or not re.fullmatch(r"[a-z0-9][a-z0-9-]*", name):
+                raise ValueError(f"variant name {name!r} must be lower-case letters, digits and '-', not a method name")
+        return value
+
+    @model_validator(mode="after")
+    def _variant_benches(self) -> RunConfig:
+        for name, variant in self.variants.items():
+            unknown = sorted(set(variant.benches or ()) - set(self.eval.benches))
+            if unknown:
+                raise ValueError(f"variants.{name}.benches: {unknown} are not in eval.benches")
+        return self
+
+    def arms(self) -> list[Arm]:
+        """The trained arms in report order: the methods, then the variants."""
+        benches = tuple(self.eval.benches)
+        methods = list(dict.fromkeys(self.methods))  # run order = the config's order
+        tree, train = self.tree.given(), self.train.given()
+        arms = [Arm(m, m, dict(tree), dict(train), self.pair_mode, benches, self.rounds) for m in methods]
+        for name, v in self.variants.items():
+            arms.append(Arm(name, v.method, {**tree, **v.tree.given()}, {**train, **v.train.given()},
+                            v.pair_mode or self.pair_mode, tuple(v.benches or benches), v.rounds or self.rounds))
+        return arms
+
+    def policy_config(self, model: str | None = None) -> PolicyConfig:
+        """How to load `model` (default: the run's base model) with the run's backend, device, threads."""
+        return PolicyConfig(model=model or self.model, backend=self.backend, device=self.device, threads=self.threads)
+
+
+def load_config(path: Path | str) -> RunConfig:
+    """Read and validate a run config; errors name the file and the field."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f":{mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}{where}: invalid YAML: {getattr(exc, 'problem', exc)}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    return parse_config(raw, path)
+
+
+def parse_config(raw: dict[str, Any], source: Path | str) -> RunConfig:
+    """Validate a run config mapping; errors name `source` and the field's path (`tree.k`)."""
+    try:
+        config = RunConfig.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"field {'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigError(f"{source}: {problems}") from None
+    _check_sections(config, Path(source))
+    return config
+
+
+def _check_sections(config: RunConfig, path: Path) -> None:
+    """Build every arm's tree and train configs now (their cross-field checks), not hours later;
+    the keys and types of the sections were checked by their section models already."""
+    from treeplay.run_check import arm_option_problems
+
+    if "method" in config.train.given():
+        raise ConfigError(f"{path}: field train.method: set methods at the top level, not in train")
+    problems = arm_option_problems(config, str(path))
+    if problems:
+        raise ConfigError("; ".join(problems))
+
+
+# ---- helpers --------------------------------------------------------------------------------
+
+
+def data_root(config: RunConfig) -> Path:
+    if config.data_root:
+        return Path(config.data_root)
+    from treeplay.eval.evaluate import default_data_root
+
+    return default_data_root()
+
+
+def resolve_data_path(config: RunConfig, path: str) -> Path:
+    return data_root(config) / path.removeprefix("data:") if path.startswith("data:") else Path(path)
+
+
+def load_train_tasks(config: RunConfig) -> list[Task]:
+    source = config.train_tasks
+    tasks = load_tasks(
+        resolve_data_path(config, source.path),
+        format=source.format,
+        language=source.language,
+        cwe=source.cwe,
+        split=source.split,
+    )
+    if source.exclude_language:
+        excluded = {x.strip() for x in source.exclude_language.split(",")}
+        tasks = [t for t in tasks if t.language not in excluded]
+    tasks = [t for t in tasks if t.golden is None or t.changed_spans or t.vulnerable is None]
+    if source.order == "round-robin-cwe":
+        tasks = round_robin_by_cwe(tasks)
+    return tasks[: source.limit] if source.limit else tasks
+
+
+def round_robin_by_cwe(tasks: Sequence[Task]) -> list[Task]:
+    """Tasks interleaved across primary CWEs (first of each CWE in order of appearance, then the
+    second of each, ...), so that any prefix of the list covers as many CWEs as it can."""
+    groups: dict[str | None, list[Task]] = {}
+    for task in tasks:
+        groups.setdefault(task.primary_cwe, []).append(task)
+    queues = list(groups.values())
+    out: list[Task] = []
+    for i in range(max((len(q) for q in queues), default=0)):
+        out.extend(q[i] for q in queues if i < len(q))
+    return out
