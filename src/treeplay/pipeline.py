@@ -61,7 +61,7 @@ class Pipeline:
         self.config = config
         self.run_dir = run_dir
         self.layout = RunLayout(run_dir)
-        self.console = console or Console(stderr=True)
+        self.console = console or Console(stderr=True, soft_wrap=True)
         self._tasks_loaded = train_tasks is not None
         self.stages = StageBuilder(config, self.layout, train_tasks or [], data_root=data_root(config),
                                    console=self.console, fingerprint=fingerprint)  # fmt: skip

@@ -32,10 +32,10 @@ def run_command(
     try:
         out = run_pipeline(config, run_dir)
     except ConfigError as exc:
-        Console(stderr=True).print(f"[red]error:[/red] {exc}")
+        Console(stderr=True, soft_wrap=True).print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
     except StageError as exc:
-        Console(stderr=True).print(f"[red]stage failed:[/red] {exc}")
+        Console(stderr=True, soft_wrap=True).print(f"[red]stage failed:[/red] {exc}")
         raise typer.Exit(1) from None
     typer.echo(f"run dir: {out}")
     typer.echo(f"report:  {out / 'report.md'}")
@@ -105,7 +105,7 @@ def selfplay_command(
         )
         result = run_config(run, out, source=str(config or "command line"))
     except (ConfigError, ValueError) as exc:
-        Console(stderr=True).print(f"[red]error:[/red] {exc}")
+        Console(stderr=True, soft_wrap=True).print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
     from treeplay.run_layout import RunLayout
 

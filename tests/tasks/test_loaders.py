@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from treeplay.tasks import TaskFormatError, detect_format, filter_tasks, load_tasks
-from treeplay.tasks.loaders import diff_spans, parse_risk_node_annotation, split_cweval_source
+from treeplay.tasks.dir_loaders import split_cweval_source
+from treeplay.tasks.loaders import diff_spans, parse_risk_node_annotation
 
 BEFORE = "def get(db, name):\n    return db.execute('SELECT * FROM u WHERE n=%s' % name)\n"
 AFTER = "def get(db, name):\n    return db.execute('SELECT * FROM u WHERE n=%s', (name,))\n"

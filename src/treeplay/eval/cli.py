@@ -33,7 +33,7 @@ def eval_command(
 
     from treeplay.eval.evaluate import EvalError, bench_slug, evaluate, resolve_bench
 
-    console = Console()
+    console = Console(soft_wrap=True)
     try:
         task_sets = {name: resolve_bench(name, data_root, limit=limit) for name in bench}
     except (EvalError, FileNotFoundError, ValueError) as exc:

@@ -17,7 +17,7 @@ from treeplay.policy.config import PolicyConfig
 from treeplay.policy.records import Completion, SampleRequest, SamplingParams
 from treeplay.tasks.records import Task
 
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)
 
 
 def completed_task_ids(out: Path) -> set[str]:

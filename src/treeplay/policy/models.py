@@ -35,11 +35,13 @@ from typing import Any
 
 from filelock import FileLock
 
+from treeplay.policy.chain import TRAIN_META, ModelChain, model_chain  # noqa: F401  (re-exported: their old home)
 from treeplay.policy.prompting import PromptFormat
 
 SMOLLM2_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
 QWEN_CODER_SHA256 = "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"
 QWEN_CODER_15B_SHA256 = "cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046"  # 1,117,320,768 bytes
+
 CACHE_FORMAT_VERSION = 1
 
 
@@ -296,41 +298,6 @@ def embedded_tokenizer_dir(key: str) -> Path:
         shutil.rmtree(target, ignore_errors=True)
         os.replace(tmp, target)
     return target
-
-
-# ---------------------------------------------------------------------------------------------
-# trained model directories: a base model plus a chain of LoRA adapters
-
-
-TRAIN_META = "treeplay_train.json"
-
-
-@dataclass(frozen=True)
-class ModelChain:
-    """A model as a base (embedded name, dir or hub id) plus LoRA adapter dirs, oldest first."""
-
-    base: str
-    adapters: tuple[Path, ...] = ()
-
-
-def model_chain(model: str, *, _depth: int = 0) -> ModelChain:
-    """Resolve a trained model dir into its base and adapters (round t's adapter was trained on
-    top of round t-1's model, so round t = base + adapter_1 + ... + adapter_t)."""
-    if _depth > 32:
-        raise ModelLoadError(f"{model}: more than 32 nested trained models in {TRAIN_META} (a cycle?)")
-    path = Path(model)
-    meta_path = path / TRAIN_META
-    if not (path.is_dir() and meta_path.is_file()):
-        return ModelChain(model)
-    try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        base = str(meta["base_model"])
-    except (OSError, ValueError, KeyError) as exc:
-        raise ModelLoadError(f"{meta_path}: field 'base_model': cannot read ({exc})") from None
-    if not meta.get("adapter"):
-        return ModelChain(model)  # a full (or merged) model: loaded as a plain HF dir
-    parent = model_chain(base, _depth=_depth + 1)
-    return ModelChain(parent.base, (*parent.adapters, path))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -23,15 +23,14 @@ import json
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
+from treeplay.tasks.dir_loaders import load_cweval, load_scenarios
 from treeplay.tasks.loaders import (
     TaskFormatError,
     load_annotated,
-    load_cweval,
     load_humaneval,
     load_multilang,
     load_normalised,
     load_safecoder,
-    load_scenarios,
     load_securityeval,
 )
 from treeplay.tasks.records import AnnotatedNode, Task, align_prefix_to_line, normalise_cwe

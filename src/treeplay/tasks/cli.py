@@ -14,7 +14,7 @@ from rich.table import Table
 from treeplay.tasks import FORMATS, Task, TaskFormatError, load_tasks
 
 data_app = typer.Typer(help="Inspect and normalise task datasets.", no_args_is_help=True)
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)
 
 FormatOpt = Annotated[str | None, typer.Option("--format", help=f"Override detection: {', '.join(FORMATS)}")]
 LimitOpt = Annotated[int | None, typer.Option("--limit", help="Keep the first N tasks (after filters)")]

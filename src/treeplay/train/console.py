@@ -24,7 +24,7 @@ class Console:
         if self.enabled:
             from rich.console import Console
 
-            Console(stderr=True).print(f"[bold]train[/bold] {message}", highlight=False)
+            Console(stderr=True, soft_wrap=True).print(f"[bold]train[/bold] {message}", highlight=False)
 
     def progress(self, *, total: int, completed: int, enabled: bool) -> Any:
         from contextlib import contextmanager
