@@ -120,7 +120,7 @@ class Pipeline:
         walk(self.steps(), clock.run, ArmBudget.write)
         self.stages.drop_policy()
         if config.report:
-            from treeplay.eval.report import write_report
+            from treeplay.eval import write_report
 
             md, html = write_report(self.run_dir)
             self.console.print(f"[bold green]report:[/] {md}\n[bold green]html:[/]   {html}")

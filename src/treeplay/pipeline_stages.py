@@ -28,7 +28,7 @@ from treeplay.jsonl import read_jsonl, write_jsonl
 from treeplay.run_layout import RunLayout
 from treeplay.stages import STAGE_FILE, Stage, StageError, digest, progress_bar
 from treeplay.tasks import Task
-from treeplay.tree.records import Pair
+from treeplay.tree import Pair
 
 if TYPE_CHECKING:
     from treeplay.pipeline import Arm, RunConfig
@@ -99,7 +99,10 @@ class StageBuilder:
         section = self.config.eval
 
         def run() -> dict[str, Any]:
-            from treeplay.eval.evaluate import evaluate, resolve_bench
+            from treeplay.eval import resolve_bench
+            from treeplay.eval.evaluate import (
+                evaluate,  # the function: `treeplay.eval.evaluate` is also the module
+            )
 
             tasks = resolve_bench(bench, self.data_root, limit=limit)
             policy = self.policy(model)
@@ -138,9 +141,7 @@ class StageBuilder:
 
     def _build_tree_data(self, seed: int, arm: Arm, round_: int, opponent: str, tree_cfg: Any,
                          directory: Path) -> dict[str, Any]:  # fmt: skip
-        from treeplay.tree.pairs import pairs_for_trees
-        from treeplay.tree.records import tree_from_dict
-        from treeplay.tree.writer import build_trees
+        from treeplay.tree import build_trees, pairs_for_trees, tree_from_dict
 
         trees_path, pairs_path = directory / "trees.jsonl", directory / "pairs.jsonl"
         summary = build_trees(self.train_tasks, self.policy(opponent), config=tree_cfg, out_path=trees_path,
@@ -162,7 +163,7 @@ class StageBuilder:
         }
 
     def tree_config(self, arm: Arm) -> Any:
-        from treeplay.tree.builder import TreeConfig
+        from treeplay.tree import TreeConfig
 
         base = TreeConfig(**arm.tree)
         if arm.method == "selfplay":
@@ -173,7 +174,7 @@ class StageBuilder:
 
     # -- train -------------------------------------------------------------------------------
     def train_stage(self, seed: int, arm: Arm, round_: int, model_in: str, model_hash: str, data: Stage) -> Stage:
-        from treeplay.train.config import TrainConfig
+        from treeplay.train import TrainConfig
 
         directory = self.layout.round_dir(seed, arm.name, round_, "train")
         # With LoRA the next round loads this round's adapter on top of its own base (a chain of
@@ -184,8 +185,8 @@ class StageBuilder:
         where = f"seed {seed} / {arm.name} / round {round_}"
 
         def run() -> dict[str, Any]:
+            from treeplay.train import train
             from treeplay.train.data import read_pairs
-            from treeplay.train.trainer import train
 
             pairs = read_pairs(data.directory / "pairs.jsonl")
             if not pairs:

@@ -132,7 +132,7 @@ def run_dir_blocker(run_dir: Path, source: str) -> str | None:
 
 
 def _samples_per_tree(config: RunConfig, arm: Arm) -> int:
-    from treeplay.tree.config import TreeConfig
+    from treeplay.tree import TreeConfig
 
     tree = TreeConfig(**arm.tree)
     if arm.method == "selfplay":
@@ -176,7 +176,7 @@ def plan_lines(config: RunConfig, train: Sequence[Task], benches: dict[str, int]
 
 def _estimate(config: RunConfig, tree_samples: int, eval_samples: int) -> str:
     """Generated tokens of the work still to do and, for the embedded model, the sampling time."""
-    from treeplay.tree.builder import TreeConfig
+    from treeplay.tree import TreeConfig
 
     tokens = tree_samples * TreeConfig(**config.tree.given()).max_new_tokens + eval_samples * config.eval.max_new_tokens
     if config.model in EMBEDDED_MODELS:
@@ -188,8 +188,8 @@ def _estimate(config: RunConfig, tree_samples: int, eval_samples: int) -> str:
 
 def arm_option_problems(config: RunConfig, source: str) -> list[str]:
     """Tree and train options of every arm (methods and variants), validated by their configs."""
-    from treeplay.train.config import TrainConfig
-    from treeplay.tree.config import TreeConfig
+    from treeplay.train import TrainConfig
+    from treeplay.tree import TreeConfig
 
     problems = []
     for arm in config.arms():

@@ -17,11 +17,11 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from treeplay.config_fields import StageSection, pydantic_field, section_model
-from treeplay.eval.config import EvalConfig
+from treeplay.eval import EvalConfig
 from treeplay.policy.config import Backend, PolicyConfig
 from treeplay.tasks import Task, load_tasks
-from treeplay.train.config import TrainConfig
-from treeplay.tree.config import TreeConfig
+from treeplay.train import TrainConfig
+from treeplay.tree import TreeConfig
 
 METHOD_ORDER = ("sft", "selfplay", "tsp")
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from treeplay.eval.evaluate import bench_slug
+from treeplay.eval import bench_slug
 
 CONFIG_FILE = "config.yaml"
 BUDGET_FILE = "budget.json"
