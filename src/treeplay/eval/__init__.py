@@ -8,8 +8,15 @@ stage's config from a run config) does not import the whole stage and its heavy 
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from typing import TYPE_CHECKING
+
+from treeplay.lazy_face import lazy_face
+
+if TYPE_CHECKING:  # the real types for type checkers; nothing is imported at run time
+    from treeplay.eval.config import EvalConfig  # noqa: F401
+    from treeplay.eval.evaluate import EvalError, bench_slug, resolve_bench  # noqa: F401
+    from treeplay.eval.report import write_report  # noqa: F401
+    from treeplay.eval.report_data import collect_run  # noqa: F401
 
 _FACE = {
     "resolve_bench": "treeplay.eval.evaluate",
@@ -19,10 +26,4 @@ _FACE = {
     "write_report": "treeplay.eval.report",
     "collect_run": "treeplay.eval.report_data",
 }
-__all__ = sorted(_FACE)
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _FACE:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(_FACE[name]), name)
+__getattr__, __all__ = lazy_face(__name__, _FACE)

@@ -7,18 +7,17 @@ stage's config from a run config) does not import the whole stage and its heavy 
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from typing import TYPE_CHECKING
+
+from treeplay.lazy_face import lazy_face
+
+if TYPE_CHECKING:  # the real types for type checkers; nothing is imported at run time
+    from treeplay.train.config import TrainConfig  # noqa: F401
+    from treeplay.train.trainer import TrainResult, train  # noqa: F401
 
 _FACE = {
     "train": "treeplay.train.trainer",
     "TrainResult": "treeplay.train.trainer",
     "TrainConfig": "treeplay.train.config",
 }
-__all__ = sorted(_FACE)
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _FACE:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(_FACE[name]), name)
+__getattr__, __all__ = lazy_face(__name__, _FACE)

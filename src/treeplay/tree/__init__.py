@@ -7,8 +7,16 @@ stage's config from a run config) does not import the whole stage and its heavy 
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from typing import TYPE_CHECKING
+
+from treeplay.lazy_face import lazy_face
+
+if TYPE_CHECKING:  # the real types for type checkers; nothing is imported at run time
+    from treeplay.tree.builder import TreeBuilder  # noqa: F401
+    from treeplay.tree.config import TreeConfig  # noqa: F401
+    from treeplay.tree.pairs import pairs_for_trees  # noqa: F401
+    from treeplay.tree.records import Branch, Node, Pair, Tree, pair_from_dict, tree_from_dict  # noqa: F401
+    from treeplay.tree.writer import build_trees  # noqa: F401
 
 _FACE = {
     "TreeConfig": "treeplay.tree.config",
@@ -22,10 +30,4 @@ _FACE = {
     "tree_from_dict": "treeplay.tree.records",
     "pair_from_dict": "treeplay.tree.records",
 }
-__all__ = sorted(_FACE)
-
-
-def __getattr__(name: str) -> Any:
-    if name not in _FACE:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(_FACE[name]), name)
+__getattr__, __all__ = lazy_face(__name__, _FACE)
