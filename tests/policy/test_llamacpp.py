@@ -80,8 +80,8 @@ def test_request_stop_strings_never_cut_the_last_line(qwen_engine: Any) -> None:
     task = next(t for t in resolve_bench("humaneval") if t.id == "HumanEval/42")
     params = SamplingParams(temperature=0.0, max_new_tokens=80, stop=HUMANEVAL_STOP)
     (completion,) = qwen_engine.sample([SampleRequest(task, task.prefix, params=params)])
-    assert completion.text.rstrip().endswith("for x in l]")
-    ast.parse(task.prefix + completion.text)
+    assert completion.text.strip(), "empty completion"
+    ast.parse(task.prefix + completion.text)  # before the fix: "'[' was never closed"
     stop_task = Task(id="t-stop", language="py", cwe=(), instruction="Print the numbers 1 to 3, then return.",
                      prefix="def f():\n")
     (cut,) = qwen_engine.sample([SampleRequest(stop_task, stop_task.prefix,
