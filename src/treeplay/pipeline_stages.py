@@ -69,11 +69,8 @@ class StageBuilder:
         """The policy for `model` (base id or a trained model dir), loaded once while it is in use."""
         if self._policy_cache and self._policy_cache[0] == model:
             return self._policy_cache[1]
-        from treeplay.policy import load_policy
-
         self._policy_cache = None
-        kwargs: dict[str, Any] = {"device": self.config.device, "threads": self.config.threads}
-        policy = load_policy(model, backend=self.config.backend, **kwargs)
+        policy = self.config.policy_config(model).load()
         self._policy_cache = (model, policy)
         return policy
 
@@ -107,11 +104,8 @@ class StageBuilder:
             tasks = resolve_bench(bench, self.data_root, limit=limit)
             policy = self.policy(model)
             with progress_bar(f"eval {bench}", self.console) as advance:
-                metrics = evaluate(
-                    policy, tasks, bench=bench, n=section.n, temperature=section.temperature, top_p=section.top_p,
-                    max_new_tokens=section.max_new_tokens, out_dir=directory, seed=seed,
-                    batch_tasks=section.batch_tasks, progress=advance,
-                )  # fmt: skip
+                metrics = evaluate(policy, tasks, bench=bench, config=section.stage_config(), out_dir=directory,
+                                   seed=seed, progress=advance)  # fmt: skip
             return {"tasks": len(tasks), "metrics_file": str(directory / "metrics.json"), "summary": _headline(metrics)}
 
         return Stage(f"seed {seed} / {arm} / eval {bench}", directory, inputs, run, kind="eval", arm=arm, bench=bench)

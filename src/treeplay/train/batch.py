@@ -10,7 +10,7 @@ from torch import nn
 
 from treeplay.train.config import TrainConfig
 from treeplay.train.data import EncodedPair
-from treeplay.train.logprobs import completion_token_logps
+from treeplay.train.logprobs import completion_token_logps, scoring_mode
 from treeplay.train.losses import divergence_index, first_divergent_weights, sft_loss, tsp_loss
 
 
@@ -103,21 +103,16 @@ def preference_margins(
     if not pairs:
         raise ValueError("preference_margins: no pairs")
     margins, token_margins, wins = [], [], 0
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            for start in range(0, len(pairs), batch_size):
-                chunk = pairs[start : start + batch_size]
-                scored = completion_token_logps(model, _pair_items(chunk), prefix_sharing=prefix_sharing)
-                for j, p in enumerate(chunk):
-                    c, r = scored.row(2 * j).sum().item(), scored.row(2 * j + 1).sum().item()
-                    margins.append(c - r)
-                    tm = c / len(p.chosen_ids) - r / len(p.rejected_ids)
-                    token_margins.append(tm)
-                    wins += tm > 0
-    finally:
-        model.train(was_training)
+    with scoring_mode(model):
+        for start in range(0, len(pairs), batch_size):
+            chunk = pairs[start : start + batch_size]
+            scored = completion_token_logps(model, _pair_items(chunk), prefix_sharing=prefix_sharing)
+            for j, p in enumerate(chunk):
+                c, r = scored.row(2 * j).sum().item(), scored.row(2 * j + 1).sum().item()
+                margins.append(c - r)
+                tm = c / len(p.chosen_ids) - r / len(p.rejected_ids)
+                token_margins.append(tm)
+                wins += tm > 0
     n = len(margins)
     return {
         "pairs": float(n),

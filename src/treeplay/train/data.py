@@ -10,11 +10,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
-import torch
 from torch import nn
 
 from treeplay.jsonl import append_jsonl, read_jsonl, repair_truncated_tail
-from treeplay.train.logprobs import completion_token_logps
+from treeplay.train.logprobs import completion_token_logps, scoring_mode
 from treeplay.tree.records import Pair
 
 
@@ -177,33 +176,28 @@ def compute_reference_logprobs(
             result[n] = replace(p, ref_chosen=tuple(r["chosen"]), ref_rejected=tuple(r["rejected"]) if p.rejected_ids else None)
         else:
             todo.append(n)
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            for start in range(0, len(todo), batch_size):
-                chunk = todo[start : start + batch_size]
-                items: list[tuple[Sequence[int], Sequence[int]]] = []
-                for n in chunk:
-                    p = result[n]
-                    items.append((p.prompt_ids, p.chosen_ids))
-                    if p.rejected_ids:
-                        items.append((p.prompt_ids, p.rejected_ids))
-                scored = completion_token_logps(model, items, prefix_sharing=prefix_sharing)
-                rows = iter(range(len(items)))
-                lines = []
-                for n in chunk:
-                    p = result[n]
-                    ref_c = tuple(scored.row(next(rows)).tolist())
-                    ref_r = tuple(scored.row(next(rows)).tolist()) if p.rejected_ids else None
-                    result[n] = replace(p, ref_chosen=ref_c, ref_rejected=ref_r)
-                    lines.append({"key": p.key, "chosen": list(ref_c), "rejected": list(ref_r or ())})
-                if cache_path is not None:
-                    append_jsonl(cache_path, lines)
-                if on_batch is not None:
-                    on_batch(len(chunk))
-    finally:
-        model.train(was_training)
+    with scoring_mode(model):
+        for start in range(0, len(todo), batch_size):
+            chunk = todo[start : start + batch_size]
+            items: list[tuple[Sequence[int], Sequence[int]]] = []
+            for n in chunk:
+                p = result[n]
+                items.append((p.prompt_ids, p.chosen_ids))
+                if p.rejected_ids:
+                    items.append((p.prompt_ids, p.rejected_ids))
+            scored = completion_token_logps(model, items, prefix_sharing=prefix_sharing)
+            rows = iter(range(len(items)))
+            lines = []
+            for n in chunk:
+                p = result[n]
+                ref_c = tuple(scored.row(next(rows)).tolist())
+                ref_r = tuple(scored.row(next(rows)).tolist()) if p.rejected_ids else None
+                result[n] = replace(p, ref_chosen=ref_c, ref_rejected=ref_r)
+                lines.append({"key": p.key, "chosen": list(ref_c), "rejected": list(ref_r or ())})
+            if cache_path is not None:
+                append_jsonl(cache_path, lines)
+            if on_batch is not None:
+                on_batch(len(chunk))
     return result
 
 

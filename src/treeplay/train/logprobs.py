@@ -20,7 +20,8 @@ golden continuation that is "chosen" in several pairs of a node) are computed on
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -265,3 +266,15 @@ class CompletionScorer(nn.Module):
         return completion_token_logps(
             self.lm, items, prefix_sharing=self.prefix_sharing, pad_token_id=self.pad_token_id
         )
+
+
+@contextlib.contextmanager
+def scoring_mode(model: nn.Module) -> Iterator[None]:
+    """No-grad eval mode for scoring (dropout off), restoring the model's train/eval mode after."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        model.train(was_training)
