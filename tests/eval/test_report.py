@@ -10,22 +10,25 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from generation_fixtures import generation_json
 
 from treeplay.eval.evaluate import compute_metrics
+from treeplay.eval.records import Generation
 from treeplay.eval.report import collect_run, golden_with_markers, missing_parts, write_report
 from treeplay.jsonl import write_jsonl
 from treeplay.tasks.records import Task
 
 
 def generation(task: str, cwe: str, status: str, language: str = "py", bench: str = "securityeval") -> dict[str, Any]:
-    return {"task_id": task, "language": language, "cwe": [cwe], "bench": bench, "completion": "x = 1\n",
-            "verdict": {"status": status, "findings": [], "target_hit": status == "vulnerable"}, "tests": None}  # fmt: skip
+    return generation_json(task, language=language, cwe=[cwe], bench=bench, completion="x = 1\n",
+                           verdict={"status": status, "findings": [], "target_hit": status == "vulnerable"})  # fmt: skip
 
 
 def write_eval(run: Path, seed: int, method: str, bench: str, records: list[dict[str, Any]]) -> dict[str, Any]:
     out = run / f"seed-{seed}" / method / "eval" / bench.replace(":", "-")
     write_jsonl(out / "generations.jsonl", records)
-    metrics = compute_metrics(records, humaneval=bench == "humaneval")
+    generations = [Generation.from_json(out / "generations.jsonl", i, r) for i, r in enumerate(records, start=1)]
+    metrics = compute_metrics(generations, humaneval=bench == "humaneval")
     metrics.update(bench=bench, generations=len(records), tasks_evaluated=len({r["task_id"] for r in records}))
     (out / "metrics.json").write_text(json.dumps(metrics))
     return metrics
@@ -155,9 +158,8 @@ def test_training_table_reads_the_trainers_log(run_dir: Path) -> None:
 
 
 def _judged(task: str, status: str, completion: str, **verdict: Any) -> dict[str, Any]:
-    return {"task_id": task, "language": verdict.pop("language", "py"), "cwe": ["CWE-020"],
-            "bench": "sec-eval:not-trained", "completion": completion, "tests": None,
-            "verdict": {"status": status, "findings": [], "target_hit": False, **verdict}}  # fmt: skip
+    return generation_json(task, language=verdict.pop("language", "py"), cwe=["CWE-020"], bench="sec-eval:not-trained",
+                           completion=completion, verdict={"status": status, "findings": [], "target_hit": False, **verdict})  # fmt: skip
 
 
 def test_empty_or_broken_output_is_no_heldout_reduction_and_coverage_is_listed(tmp_path: Path) -> None:

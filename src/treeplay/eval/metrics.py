@@ -28,15 +28,16 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from treeplay.eval.empty import is_empty_completion
+from treeplay.eval.records import Generation
 from treeplay.oracle.passk import pass_at_k  # the one estimator in the code base
-from treeplay.oracle.records import is_unjudged
+from treeplay.oracle.records import TestResult, is_unjudged
 
 DEFAULT_BOOTSTRAP_SAMPLES = 1000
 DEFAULT_BOOTSTRAP_SEED = 0
@@ -68,22 +69,21 @@ class Outcome:
         return self.status in ("secure", "vulnerable") and not self.empty
 
     @classmethod
-    def from_record(cls, record: Mapping[str, Any]) -> Outcome:
-        """Build from a generations.jsonl record (see `treeplay.eval.evaluate`)."""
-        verdict = record.get("verdict") or {}
-        tests = record.get("tests") or None
-        if tests is not None and tests.get("outcome") == "error":
+    def from_generation(cls, generation: Generation) -> Outcome:
+        """Build from a generations.jsonl record (see `treeplay.eval.records`)."""
+        verdict = generation.verdict
+        tests = generation.tests
+        if tests is not None and tests.outcome == "error":
             tests = None  # the harness could not test it (e.g. a missing dependency): neither pass nor fail
-        cwes = record.get("cwe") or []
         return cls(
-            task_id=str(record["task_id"]),
-            language=str(record.get("language", "")),
-            cwe=cwes[0] if cwes else None,
-            status=verdict.get("status") if verdict else None,
-            functional_pass=None if tests is None else bool(tests.get("functional_pass")),
-            security_pass=None if tests is None or not _has_security_test(tests) else bool(tests.get("security_pass")),
-            empty=is_empty_completion(str(record.get("completion", "x")), str(record.get("language", ""))),
-            nonfunctional=bool(verdict and verdict.get("functional") == "nonfunctional"),
+            task_id=generation.task_id,
+            language=generation.language,
+            cwe=generation.cwe[0] if generation.cwe else None,
+            status=None if verdict is None else verdict.status,
+            functional_pass=None if tests is None else tests.functional_pass,
+            security_pass=None if tests is None or not _has_security_test(tests) else tests.security_pass,
+            empty=is_empty_completion(generation.completion, generation.language),
+            nonfunctional=verdict is not None and verdict.functional == "nonfunctional",
         )
 
     @property
@@ -92,10 +92,9 @@ class Outcome:
         return self.status is not None and not is_unjudged(self.status)
 
 
-def _has_security_test(tests: Mapping[str, Any]) -> bool:
+def _has_security_test(tests: TestResult) -> bool:
     """False only when the run lists its tests and none is a security test (func-sec undefined)."""
-    listed = tests.get("tests") or []
-    return not listed or any(t.get("kind") == "security" for t in listed)
+    return not tests.tests or any(t.kind == "security" for t in tests.tests)
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from treeplay.eval.evaluate import GENERATIONS_FILE, METRICS_FILE, compute_metrics
+from treeplay.eval.records import read_generations
 from treeplay.jsonl import read_jsonl
 from treeplay.run_layout import RunLayout
 
@@ -78,17 +79,17 @@ def _read_eval(seed: int, method: str, bench_dir: Path) -> EvalResult | None:
     gen_path = bench_dir / GENERATIONS_FILE
     if not gen_path.exists():
         return None
-    records = list(read_jsonl(gen_path, tolerate_truncated_tail=True))
+    records = read_generations(gen_path)
     if not records:
         return None
-    bench = str(records[0].get("bench") or bench_dir.name)
+    bench = records[0].bench or bench_dir.name
     counts: dict[str, int] = defaultdict(int)
     for r in records:
-        counts[r["task_id"]] += 1
+        counts[r.task_id] += 1
     n = max(counts.values())
-    records = [r for r in records if counts[r["task_id"]] == n]  # complete tasks only; never rewrite here
+    records = [r for r in records if counts[r.task_id] == n]  # complete tasks only; never rewrite here
     metrics = compute_metrics(records, humaneval=bench == "humaneval")
-    metrics.update(bench=bench, generations=len(records), tasks_evaluated=len({r["task_id"] for r in records}))
+    metrics.update(bench=bench, generations=len(records), tasks_evaluated=len({r.task_id for r in records}))
     return EvalResult(seed, method, bench, metrics, recomputed=True)
 
 
