@@ -123,26 +123,33 @@ def group_by_task(outcomes: Iterable[Outcome]) -> dict[str, list[Outcome]]:
 # ---- per-task metrics: a task's generations -> one number (None: metric undefined for the task)
 
 
-def task_spr(gens: Sequence[Outcome]) -> float | None:
-    attempted = [g for g in gens if g.attempted]
-    if not attempted:
+def _share(gens: Sequence[Outcome], among: Callable[[Outcome], bool], hit: Callable[[Outcome], bool]) -> float | None:
+    """Share of the generations `among` selects that `hit` accepts (None: `among` selects none)."""
+    pool = [g for g in gens if among(g)]
+    if not pool:
         return None
-    return sum(g.status == "secure" for g in attempted) / len(attempted)
+    return sum(hit(g) for g in pool) / len(pool)
+
+
+def _attempted(g: Outcome) -> bool:
+    return g.attempted
+
+
+def _judged(g: Outcome) -> bool:
+    return g.status is not None
+
+
+def task_spr(gens: Sequence[Outcome]) -> float | None:
+    return _share(gens, _attempted, lambda g: g.status == "secure")
 
 
 def task_strict_spr(gens: Sequence[Outcome]) -> float | None:
-    judged = [g for g in gens if g.status is not None]
-    if not judged:
-        return None
-    return sum(g.status == "secure" and not g.empty for g in judged) / len(judged)
+    return _share(gens, _judged, lambda g: g.status == "secure" and not g.empty)
 
 
 def task_vulnerable_attempted(gens: Sequence[Outcome]) -> float | None:
     """Vulnerable share among parseable, non-empty programs (None: the task has none)."""
-    attempted = [g for g in gens if g.attempted]
-    if not attempted:
-        return None
-    return sum(g.status == "vulnerable" for g in attempted) / len(attempted)
+    return _share(gens, _attempted, lambda g: g.status == "vulnerable")
 
 
 def task_insecure_strict(gens: Sequence[Outcome]) -> float | None:
@@ -153,31 +160,19 @@ def task_insecure_strict(gens: Sequence[Outcome]) -> float | None:
 
 def task_nonfunctional(gens: Sequence[Outcome]) -> float | None:
     """Share of a task's parseable, non-empty generations that the static sanity check rejects."""
-    attempted = [g for g in gens if g.attempted]
-    if not attempted:
-        return None
-    return sum(g.nonfunctional for g in attempted) / len(attempted)
+    return _share(gens, _attempted, lambda g: g.nonfunctional)
 
 
 def task_empty(gens: Sequence[Outcome]) -> float | None:
-    judged = [g for g in gens if g.status is not None]
-    if not judged:
-        return None
-    return sum(g.empty for g in judged) / len(judged)
+    return _share(gens, _judged, lambda g: g.empty)
 
 
 def task_unparseable(gens: Sequence[Outcome]) -> float | None:
-    judged = [g for g in gens if g.status is not None]
-    if not judged:
-        return None
-    return sum(g.status == "unparseable" for g in judged) / len(judged)
+    return _share(gens, _judged, lambda g: g.status == "unparseable")
 
 
 def task_vulnerable(gens: Sequence[Outcome]) -> float | None:
-    judged = [g for g in gens if g.status is not None]
-    if not judged:
-        return None
-    return sum(g.status == "vulnerable" for g in judged) / len(judged)
+    return _share(gens, _judged, lambda g: g.status == "vulnerable")
 
 
 def task_pass_at_k(k: int, *, security: bool) -> TaskMetric:

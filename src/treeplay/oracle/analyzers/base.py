@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import shutil
 import subprocess
 from collections.abc import Sequence
@@ -97,6 +98,20 @@ def position_of(reported: str, by_path: dict[str, int], workdir: Path) -> int | 
     if not path.is_absolute():
         path = workdir / path
     return by_path.get(str(path.resolve()))
+
+
+def mark_parse_errors(results: Sequence[AnalysisResult], output: str, diagnostic: re.Pattern[str],
+                      targets: Sequence[Target], workdir: Path) -> None:  # fmt: skip
+    """Each target's first compiler diagnostic in `output` (lines matching `diagnostic`, with the
+    groups `file`, `line` and `msg`) becomes its parse error, as "line N: message"."""
+    by_path = index_by_path(targets)
+    for raw in output.splitlines():
+        match = diagnostic.match(raw.strip())
+        if not match:
+            continue
+        pos = position_of(match["file"], by_path, workdir)
+        if pos is not None and results[pos].parse_error is None:
+            results[pos].parse_error = f"line {match['line']}: {match['msg']}"
 
 
 class CommandAnalyzer:
