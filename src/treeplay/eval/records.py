@@ -97,13 +97,18 @@ def iter_generations(path: Path | str) -> Iterator[Generation]:
 
 # ---- reading fields, and the nested oracle records
 
-_REQUIRED: Any = object()  # no default: the field must be present
+_ABSENT: Any = object()  # a field that may be missing and is: the dataclass default applies
+
+
+def _given(**values: Any) -> dict[str, Any]:
+    """The keyword arguments that were present (the others take their dataclass defaults)."""
+    return {name: value for name, value in values.items() if value is not _ABSENT}
 
 
 class _Reader:
     """Typed access to the fields of one JSON object; errors name the file, the line and the field
-    path. A field given a `default` may be missing; values keep their JSON type (a float field
-    written as `1` stays `1`), so `Generation.to_json` gives back what was read."""
+    path. With `may_miss`, a missing field reads as `_ABSENT` (its dataclass default applies); values
+    keep their JSON type (a float field written as `1` stays `1`), so `to_json` gives back the line."""
 
     def __init__(self, path: Path | str, line: int, obj: Mapping[str, Any], prefix: str) -> None:
         self.path, self.line, self.obj, self.prefix = path, line, obj, prefix
@@ -111,47 +116,49 @@ class _Reader:
     def fail(self, name: str, problem: str) -> GenerationError:
         return GenerationError(f"{self.path}:{self.line}: field '{self.prefix}{name}': {problem}")
 
-    def value(self, name: str, check: Callable[[Any], bool], expected: str, default: Any = _REQUIRED,
-              *, optional: bool = False) -> Any:  # fmt: skip
+    def value(self, name: str, check: Callable[[Any], bool], expected: str, *, may_miss: bool = False,
+              optional: bool = False) -> Any:  # fmt: skip
         if name not in self.obj:
-            if default is _REQUIRED:
-                raise self.fail(name, "missing")
-            return default
+            if may_miss:
+                return _ABSENT
+            raise self.fail(name, "missing")
         value = self.obj[name]
         if (value is None and optional) or check(value):
             return value
         raise self.fail(name, f"expected {expected}{' or null' if optional else ''}, got {_kind(value)}")
 
-    def string(self, name: str, default: Any = _REQUIRED, *, optional: bool = False) -> Any:
-        return self.value(name, lambda v: isinstance(v, str), "a string", default, optional=optional)
+    def string(self, name: str, *, may_miss: bool = False, optional: bool = False) -> Any:
+        return self.value(name, lambda v: isinstance(v, str), "a string", may_miss=may_miss, optional=optional)
 
     def integer(self, name: str) -> int:
         return int(self.value(name, _is_int, "an integer"))
 
-    def number(self, name: str, default: float) -> Any:
-        return self.value(name, _is_number, "a number", default)
+    def number(self, name: str, *, may_miss: bool = False) -> Any:
+        return self.value(name, _is_number, "a number", may_miss=may_miss)
 
-    def boolean(self, name: str, default: Any = _REQUIRED, *, optional: bool = False) -> Any:
-        return self.value(name, lambda v: isinstance(v, bool), "true or false", default, optional=optional)
+    def boolean(self, name: str, *, may_miss: bool = False, optional: bool = False) -> Any:
+        return self.value(name, lambda v: isinstance(v, bool), "true or false", may_miss=may_miss, optional=optional)
 
-    def choice(self, name: str, choices: tuple[str, ...], default: Any = _REQUIRED) -> Any:
-        value = self.string(name, default)
-        if value not in choices:
+    def choice(self, name: str, choices: tuple[str, ...], *, may_miss: bool = False) -> Any:
+        value = self.string(name, may_miss=may_miss)
+        if value is not _ABSENT and value not in choices:
             raise self.fail(name, f"unknown value {value!r} (known: {', '.join(choices)})")
         return value
 
-    def strings(self, name: str, default: Any = _REQUIRED) -> tuple[str, ...]:
+    def strings(self, name: str, *, may_miss: bool = False) -> Any:
         items = self.value(name, lambda v: isinstance(v, list) and all(isinstance(x, str) for x in v),
-                           "a list of strings", default)  # fmt: skip
-        return tuple(items)
+                           "a list of strings", may_miss=may_miss)  # fmt: skip
+        return items if items is _ABSENT else tuple(items)
 
     def nested(self, name: str, build: Callable[[_Reader], T], *, optional: bool = False) -> T | None:
         obj = self.value(name, lambda v: isinstance(v, dict), "an object", optional=optional)
         return None if obj is None else build(_Reader(self.path, self.line, obj, f"{self.prefix}{name}."))
 
-    def items(self, name: str, build: Callable[[_Reader], T]) -> tuple[T, ...]:
+    def items(self, name: str, build: Callable[[_Reader], T], *, may_miss: bool = False) -> Any:
         objs = self.value(name, lambda v: isinstance(v, list) and all(isinstance(x, dict) for x in v),
-                          "a list of objects", [])  # fmt: skip
+                          "a list of objects", may_miss=may_miss)  # fmt: skip
+        if objs is _ABSENT:
+            return objs
         return tuple(build(_Reader(self.path, self.line, o, f"{self.prefix}{name}[{i}].")) for i, o in enumerate(objs))
 
 
@@ -183,36 +190,36 @@ def _finding(r: _Reader) -> Finding:
 
 
 def _verdict(r: _Reader) -> Verdict:
-    """A `Verdict`; fields with a default in the dataclass may be missing (defaults as there)."""
-    return Verdict(
+    """A `Verdict`; the fields with a default in the dataclass may be missing."""
+    return Verdict(**_given(
         status=r.choice("status", tuple(STATUS_KIND)),
-        findings=r.items("findings", _finding),
-        analyzers_run=r.strings("analyzers_run", ()),
-        elapsed_s=r.number("elapsed_s", 0.0),
-        target_hit=r.boolean("target_hit", None, optional=True),
-        error=r.string("error", None, optional=True),
-        failed_analyzers=r.strings("failed_analyzers", ()),
-        functional=r.choice("functional", get_args(FunctionalStatus), "unchecked"),
-        functional_error=r.string("functional_error", None, optional=True),
-    )
+        findings=r.items("findings", _finding, may_miss=True),
+        analyzers_run=r.strings("analyzers_run", may_miss=True),
+        elapsed_s=r.number("elapsed_s", may_miss=True),
+        target_hit=r.boolean("target_hit", may_miss=True, optional=True),
+        error=r.string("error", may_miss=True, optional=True),
+        failed_analyzers=r.strings("failed_analyzers", may_miss=True),
+        functional=r.choice("functional", get_args(FunctionalStatus), may_miss=True),
+        functional_error=r.string("functional_error", may_miss=True, optional=True),
+    ))  # fmt: skip
 
 
 def _test_case(r: _Reader) -> TestCaseOutcome:
-    return TestCaseOutcome(
+    return TestCaseOutcome(**_given(
         name=r.string("name"),
         kind=r.choice("kind", _TEST_KINDS),
         passed=r.boolean("passed"),
-        message=r.string("message", ""),
-    )
+        message=r.string("message", may_miss=True),
+    ))  # fmt: skip
 
 
 def _test_result(r: _Reader) -> TestResult:
-    """A `TestResult`; fields with a default in the dataclass may be missing (defaults as there)."""
-    return TestResult(
+    """A `TestResult`; the fields with a default in the dataclass may be missing."""
+    return TestResult(**_given(
         functional_pass=r.boolean("functional_pass"),
         security_pass=r.boolean("security_pass"),
         outcome=r.choice("outcome", get_args(SandboxOutcome)),
-        tests=r.items("tests", _test_case),
-        duration_s=r.number("duration_s", 0.0),
-        output_tail=r.string("output_tail", ""),
-    )
+        tests=r.items("tests", _test_case, may_miss=True),
+        duration_s=r.number("duration_s", may_miss=True),
+        output_tail=r.string("output_tail", may_miss=True),
+    ))  # fmt: skip
