@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import tempfile
 import time
 import warnings
@@ -50,6 +51,16 @@ def warn_once(key: str, message: str) -> None:
     _WARNED.add(key)
     LOG.warning(message)
     warnings.warn(message, RuntimeWarning, stacklevel=3)
+
+
+def scratch_dir() -> str | None:
+    """Where a batch writes its snippets (one directory each): $TREEPLAY_ORACLE_TMP, else /dev/shm
+    when writable (tmpfs: on the disk-backed /tmp of a busy machine creating and removing 200 snippet
+    directories took 0.85 s of wall time, on /dev/shm 0.06 s), else the system default."""
+    chosen = os.environ.get("TREEPLAY_ORACLE_TMP")
+    if chosen:
+        return chosen
+    return "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK | os.X_OK) else None
 
 
 @dataclass
@@ -217,7 +228,7 @@ class Oracle:
         start = time.perf_counter()
         jobs = [_Job(key, prepare(code, key[1], repair=self.config.repair_partial)) for key, code in work]
         results: dict[tuple[str, str], Verdict] = {}
-        with tempfile.TemporaryDirectory(prefix="treeplay-oracle-") as tmp:
+        with tempfile.TemporaryDirectory(prefix="treeplay-oracle-", dir=scratch_dir()) as tmp:
             workdir = Path(tmp)
             for i, job in enumerate(jobs):
                 if job.prepared.parse_error is not None:
