@@ -151,6 +151,21 @@ def test_low_severity_rules_count_only_for_their_target_cwe(oracle: Oracle) -> N
     assert oracle.judge(fixed, "py", task=toctou).status == "secure"
 
 
+def test_go_unchecked_rsa_key_size_counts_only_for_cwe_326(oracle: Oracle) -> None:
+    """go-rsa-key-size-unchecked is low severity: a key size from a variable with no `< 2048` check."""
+    code = "func newKey(bits int) (*rsa.PrivateKey, error) {\n\treturn rsa.GenerateKey(rand.Reader, bits)\n}\n"
+    weak_key = Task(id="k", language="go", cwe=("CWE-326",), instruction="", prefix="")
+    other = Task(id="x", language="go", cwe=("CWE-79",), instruction="", prefix="")
+    hit = oracle.judge(code, "go", task=weak_key)
+    assert hit.status == "vulnerable" and hit.target_hit
+    assert any(f.rule.endswith("go-rsa-key-size-unchecked") and f.line == 2 and f.severity == "low"
+               for f in hit.findings)
+    assert oracle.judge(code, "go", task=other).status == "secure"
+    checked = ("func newKey(bits int) (*rsa.PrivateKey, error) {\n\tif bits < 2048 {\n"
+               "\t\treturn nil, errors.New(\"too short\")\n\t}\n\treturn rsa.GenerateKey(rand.Reader, bits)\n}\n")
+    assert oracle.judge(checked, "go", task=weak_key).status == "secure"
+
+
 
 @pytest.mark.parametrize(
     ("fragment", "repair"),
