@@ -282,3 +282,21 @@ def test_process_pool_is_reused_and_agrees_with_one_process(tmp_path: Path) -> N
         single.close()
         pooled.close()
     assert pooled._pool is None
+
+
+@pytest.mark.parametrize(
+    ("name", "context", "cwes", "constant"),
+    [
+        ("strcpy", r"\x09strcpy(prefix, THREE_DOTS); // deep", "CWE-120", True),
+        ("strcpy", "strcpy(buf, ptr); strcat(buf, \"/\");", "CWE-120", False),
+        ("snprintf", r'\x09snprintf(fn, 30, TMPDIR "~test%d", tmpcount++);', "CWE-134", True),
+        ("snprintf", "snprintf(fn, 30, fmt, tmpcount++);", "CWE-134", False),
+        ("printf", "printf(user_text);", "CWE-134", False),
+        # sprintf's overflow hit (CWE-120) stays even with a constant format
+        ("sprintf", 'sprintf(out, "%s/%s", dir, name);', "CWE-120", False),
+    ],
+)
+def test_flawfinder_constant_argument_hits(name: str, context: str, cwes: str, constant: bool) -> None:
+    from treeplay.oracle.analyzers.flawfinder import is_constant_argument_hit
+
+    assert is_constant_argument_hit(name, context, cwes) is constant
