@@ -166,6 +166,19 @@ def test_go_unchecked_rsa_key_size_counts_only_for_cwe_326(oracle: Oracle) -> No
     assert oracle.judge(checked, "go", task=weak_key).status == "secure"
 
 
+def test_js_reverse_tabnabbing_counts_only_for_cwe_200(oracle: Oracle) -> None:
+    """target=_blank without rel=noopener: low severity (browsers now imply noopener)."""
+    code = "function Source(props) {\n  return <a href={props.url} target=\"_blank\">{props.title}</a>;\n}\n"
+    exposure = Task(id="e", language="js", cwe=("CWE-200",), instruction="", prefix="")
+    other = Task(id="o", language="js", cwe=("CWE-79",), instruction="", prefix="")
+    hit = oracle.judge(code, "js", task=exposure)
+    assert hit.status == "vulnerable" and hit.target_hit
+    assert any(f.rule.endswith("js-reverse-tabnabbing") and f.line == 2 and f.severity == "low" for f in hit.findings)
+    assert oracle.judge(code, "js", task=other).status == "secure"
+    fixed = code.replace('target=\"_blank\"', 'target=\"_blank\" rel=\"noopener noreferrer\"')
+    assert oracle.judge(fixed, "js", task=exposure).status == "secure"
+
+
 
 @pytest.mark.parametrize(
     ("fragment", "repair"),
