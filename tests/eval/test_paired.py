@@ -201,8 +201,11 @@ def add_rounds(run: Path) -> None:
     """tsp, seed 0: round 1 trees (4 branches, 1 vulnerable), 3 pairs, last accuracy .75 / margin .4;
     round 2 without trees.jsonl: stage.json counts (3 vulnerable of 4), 5 pairs, accuracy 1.0 / margin .9."""
     r1, r2 = run / "seed-0" / "tsp" / "round-1", run / "seed-0" / "tsp" / "round-2"
-    branches = [{"node_id": "n0", "label": lab} for lab in ("vulnerable", "secure", "secure", "unparseable")]
-    write_jsonl(r1 / "data" / "trees.jsonl", [{"task_id": "t1", "branches": branches, "nodes": []}])
+    branches = [{"node_id": "n0", "prefix": "", "completion": "x\n", "label": lab}
+                for lab in ("vulnerable", "secure", "secure", "unparseable")]
+    node = {"id": "n0", "parent": None, "char_offset": 0, "strategy": "diff", "prefix_hash": "h"}
+    write_jsonl(r1 / "data" / "trees.jsonl",
+                [{"task_id": "t1", "golden_source": "none", "branches": branches, "nodes": [node]}])  # fmt: skip
     (r1 / "data" / "stage.json").write_text(json.dumps({"inputs_hash": "a", "pairs": 3}))
     write_jsonl(r1 / "train" / "metrics.jsonl", [{"step": 1, "loss": 0.7, "rewards/accuracy": 0.5,
                 "rewards/margin": 0.1}, {"step": 2, "loss": 0.6, "rewards/accuracy": 0.75, "rewards/margin": 0.4}])  # fmt: skip

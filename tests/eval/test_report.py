@@ -17,6 +17,7 @@ from treeplay.eval.records import Generation
 from treeplay.eval.report import collect_run, golden_with_markers, missing_parts, write_report
 from treeplay.jsonl import write_jsonl
 from treeplay.tasks.records import Task
+from treeplay.tree.records import tree_from_dict
 
 
 def generation(task: str, cwe: str, status: str, language: str = "py", bench: str = "securityeval") -> dict[str, Any]:
@@ -145,8 +146,22 @@ def test_missing_and_partial_runs(tmp_path: Path) -> None:
 
 
 def test_golden_markers_follow_node_offsets() -> None:
-    marked = golden_with_markers(TREE)
+    marked = golden_with_markers(tree_from_dict(TREE))
     assert marked.startswith("«n0»cur.execute(q, (name,))\n«n1»return")
+
+
+def test_a_bad_tree_record_is_a_note_naming_file_line_and_field(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    write_eval(run, 0, "base", "securityeval", [generation("t0", "CWE-89", "secure")])
+    bad = dict(TREE, nodes=[dict(TREE["nodes"][0]), dict(TREE["nodes"][1], char_offset="24")])
+    trees = run / "seed-0" / "tsp" / "round-1" / "data" / "trees.jsonl"
+    write_jsonl(trees, [TREE, bad])
+    data = collect_run(run)
+    assert data.trees == []  # the file's trees are dropped, as for unreadable JSON
+    assert data.notes == [f"could not read seed-0/tsp/round-1/data/trees.jsonl: {trees}:2: bad tree record: "
+                          "field 'nodes[1].char_offset': expected int, got str"]  # fmt: skip
+    markdown = write_report(run)[0].read_text()
+    assert "field 'nodes[1].char_offset'" in markdown and "## Example trees" not in markdown
 
 
 def test_training_table_reads_the_trainers_log(run_dir: Path) -> None:
