@@ -5,6 +5,7 @@ the snippet scratch directory (docs/oracle.md "Speed")."""
 from __future__ import annotations
 
 import copy
+import os
 from pathlib import Path
 from typing import Any
 
@@ -160,3 +161,12 @@ def test_scratch_dir_honours_the_environment(monkeypatch: pytest.MonkeyPatch, tm
     assert scratch_dir() == str(tmp_path)
     monkeypatch.delenv("TREEPLAY_ORACLE_TMP")
     assert scratch_dir() in ("/dev/shm", None)
+
+
+def test_scratch_dir_skips_a_small_dev_shm(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TREEPLAY_ORACLE_TMP", raising=False)
+    small = os.statvfs_result((4096, 4096, 16384, 16384, 16384, 0, 0, 0, 0, 255))  # 64 MiB, all free
+    monkeypatch.setattr(os, "statvfs", lambda path: small)
+    monkeypatch.setattr(os, "access", lambda path, mode: True)
+    monkeypatch.setattr(os.path, "isdir", lambda path: True)
+    assert scratch_dir() is None
