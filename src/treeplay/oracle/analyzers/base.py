@@ -6,7 +6,7 @@ import logging
 import re
 import shutil
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -71,12 +71,14 @@ def which(*names: str) -> str | None:
 
 
 def run_tool(cmd: Sequence[str], *, timeout_s: float, cwd: Path | None = None, ok_codes: Sequence[int] = (0,),
-             input_text: str | None = None) -> subprocess.CompletedProcess[str]:
-    """Run an analyzer; ToolError with its stderr tail when it fails or times out."""
+             input_text: str | None = None, env: Mapping[str, str] | None = None
+             ) -> subprocess.CompletedProcess[str]:
+    """Run an analyzer (environment: this process's, or `env`); ToolError with its stderr tail when it
+    fails or times out."""
     try:
         proc = subprocess.run(
             list(cmd), cwd=cwd, capture_output=True, text=True, timeout=timeout_s, input=input_text,
-            check=False,
+            check=False, env=None if env is None else dict(env),
         )
     except subprocess.TimeoutExpired as exc:
         raise ToolError(f"{cmd[0]} timed out after {timeout_s:.0f}s") from exc
