@@ -22,57 +22,54 @@ never used to choose a rule.
 from __future__ import annotations
 
 import argparse
-import json
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from treeplay.eval.agreement import oracle_vs_tests
 from treeplay.eval.evaluate import GENERATIONS_FILE, bench_slug, resolve_bench
+from treeplay.eval.records import Generation, read_generations
 from treeplay.run_layout import RunLayout
 
 
-def read_generations(run_dirs: Iterable[Path], bench: str) -> dict[str, list[dict[str, Any]]]:
+def read_run_generations(run_dirs: Iterable[Path], bench: str) -> dict[str, list[Generation]]:
     """arm -> generation records of `bench` over every seed of every run dir."""
-    by_arm: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    by_arm: dict[str, list[Generation]] = defaultdict(list)
     for run_dir in run_dirs:
         for _, arm, directory in RunLayout(run_dir).found_evals():
             if directory.name != bench_slug(bench):
                 continue
-            path = directory / GENERATIONS_FILE
-            for line_no, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-                try:
-                    by_arm[arm].append(json.loads(line))
-                except json.JSONDecodeError as error:
-                    raise SystemExit(f"{path}:{line_no}: not JSON ({error})") from error
+            try:
+                by_arm[arm].extend(read_generations(directory / GENERATIONS_FILE))
+            except ValueError as error:  # names the file, the line and the field
+                raise SystemExit(str(error)) from error
     return dict(by_arm)
 
 
-def rejudge(records: list[dict[str, Any]], bench: str) -> list[dict[str, Any]]:
+def rejudge(records: list[Generation], bench: str) -> list[Generation]:
     """The same records with the verdict of the installed oracle (task CWE from the bench)."""
-    from treeplay.jsonl import to_jsonable
     from treeplay.oracle import judge_many
 
     tasks = {task.id: task for task in resolve_bench(bench)}
-    missing = sorted({r["task_id"] for r in records} - tasks.keys())
+    missing = sorted({r.task_id for r in records} - tasks.keys())
     if missing:
         raise SystemExit(f"bench {bench}: tasks {missing[:3]} of the run are not in the bench")
-    verdicts = judge_many([(r["program"], tasks[r["task_id"]].language, tasks[r["task_id"]]) for r in records])
-    return [{**r, "verdict": to_jsonable(v)} for r, v in zip(records, verdicts, strict=True)]
+    verdicts = judge_many([(r.program, tasks[r.task_id].language, tasks[r.task_id]) for r in records])
+    return [replace(r, verdict=v) for r, v in zip(records, verdicts, strict=True)]
 
 
-def task_cwe_only(record: dict[str, Any]) -> dict[str, Any]:
+def task_cwe_only(record: Generation) -> Generation:
     """The record with `vulnerable` kept only when a finding matches the task's CWE."""
     from treeplay.oracle.cwe import matches
 
-    verdict = record.get("verdict") or {}
-    if verdict.get("status") != "vulnerable":
+    verdict = record.verdict
+    if verdict is None or verdict.status != "vulnerable":
         return record
-    cwes = tuple(record.get("cwe") or ())
-    if any(matches(f.get("cwe"), cwes) for f in verdict.get("findings") or []):
+    if any(matches(f.cwe, record.cwe) for f in verdict.findings):
         return record
-    return {**record, "verdict": {**verdict, "status": "secure"}}
+    return replace(record, verdict=replace(verdict, status="secure"))
 
 
 def _share(numerator: int, denominator: int) -> str:
@@ -96,7 +93,7 @@ def main() -> None:
     parser.add_argument("--rejudge", action="store_true", help="judge the stored programs with the installed oracle")
     parser.add_argument("--task-cwe", action="store_true", help="flagged = a finding of the task's CWE")
     args = parser.parse_args()
-    by_arm = read_generations(args.run_dirs, args.bench)
+    by_arm = read_run_generations(args.run_dirs, args.bench)
     if not by_arm:
         raise SystemExit(f"no {args.bench} generations under {', '.join(map(str, args.run_dirs))}")
     if args.rejudge:

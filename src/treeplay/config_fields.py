@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import typing
 from functools import cache
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import (
     BaseModel,
@@ -99,20 +99,23 @@ class StageSection(BaseModel):
         return dict(self._given)
 
 
-def pydantic_field(config: type, name: str) -> Any:
-    """`pydantic.Field` of field `name` of a config dataclass: its default, help text and bounds."""
+def pydantic_field(config: type, name: str, *, required_ok: bool = False) -> Any:
+    """`pydantic.Field` of field `name` of a config dataclass: its default, help text and bounds
+    (a field without a default is required when `required_ok`, else a TypeError)."""
     f = config_fields(config)[name]
     default = default_of(f)
-    if default is dataclasses.MISSING:
-        raise TypeError(f"{config.__name__}.{name}: a stage config field needs a default")
     bounds = {k: f.metadata[k] for k in BOUNDS if k in f.metadata}
+    if default is dataclasses.MISSING:
+        if not required_ok:
+            raise TypeError(f"{config.__name__}.{name}: a stage config field needs a default")
+        return Field(description=f.metadata.get("help"), **bounds)
     return Field(default=default, description=f.metadata.get("help"), **bounds)
 
 
-def section_fields(config: type, *, exclude: tuple[str, ...] = ()) -> dict[str, Any]:
+def section_fields(config: type, *, exclude: tuple[str, ...] = (), required_ok: bool = False) -> dict[str, Any]:
     """`create_model` field specs of `config`'s fields: type, dataclass default, help and bounds."""
     types = field_types(config)
-    return {f.name: (types[f.name], pydantic_field(config, f.name))
+    return {f.name: (types[f.name], pydantic_field(config, f.name, required_ok=required_ok))
             for f in dataclasses.fields(config) if f.name not in exclude}
 
 
@@ -123,3 +126,24 @@ def section_model(config: type, *, exclude: tuple[str, ...] = ()) -> type[StageS
         f"{config.__name__}Section", __base__=StageSection, **section_fields(config, exclude=exclude)
     )
     return typing.cast(type[StageSection], model)
+
+
+class ConfigSection(BaseModel):
+    """A YAML section that holds a whole stage config (e.g. `train_tasks:`), not an override: unknown
+    keys refused, fields without a default required, every field dumped (defaults included)."""
+
+    model_config = ConfigDict(extra="forbid")
+    stage_class: ClassVar[type]
+
+    def stage_config(self) -> Any:
+        """The stage config dataclass with this section's values."""
+        return self.stage_class(**{name: getattr(self, name) for name in config_fields(self.stage_class)})
+
+
+def config_section_model(config: type) -> type[ConfigSection]:
+    """The `ConfigSection` model of `config` (same fields, defaults, help texts and bounds)."""
+    model = create_model(  # type: ignore[call-overload]
+        f"{config.__name__}Section", __base__=ConfigSection, **section_fields(config, required_ok=True)
+    )
+    model.stage_class = config
+    return typing.cast(type[ConfigSection], model)

@@ -33,7 +33,6 @@ from treeplay.run_config import (  # noqa: F401  (re-exported: `from treeplay.pi
     load_config,
     load_train_tasks,
     resolve_data_path,
-    round_robin_by_cwe,
 )
 from treeplay.run_layout import RunLayout
 from treeplay.stages import (  # noqa: F401  (STAGE_FILE, Stage, StageError, run_stage: re-exported, their old home)
@@ -50,6 +49,7 @@ from treeplay.stages import (  # noqa: F401  (STAGE_FILE, Stage, StageError, run
     walk,
 )
 from treeplay.tasks import Task, TaskFormatError
+from treeplay.tasks.config import round_robin_by_cwe  # noqa: F401  (re-exported, its old home)
 
 
 class Pipeline:

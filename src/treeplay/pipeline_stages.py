@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 
-from treeplay.jsonl import read_jsonl, write_jsonl
+from treeplay.jsonl import write_jsonl
 from treeplay.run_layout import RunLayout
 from treeplay.stages import STAGE_FILE, Stage, StageError, digest, progress_bar
 from treeplay.tasks import Task
@@ -135,12 +135,12 @@ class StageBuilder:
 
     def _build_tree_data(self, seed: int, arm: Arm, round_: int, opponent: str, tree_cfg: Any,
                          directory: Path) -> dict[str, Any]:  # fmt: skip
-        from treeplay.tree import build_trees, pairs_for_trees, tree_from_dict
+        from treeplay.tree import build_trees, pairs_for_trees, read_trees
 
         trees_path, pairs_path = directory / "trees.jsonl", directory / "pairs.jsonl"
         summary = build_trees(self.train_tasks, self.policy(opponent), config=tree_cfg, out_path=trees_path,
                               round=round_, seed=seed * 1000 + round_)  # fmt: skip
-        trees = [tree_from_dict(r) for r in read_jsonl(trees_path)]
+        trees = read_trees(trees_path)
         mode = "whole-sequence" if arm.method == "selfplay" else arm.pair_mode
         pairs, missing = pairs_for_trees(trees, self.tasks_by_id, mode, include_unparseable=self.config.unparseable_pairs)
         if missing:

@@ -223,7 +223,7 @@ def check_run(config: RunConfig, run_dir: Path, *, source: str, fingerprint: str
     except (OSError, ValueError) as exc:
         report.problems.append(f"{source}: field train_tasks: {exc}")
     if not train and not report.problems:
-        path = resolve_data_path(config, config.train_tasks.path)
+        path = resolve_data_path(config, config.task_source().path)
         report.problems.append(f"{source}: field train_tasks: no tasks in {path} after the filters")
     blocker = language_blocker(source, "train_tasks", train, oracle)
     report.problems += [blocker] if blocker else []

@@ -1,25 +1,31 @@
 """The run config of `treeplay run CONFIG` (`RunConfig`) and what it reads: tasks, data paths.
 
-The stage sections (`tree:`, `train:`, `eval:`) are typed against the stage configs
-(`treeplay.tree.config.TreeConfig`, `treeplay.train.config.TrainConfig`,
-`treeplay.eval.config.EvalConfig`), so a bad key is reported with its path before any work starts.
+The stage sections (`train_tasks:`, `tree:`, `train:`, `eval:`) are typed against the stage configs
+(`treeplay.tasks.config.TaskSource`, `treeplay.tree.config.TreeConfig`,
+`treeplay.train.config.TrainConfig`, `treeplay.eval.config.EvalConfig`), so a bad key is reported with its path before any work starts.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from treeplay.config_fields import StageSection, pydantic_field, section_model
+from treeplay.config_fields import (
+    ConfigSection,
+    StageSection,
+    config_section_model,
+    pydantic_field,
+    section_model,
+)
 from treeplay.eval import EvalConfig
 from treeplay.policy.config import Backend, PolicyConfig
-from treeplay.tasks import Task, load_tasks
+from treeplay.tasks import Task
+from treeplay.tasks.config import TaskSource
 from treeplay.train import TrainConfig
 from treeplay.tree import TreeConfig
 
@@ -35,21 +41,6 @@ class ConfigError(ValueError):
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
-
-
-class TaskSource(_Strict):
-    """Which tasks to train on. `path` may start with `data:` for the shared data root."""
-
-    path: str
-    format: str | None = None
-    language: str | None = None
-    cwe: str | None = None
-    split: str | None = None
-    exclude_language: str | None = None
-    limit: int | None = Field(default=None, ge=1)
-    # "file": the first `limit` tasks in file order (SafeCoder files are sorted by CWE, so a small
-    # limit covers one or two CWEs); "round-robin-cwe": one task of each CWE in turn, then the next.
-    order: Literal["file", "round-robin-cwe"] = "file"
 
 
 class EvalSection(_Strict):
@@ -72,9 +63,11 @@ class EvalSection(_Strict):
 if TYPE_CHECKING:  # the section models are built from the dataclasses at import time
     TreeSection = StageSection
     TrainSection = StageSection
+    TaskSection = ConfigSection
 else:
     TreeSection = section_model(TreeConfig)
     TrainSection = section_model(TrainConfig)
+    TaskSection = config_section_model(TaskSource)  # TaskSource fields (treeplay.tasks.config)
 
 
 class SelfplaySection(_Strict):
@@ -118,7 +111,7 @@ class RunConfig(_Strict):
     methods: list[Literal["sft", "selfplay", "tsp"]] = ["tsp"]
     rounds: int = Field(default=2, ge=1)
     data_root: str | None = None
-    train_tasks: TaskSource
+    train_tasks: TaskSection  # TaskSource fields (treeplay.tasks.config)
     eval: EvalSection = Field(default_factory=EvalSection)
     tree: TreeSection = Field(default_factory=TreeSection)  # TreeConfig fields (treeplay.tree.config)
     pair_mode: Literal["golden-vs-branch", "sibling", "both"] = "both"
@@ -162,6 +155,10 @@ class RunConfig(_Strict):
             arms.append(Arm(name, v.method, {**tree, **v.tree.given()}, {**train, **v.train.given()},
                             v.pair_mode or self.pair_mode, tuple(v.benches or benches), v.rounds or self.rounds))
         return arms
+
+    def task_source(self) -> TaskSource:
+        """The tasks stage's config of the run (its `train_tasks:` section)."""
+        return cast(TaskSource, self.train_tasks.stage_config())
 
     def policy_config(self, model: str | None = None) -> PolicyConfig:
         """How to load `model` (default: the run's base model) with the run's backend, device, threads."""
@@ -225,31 +222,6 @@ def resolve_data_path(config: RunConfig, path: str) -> Path:
 
 
 def load_train_tasks(config: RunConfig) -> list[Task]:
-    source = config.train_tasks
-    tasks = load_tasks(
-        resolve_data_path(config, source.path),
-        format=source.format,
-        language=source.language,
-        cwe=source.cwe,
-        split=source.split,
-    )
-    if source.exclude_language:
-        excluded = {x.strip() for x in source.exclude_language.split(",")}
-        tasks = [t for t in tasks if t.language not in excluded]
-    tasks = [t for t in tasks if t.golden is None or t.changed_spans or t.vulnerable is None]
-    if source.order == "round-robin-cwe":
-        tasks = round_robin_by_cwe(tasks)
-    return tasks[: source.limit] if source.limit else tasks
-
-
-def round_robin_by_cwe(tasks: Sequence[Task]) -> list[Task]:
-    """Tasks interleaved across primary CWEs (first of each CWE in order of appearance, then the
-    second of each, ...), so that any prefix of the list covers as many CWEs as it can."""
-    groups: dict[str | None, list[Task]] = {}
-    for task in tasks:
-        groups.setdefault(task.primary_cwe, []).append(task)
-    queues = list(groups.values())
-    out: list[Task] = []
-    for i in range(max((len(q) for q in queues), default=0)):
-        out.extend(q[i] for q in queues if i < len(q))
-    return out
+    """The run's training tasks (`TaskSource.load` on the path, `data:` resolved)."""
+    source = config.task_source()
+    return source.load(resolve_data_path(config, source.path))

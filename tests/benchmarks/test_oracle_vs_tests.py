@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
-from typing import Any
+
+from treeplay.eval.records import Generation
+from treeplay.oracle import records as oracle  # (its Test* names are not test classes)
+from treeplay.oracle.records import Finding, Verdict
 
 _PATH = Path(__file__).resolve().parents[2] / "benchmarks" / "oracle_vs_tests.py"
 _SPEC = importlib.util.spec_from_file_location("oracle_vs_tests", _PATH)
@@ -13,24 +16,22 @@ bench = importlib.util.module_from_spec(_SPEC)
 _SPEC.loader.exec_module(bench)
 
 
-def _record(status: str, finding_cwe: str | None, security_pass: bool, functional_pass: bool = True) -> dict[str, Any]:
-    findings = [{"cwe": finding_cwe, "line": 3}] if finding_cwe else []
-    return {
-        "task_id": "t", "cwe": ["CWE-22"], "completion": "    return open(path).read()\n",
-        "verdict": {"status": status, "findings": findings},
-        "tests": {"outcome": "ok", "security_pass": security_pass, "functional_pass": functional_pass,
-                  "tests": [{"kind": "security", "message": ""}]},
-    }
+def _record(status: str, finding_cwe: str | None, security_pass: bool, functional_pass: bool = True) -> Generation:
+    findings = [Finding(finding_cwe, 3, 3, "semgrep", "rule", "high", "m")] if finding_cwe else []
+    completion = "    return open(path).read()\n"
+    tests = oracle.TestResult(functional_pass, security_pass, "ok", (oracle.TestCaseOutcome("t", "security", security_pass),))
+    return Generation("t", "py", ("CWE-22",), "sallm", "m", 0, completion, completion, "stop", 1,
+                      Verdict(status, tuple(findings)), tests)  # fmt: skip
 
 
 def test_a_flag_of_another_cwe_is_not_a_flag_of_the_task_cwe() -> None:
     other = _record("vulnerable", "CWE-79", security_pass=False)
-    assert bench.task_cwe_only(other)["verdict"]["status"] == "secure"
+    assert bench.task_cwe_only(other).status == "secure"
     same = _record("vulnerable", "CWE-22", security_pass=False)
-    assert bench.task_cwe_only(same)["verdict"]["status"] == "vulnerable"
+    assert bench.task_cwe_only(same).status == "vulnerable"
     # CWE-23 (relative path traversal) is a child of CWE-22 in the oracle's equivalence table
     child = _record("vulnerable", "CWE-23", security_pass=False)
-    assert bench.task_cwe_only(child)["verdict"]["status"] == "vulnerable"
+    assert bench.task_cwe_only(child).status == "vulnerable"
 
 
 def test_table_row_counts_flagged_given_fail_and_given_pass() -> None:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from generation_fixtures import generation, generation_json
 
 from treeplay.eval.evaluate import (
     EvalError,
@@ -96,7 +98,7 @@ def test_evaluate_embedded_on_securityeval_and_resume(embedded_policy, shared_da
     counting = CountingPolicy(embedded_policy)
     evaluate(counting, tasks, bench="securityeval", n=1, max_new_tokens=48, out_dir=out, seed=0)
     assert counting.sampled == [tasks[1].id]
-    assert [r["task_id"] for r in load_complete_records(out / "generations.jsonl", 1)] == [t.id for t in tasks]
+    assert [r.task_id for r in load_complete_records(out / "generations.jsonl", 1)] == [t.id for t in tasks]
     # Mixing settings in one directory is refused.
     with pytest.raises(EvalError, match="other settings"):
         evaluate(embedded_policy, tasks, bench="securityeval", n=1, max_new_tokens=64, out_dir=out, seed=0)
@@ -112,8 +114,7 @@ def test_cweval_func_sec_from_sandboxed_tests(fixtures_dir: Path) -> None:
     for task in tasks:  # per task: the reference solution and a body that returns None
         for completion in (task.golden or "", "    return None\n"):
             result = run_task_tests(task, task.prefix + completion)
-            records.append({"task_id": task.id, "language": "py", "cwe": list(task.cwe), "verdict": None,
-                            "tests": {"functional_pass": result.functional_pass, "security_pass": result.security_pass}})  # fmt: skip
+            records.append(replace(generation(task.id, cwe=list(task.cwe), completion=completion), tests=result))
     metrics = compute_metrics(records)
     assert metrics["func@1"]["value"] == pytest.approx(0.5)
     assert metrics["func-sec@1"]["value"] == pytest.approx(0.5)
@@ -125,11 +126,11 @@ def test_resume_drops_partial_tasks_and_pins_settings(tmp_path: Path) -> None:
     from treeplay.eval.evaluate import EvalSettings, _check_settings
 
     path = tmp_path / "generations.jsonl"
-    rows = [{"task_id": "a", "sample_index": 0}, {"task_id": "a", "sample_index": 1}, {"task_id": "b", "sample_index": 0}]
+    rows = [generation_json("a", sample_index=0), generation_json("a", sample_index=1), generation_json("b", sample_index=0)]
     text = "".join(json.dumps(r) + "\n" for r in rows)
     path.write_text(text + '{"task_id": "b", "sample_in')  # killed while writing b's second sample
-    assert [r["task_id"] for r in load_complete_records(path, 2)] == ["a", "a"]
-    assert path.read_text().count("\n") == 2  # b's partial records are gone: a resume redoes b once
+    assert [(r.task_id, r.sample_index) for r in load_complete_records(path, 2)] == [("a", 0), ("a", 1)]
+    assert path.read_text() == "".join(json.dumps(r) + "\n" for r in rows[:2])  # b's partial records are gone: a resume redoes b once
     with pytest.raises(EvalError, match="more than n=1"):
         load_complete_records(path, 1)
     settings = EvalSettings("securityeval", "embedded", 1, 0.2, 0.95, 64, 0, ())

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
+from generation_fixtures import generation
 
 from treeplay.eval.metrics import (
     Outcome,
@@ -168,21 +169,21 @@ def test_breakdowns_per_cwe_and_language() -> None:
 
 
 def test_outcome_from_generation_record() -> None:
-    record = {
-        "task_id": "t1",
-        "language": "c",
-        "cwe": ["CWE-787", "CWE-20"],
-        "verdict": {"status": "vulnerable"},
-        "tests": {"functional_pass": True, "security_pass": False, "outcome": "ok"},
-    }
-    outcome = Outcome.from_record(record)
+    record = generation(
+        "t1",
+        language="c",
+        cwe=["CWE-787", "CWE-20"],
+        verdict={"status": "vulnerable"},
+        tests={"functional_pass": True, "security_pass": False, "outcome": "ok"},
+    )
+    outcome = Outcome.from_generation(record)
     assert (outcome.cwe, outcome.status, outcome.functional_pass, outcome.security_pass) == (
         "CWE-787",
         "vulnerable",
         True,
         False,
     )
-    assert Outcome.from_record({"task_id": "t2", "verdict": None, "tests": None}).status is None
+    assert Outcome.from_generation(generation("t2", verdict=None, tests=None)).status is None
 
 
 def test_vulnerability_reduction_and_seed_mean() -> None:
@@ -201,14 +202,12 @@ def test_vulnerability_reduction_and_seed_mean() -> None:
 
 def test_nonfunctional_share_is_over_parseable_non_empty_programs() -> None:
     records = [
-        {"task_id": "A", "language": "py", "completion": "    return q\n",
-         "verdict": {"status": "secure", "functional": "nonfunctional"}},
-        {"task_id": "A", "language": "py", "completion": "    return q\n", "verdict": {"status": "secure", "functional": "ok"}},
-        {"task_id": "B", "language": "py", "completion": "    return (\n", "verdict": {"status": "unparseable"}},
-        {"task_id": "C", "language": "py", "completion": "    return q\n",
-         "verdict": {"status": "vulnerable", "functional": "nonfunctional"}},
+        generation("A", completion="    return q\n", verdict={"status": "secure", "functional": "nonfunctional"}),
+        generation("A", completion="    return q\n", verdict={"status": "secure", "functional": "ok"}),
+        generation("B", completion="    return (\n", verdict={"status": "unparseable"}),
+        generation("C", completion="    return q\n", verdict={"status": "vulnerable", "functional": "nonfunctional"}),
     ]
-    summary = security_summary([Outcome.from_record(r) for r in records])
+    summary = security_summary([Outcome.from_generation(r) for r in records])
     # A: 1 of 2 attempted; B: none attempted (left out); C: 1 of 1 -> (0.5 + 1) / 2
     assert summary["nonfunctional_share"]["value"] == pytest.approx(0.75)
     assert summary["counts"]["nonfunctional"] == 2

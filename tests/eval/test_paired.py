@@ -12,15 +12,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from generation_fixtures import generation_json
 
 from treeplay.eval.paired import (
-    PairedDataError,
     collect_scores,
     method_contrasts,
     paired_bootstrap_ci,
     paired_contrasts,
     paired_differences,
 )
+from treeplay.eval.records import GenerationError
 from treeplay.eval.report import write_report
 from treeplay.jsonl import write_jsonl
 
@@ -28,19 +29,18 @@ SVG = "{http://www.w3.org/2000/svg}"
 
 
 def sec(task: str, status: str, completion: str = "x = 1\n", bench: str = "securityeval") -> dict[str, Any]:
-    return {"task_id": task, "language": "py", "cwe": ["CWE-89"], "bench": bench, "completion": completion,
-            "verdict": {"status": status, "findings": []}, "tests": None}  # fmt: skip
+    return generation_json(task, cwe=["CWE-89"], bench=bench, completion=completion,
+                           verdict={"status": status, "findings": []}, tests=None)  # fmt: skip
 
 
 def with_tests(
     task: str, functional: bool, security: bool | None, outcome: str = "ok", bench: str = "sallm"
 ) -> dict:
-    tests: dict[str, Any] = {"outcome": outcome, "functional_pass": functional}
-    if security is not None:
-        tests.update(security_pass=security, tests=[{"name": "t_sec", "kind": "security"}])
+    tests: dict[str, Any] = {"outcome": outcome, "functional_pass": functional, "security_pass": False}
+    if security is not None:  # a run that lists its security test (None: no test listed)
+        tests.update(security_pass=security, tests=[{"name": "t_sec", "kind": "security", "passed": security}])
     verdict = None if bench == "humaneval" else {"status": "secure", "findings": []}
-    return {"task_id": task, "language": "py", "cwe": ["CWE-20"], "bench": bench, "completion": "x = 1\n",
-            "verdict": verdict, "tests": tests}  # fmt: skip
+    return generation_json(task, cwe=["CWE-20"], bench=bench, completion="x = 1\n", verdict=verdict, tests=tests)
 
 
 def write_gens(run: Path, seed: int, arm: str, bench: str, records: list[dict[str, Any]]) -> None:
@@ -187,7 +187,7 @@ def test_bad_record_names_file_line_and_field(tmp_path: Path) -> None:
     path = tmp_path / "seed-0" / "sft" / "eval" / "securityeval" / "generations.jsonl"
     path.parent.mkdir(parents=True)
     path.write_text(json.dumps(sec("t1", "secure")) + "\n" + json.dumps({"verdict": None}) + "\n")
-    with pytest.raises(PairedDataError, match=r"generations\.jsonl:2: field 'task_id'"):
+    with pytest.raises(GenerationError, match=r"generations\.jsonl:2: field 'task_id': missing"):
         collect_scores(tmp_path)
 
 
@@ -201,8 +201,11 @@ def add_rounds(run: Path) -> None:
     """tsp, seed 0: round 1 trees (4 branches, 1 vulnerable), 3 pairs, last accuracy .75 / margin .4;
     round 2 without trees.jsonl: stage.json counts (3 vulnerable of 4), 5 pairs, accuracy 1.0 / margin .9."""
     r1, r2 = run / "seed-0" / "tsp" / "round-1", run / "seed-0" / "tsp" / "round-2"
-    branches = [{"node_id": "n0", "label": lab} for lab in ("vulnerable", "secure", "secure", "unparseable")]
-    write_jsonl(r1 / "data" / "trees.jsonl", [{"task_id": "t1", "branches": branches, "nodes": []}])
+    branches = [{"node_id": "n0", "prefix": "", "completion": "x\n", "label": lab}
+                for lab in ("vulnerable", "secure", "secure", "unparseable")]
+    node = {"id": "n0", "parent": None, "char_offset": 0, "strategy": "diff", "prefix_hash": "h"}
+    write_jsonl(r1 / "data" / "trees.jsonl",
+                [{"task_id": "t1", "golden_source": "none", "branches": branches, "nodes": [node]}])  # fmt: skip
     (r1 / "data" / "stage.json").write_text(json.dumps({"inputs_hash": "a", "pairs": 3}))
     write_jsonl(r1 / "train" / "metrics.jsonl", [{"step": 1, "loss": 0.7, "rewards/accuracy": 0.5,
                 "rewards/margin": 0.1}, {"step": 2, "loss": 0.6, "rewards/accuracy": 0.75, "rewards/margin": 0.4}])  # fmt: skip

@@ -10,22 +10,26 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from generation_fixtures import generation_json
 
 from treeplay.eval.evaluate import compute_metrics
+from treeplay.eval.records import Generation
 from treeplay.eval.report import collect_run, golden_with_markers, missing_parts, write_report
 from treeplay.jsonl import write_jsonl
 from treeplay.tasks.records import Task
+from treeplay.tree.records import tree_from_dict
 
 
 def generation(task: str, cwe: str, status: str, language: str = "py", bench: str = "securityeval") -> dict[str, Any]:
-    return {"task_id": task, "language": language, "cwe": [cwe], "bench": bench, "completion": "x = 1\n",
-            "verdict": {"status": status, "findings": [], "target_hit": status == "vulnerable"}, "tests": None}  # fmt: skip
+    return generation_json(task, language=language, cwe=[cwe], bench=bench, completion="x = 1\n",
+                           verdict={"status": status, "findings": [], "target_hit": status == "vulnerable"})  # fmt: skip
 
 
 def write_eval(run: Path, seed: int, method: str, bench: str, records: list[dict[str, Any]]) -> dict[str, Any]:
     out = run / f"seed-{seed}" / method / "eval" / bench.replace(":", "-")
     write_jsonl(out / "generations.jsonl", records)
-    metrics = compute_metrics(records, humaneval=bench == "humaneval")
+    generations = [Generation.from_json(out / "generations.jsonl", i, r) for i, r in enumerate(records, start=1)]
+    metrics = compute_metrics(generations, humaneval=bench == "humaneval")
     metrics.update(bench=bench, generations=len(records), tasks_evaluated=len({r["task_id"] for r in records}))
     (out / "metrics.json").write_text(json.dumps(metrics))
     return metrics
@@ -142,8 +146,22 @@ def test_missing_and_partial_runs(tmp_path: Path) -> None:
 
 
 def test_golden_markers_follow_node_offsets() -> None:
-    marked = golden_with_markers(TREE)
+    marked = golden_with_markers(tree_from_dict(TREE))
     assert marked.startswith("«n0»cur.execute(q, (name,))\n«n1»return")
+
+
+def test_a_bad_tree_record_is_a_note_naming_file_line_and_field(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    write_eval(run, 0, "base", "securityeval", [generation("t0", "CWE-89", "secure")])
+    bad = dict(TREE, nodes=[dict(TREE["nodes"][0]), dict(TREE["nodes"][1], char_offset="24")])
+    trees = run / "seed-0" / "tsp" / "round-1" / "data" / "trees.jsonl"
+    write_jsonl(trees, [TREE, bad])
+    data = collect_run(run)
+    assert data.trees == []  # the file's trees are dropped, as for unreadable JSON
+    assert data.notes == [f"could not read seed-0/tsp/round-1/data/trees.jsonl: {trees}:2: bad tree record: "
+                          "field 'nodes[1].char_offset': expected int, got str"]  # fmt: skip
+    markdown = write_report(run)[0].read_text()
+    assert "field 'nodes[1].char_offset'" in markdown and "## Example trees" not in markdown
 
 
 def test_training_table_reads_the_trainers_log(run_dir: Path) -> None:
@@ -155,9 +173,8 @@ def test_training_table_reads_the_trainers_log(run_dir: Path) -> None:
 
 
 def _judged(task: str, status: str, completion: str, **verdict: Any) -> dict[str, Any]:
-    return {"task_id": task, "language": verdict.pop("language", "py"), "cwe": ["CWE-020"],
-            "bench": "sec-eval:not-trained", "completion": completion, "tests": None,
-            "verdict": {"status": status, "findings": [], "target_hit": False, **verdict}}  # fmt: skip
+    return generation_json(task, language=verdict.pop("language", "py"), cwe=["CWE-020"], bench="sec-eval:not-trained",
+                           completion=completion, verdict={"status": status, "findings": [], "target_hit": False, **verdict})  # fmt: skip
 
 
 def test_empty_or_broken_output_is_no_heldout_reduction_and_coverage_is_listed(tmp_path: Path) -> None:

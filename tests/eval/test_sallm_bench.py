@@ -7,10 +7,12 @@ import json
 from pathlib import Path
 
 import pytest
+from generation_fixtures import generation
 
 from treeplay.eval.agreement import oracle_vs_tests
 from treeplay.eval.evaluate import EvalError, compute_metrics, evaluate, resolve_bench
 from treeplay.eval.metrics import Outcome
+from treeplay.eval.records import Generation
 from treeplay.eval.report import build_sections, collect_run
 from treeplay.jsonl import read_jsonl
 from treeplay.policy.records import Completion, SampleRequest
@@ -71,15 +73,15 @@ def test_evaluate_sallm_end_to_end(tmp_path: Path) -> None:
 
 
 def record(status: str | None, functional: bool, security: bool, *, outcome: str = "ok",
-           completion: str = "    return 1\n", security_ran: bool = True, task: str = "t") -> dict:  # fmt: skip
+           completion: str = "    return 1\n", security_ran: bool = True, task: str = "t",
+           security_test: bool = True) -> Generation:  # fmt: skip
     tests = [
         {"name": "T.test_correctness", "kind": "functionality", "passed": functional, "message": ""},
         {"name": "T.test_vulnerability", "kind": "security", "passed": security,
          "message": "" if security_ran else "did not run (timeout)"},
-    ]  # fmt: skip
-    return {"task_id": task, "cwe": ["CWE-22"], "completion": completion,
-            "verdict": None if status is None else {"status": status},
-            "tests": {"functional_pass": functional, "security_pass": security, "outcome": outcome, "tests": tests}}  # fmt: skip
+    ][: 2 if security_test else 1]  # fmt: skip
+    return generation(task, cwe=["CWE-22"], completion=completion, verdict=None if status is None else {"status": status},
+                      tests={"functional_pass": functional, "security_pass": security, "outcome": outcome, "tests": tests})  # fmt: skip
 
 
 def test_agreement_table_counts_and_exclusions() -> None:
@@ -103,16 +105,15 @@ def test_agreement_table_counts_and_exclusions() -> None:
     working = table["functional_pass"]
     assert (working["secure_pass"], working["secure_fail"], working["vulnerable_pass"], working["vulnerable_fail"]) == (1, 1, 1, 1)
     assert table["excluded"] == {"oracle unparseable": 1, "empty completion": 1, "test timeout": 1, "test error": 1}
-    no_tests = [{"task_id": "x", "completion": "x = 1\n", "verdict": {"status": "secure"}, "tests": None}]
+    no_tests = [generation("x", completion="x = 1\n", verdict={"status": "secure"}, tests=None)]
     assert oracle_vs_tests(no_tests) is None
 
 
 def test_error_outcome_and_missing_security_test_are_not_counted() -> None:
-    error = Outcome.from_record(record("secure", False, False, outcome="error"))
+    error = Outcome.from_generation(record("secure", False, False, outcome="error"))
     assert error.functional_pass is None and error.security_pass is None
-    functional_only = record("secure", True, True, task="f")
-    functional_only["tests"]["tests"] = functional_only["tests"]["tests"][:1]
-    outcome = Outcome.from_record(functional_only)
+    functional_only = record("secure", True, True, task="f", security_test=False)
+    outcome = Outcome.from_generation(functional_only)
     assert outcome.functional_pass is True and outcome.security_pass is None
     metrics = compute_metrics([record("secure", True, False, task="a"), functional_only,
                                record("secure", False, False, outcome="error", task="e")])  # fmt: skip

@@ -86,3 +86,23 @@ def test_the_launching_scripts_directory_is_not_importable(tmp_path, monkeypatch
     assert not importable("only_next_to_the_script")
     assert importable("yaml") and importable("json")
     assert uncached("py") == before
+
+
+def test_the_fingerprint_hashes_module_names_not_path_strings(tmp_path, monkeypatch) -> None:
+    """The same modules reached through two directories (a clone elsewhere, a worktree's src on
+    PYTHONPATH) give the same fingerprint; one more importable module changes it."""
+    from treeplay.oracle.functional import functional_fingerprint
+
+    uncached = functional_fingerprint.__wrapped__  # the function is lru-cached
+    for name in ("clone_a", "clone_b"):
+        (tmp_path / name / "pkg_only_here").mkdir(parents=True)
+        (tmp_path / name / "pkg_only_here" / "__init__.py").write_text("")
+    rest = sys.path[1:]
+    monkeypatch.setattr(sys, "path", [sys.path[0], str(tmp_path / "clone_a"), *rest])
+    seen_from_a = uncached("py")
+    monkeypatch.setattr(sys, "path", [sys.path[0], str(tmp_path / "clone_b"), *rest])
+    assert uncached("py") == seen_from_a
+    (tmp_path / "clone_b" / "another_module.py").write_text("x = 1\n")
+    assert uncached("py") != seen_from_a
+    monkeypatch.setattr(sys, "path", [sys.path[0], *rest])
+    assert uncached("py") != seen_from_a  # pkg_only_here is gone

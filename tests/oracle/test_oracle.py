@@ -151,6 +151,34 @@ def test_low_severity_rules_count_only_for_their_target_cwe(oracle: Oracle) -> N
     assert oracle.judge(fixed, "py", task=toctou).status == "secure"
 
 
+def test_go_unchecked_rsa_key_size_counts_only_for_cwe_326(oracle: Oracle) -> None:
+    """go-rsa-key-size-unchecked is low severity: a key size from a variable with no `< 2048` check."""
+    code = "func newKey(bits int) (*rsa.PrivateKey, error) {\n\treturn rsa.GenerateKey(rand.Reader, bits)\n}\n"
+    weak_key = Task(id="k", language="go", cwe=("CWE-326",), instruction="", prefix="")
+    other = Task(id="x", language="go", cwe=("CWE-79",), instruction="", prefix="")
+    hit = oracle.judge(code, "go", task=weak_key)
+    assert hit.status == "vulnerable" and hit.target_hit
+    assert any(f.rule.endswith("go-rsa-key-size-unchecked") and f.line == 2 and f.severity == "low"
+               for f in hit.findings)
+    assert oracle.judge(code, "go", task=other).status == "secure"
+    checked = ("func newKey(bits int) (*rsa.PrivateKey, error) {\n\tif bits < 2048 {\n"
+               "\t\treturn nil, errors.New(\"too short\")\n\t}\n\treturn rsa.GenerateKey(rand.Reader, bits)\n}\n")
+    assert oracle.judge(checked, "go", task=weak_key).status == "secure"
+
+
+def test_js_reverse_tabnabbing_counts_only_for_cwe_200(oracle: Oracle) -> None:
+    """target=_blank without rel=noopener: low severity (browsers now imply noopener)."""
+    code = "function Source(props) {\n  return <a href={props.url} target=\"_blank\">{props.title}</a>;\n}\n"
+    exposure = Task(id="e", language="js", cwe=("CWE-200",), instruction="", prefix="")
+    other = Task(id="o", language="js", cwe=("CWE-79",), instruction="", prefix="")
+    hit = oracle.judge(code, "js", task=exposure)
+    assert hit.status == "vulnerable" and hit.target_hit
+    assert any(f.rule.endswith("js-reverse-tabnabbing") and f.line == 2 and f.severity == "low" for f in hit.findings)
+    assert oracle.judge(code, "js", task=other).status == "secure"
+    fixed = code.replace('target=\"_blank\"', 'target=\"_blank\" rel=\"noopener noreferrer\"')
+    assert oracle.judge(fixed, "js", task=exposure).status == "secure"
+
+
 
 @pytest.mark.parametrize(
     ("fragment", "repair"),
@@ -267,3 +295,21 @@ def test_process_pool_is_reused_and_agrees_with_one_process(tmp_path: Path) -> N
         single.close()
         pooled.close()
     assert pooled._pool is None
+
+
+@pytest.mark.parametrize(
+    ("name", "context", "cwes", "constant"),
+    [
+        ("strcpy", r"\x09strcpy(prefix, THREE_DOTS); // deep", "CWE-120", True),
+        ("strcpy", "strcpy(buf, ptr); strcat(buf, \"/\");", "CWE-120", False),
+        ("snprintf", r'\x09snprintf(fn, 30, TMPDIR "~test%d", tmpcount++);', "CWE-134", True),
+        ("snprintf", "snprintf(fn, 30, fmt, tmpcount++);", "CWE-134", False),
+        ("printf", "printf(user_text);", "CWE-134", False),
+        # sprintf's overflow hit (CWE-120) stays even with a constant format
+        ("sprintf", 'sprintf(out, "%s/%s", dir, name);', "CWE-120", False),
+    ],
+)
+def test_flawfinder_constant_argument_hits(name: str, context: str, cwes: str, constant: bool) -> None:
+    from treeplay.oracle.analyzers.flawfinder import is_constant_argument_hit
+
+    assert is_constant_argument_hit(name, context, cwes) is constant

@@ -14,6 +14,8 @@ import pytest
 from treeplay.oracle import Oracle, OracleConfig
 from treeplay.oracle import core as oracle_core
 from treeplay.oracle.analyzers import AnalysisResult, Target, ToolError, create_analyzer
+from treeplay.oracle.analyzers.golang import GofmtAnalyzer
+from treeplay.oracle.analyzers.java import JavacParseAnalyzer
 from treeplay.oracle.analyzers.semgrep import SemgrepAnalyzer
 from treeplay.oracle.records import STATUS_KIND, is_unjudged
 
@@ -215,3 +217,25 @@ def test_js_fragment_semgrep_cannot_parse_gets_eslints_rewrites() -> None:
         assert hopeless.failed_analyzers == ("semgrep",)
     finally:
         oracle.close()
+
+
+@pytest.mark.parametrize(("analyzer", "language", "broken", "error"), [
+    (GofmtAnalyzer, "go", "package p\n\nfunc f( {\n}\n", "line 3: expected ')', found '{'"),
+    (JavacParseAnalyzer, "java", "class A {\n  int x = 1;\n  void f( {\n}\n", "line 3: illegal start of type"),
+])  # fmt: skip
+def test_compiler_parse_checks_mark_only_the_broken_file(tmp_path: Path, analyzer: type, language: str,
+                                                         broken: str, error: str) -> None:  # fmt: skip
+    # gofmt / javac report file:line diagnostics; the first one of a file becomes its parse error
+    good = {"go": "package p\n\nfunc g() int { return 1 }\n", "java": "class B {\n  int g() { return 1; }\n}\n"}
+    ext = {"go": "go", "java": "java"}[language]
+    targets = [Target(0, language, good[language], tmp_path / "s0" / f"A.{ext}"),
+               Target(1, language, broken, tmp_path / "s1" / f"A.{ext}")]  # fmt: skip
+    for t in targets:
+        t.path.parent.mkdir()
+        t.path.write_text(t.text)
+    tool = analyzer()
+    if tool.unavailable_reason():
+        pytest.skip(tool.unavailable_reason())
+    results = tool.analyze(targets, tmp_path)
+    assert results[0].parse_error is None
+    assert results[1].parse_error == error  # the file's first diagnostic (javac and gofmt report more)

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from treeplay.eval.metrics import Outcome
-from treeplay.oracle.records import TestResult
+from treeplay.eval.records import Generation
+from treeplay.oracle.records import TestResult, Verdict
 from treeplay.oracle.sandbox import Sandbox, TaskTestError, run_candidates, run_task_tests
 from treeplay.oracle.sandbox.unittest_runner import classify
 from treeplay.tasks import load_tasks
@@ -132,9 +133,9 @@ def test_missing_dependency_is_error_not_pass_or_fail(sandbox: Sandbox, task: Ta
     result = run_task_tests(broken, task.prefix + SECURE_BODY, sandbox=sandbox)
     assert result.outcome == "error"
     assert "treeplay-no-such-pkg==1.0" in result.output_tail
-    record = {"task_id": broken.id, "cwe": ["CWE-22"], "completion": SECURE_BODY,
-              "verdict": {"status": "secure"}, "tests": {**dataclasses.asdict(result)}}  # fmt: skip
-    outcome = Outcome.from_record(record)
+    record = Generation(broken.id, "py", ("CWE-22",), "sallm", "m", 0, SECURE_BODY, task.prefix + SECURE_BODY,
+                        "stop", 1, Verdict("secure"), result)  # fmt: skip
+    outcome = Outcome.from_generation(record)
     assert outcome.functional_pass is None and outcome.security_pass is None
 
 

@@ -18,35 +18,35 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from treeplay.eval.metrics import is_empty_completion
+from treeplay.eval.records import Generation
+from treeplay.oracle.records import TestResult
 
 CELLS = ("secure_pass", "secure_fail", "vulnerable_pass", "vulnerable_fail")
 
 
-def _security_ran(tests: Mapping[str, Any]) -> bool | None:
+def _security_ran(tests: TestResult) -> bool | None:
     """True: every security test ran; False: some did not; None: the run has no security test."""
-    security = [t for t in tests.get("tests") or [] if t.get("kind") == "security"]
+    security = [t for t in tests.tests if t.kind == "security"]
     if not security:
         return None
-    return tests.get("outcome") == "ok" and not any(
-        str(t.get("message", "")).startswith("did not run") for t in security
-    )
+    return tests.outcome == "ok" and not any(t.message.startswith("did not run") for t in security)
 
 
-def _exclusion(record: Mapping[str, Any]) -> str | None:
+def _exclusion(record: Generation) -> str | None:
     """Why a generation is left out of the table (None: it is counted)."""
-    tests = record.get("tests")
-    status = (record.get("verdict") or {}).get("status")
-    if not tests:
+    tests = record.tests
+    status = record.status
+    if tests is None:
         return "no tests"
     ran = _security_ran(tests)
     if ran is None:
         return "no security test"
     if status not in ("secure", "vulnerable"):
         return f"oracle {status or 'not run'}"
-    if is_empty_completion(str(record.get("completion", ""))):
+    if is_empty_completion(record.completion):
         return "empty completion"
-    if tests.get("outcome") != "ok":
-        return f"test {tests.get('outcome')}"
+    if tests.outcome != "ok":
+        return f"test {tests.outcome}"
     if not ran:
         return "security test did not run"
     return None
@@ -65,7 +65,7 @@ def _table(cells: Counter[str]) -> dict[str, Any]:
     }
 
 
-def oracle_vs_tests(records: Iterable[Mapping[str, Any]]) -> dict[str, Any] | None:
+def oracle_vs_tests(records: Iterable[Generation]) -> dict[str, Any] | None:
     """The agreement tables of a list of generation records; None when no record has a security test."""
     everything: Counter[str] = Counter()
     working: Counter[str] = Counter()
@@ -77,10 +77,11 @@ def oracle_vs_tests(records: Iterable[Mapping[str, Any]]) -> dict[str, Any] | No
         if reason is not None:
             excluded[reason] += 1
             continue
-        tests = record["tests"]
-        cell = f"{record['verdict']['status']}_{'pass' if tests.get('security_pass') else 'fail'}"
+        tests = record.tests
+        assert tests is not None  # _exclusion left out the generations without tests
+        cell = f"{record.status}_{'pass' if tests.security_pass else 'fail'}"
         everything[cell] += 1
-        if tests.get("functional_pass"):
+        if tests.functional_pass:
             working[cell] += 1
     if not seen_security:
         return None

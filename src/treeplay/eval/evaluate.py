@@ -1,7 +1,7 @@
 """Evaluate a policy on a benchmark: sample, judge, test, write generations.jsonl + metrics.json.
 
-`generations.jsonl` holds one record per generation (task, program, verdict, test result) and is
-append-only: a killed evaluation resumes and skips tasks whose n generations are all written.
+`generations.jsonl` holds one `Generation` per sample (task, program, verdict, test result: the
+record and its on-disk contract are in `treeplay.eval.records`) and is append-only: a killed evaluation resumes and skips tasks whose n generations are all written.
 `metrics.json` is recomputed from the whole file at the end (see `treeplay.eval.metrics`).
 """
 
@@ -19,7 +19,8 @@ from typing import Any
 
 from treeplay.eval.config import EvalConfig
 from treeplay.eval.metrics import Outcome, summarise
-from treeplay.jsonl import append_jsonl, read_jsonl, to_jsonable, write_jsonl
+from treeplay.eval.records import Generation, read_generations
+from treeplay.jsonl import append_jsonl, to_jsonable, write_jsonl
 from treeplay.oracle.records import TestCaseOutcome, TestResult, Verdict
 from treeplay.policy.records import Completion, Policy, SampleRequest, SamplingParams
 from treeplay.tasks.records import Task
@@ -159,22 +160,22 @@ def _check_settings(out_dir: Path, settings: EvalSettings) -> None:
         path.write_text(json.dumps(current, indent=2) + "\n", encoding="utf-8")
 
 
-def load_complete_records(path: Path, n: int) -> list[dict[str, Any]]:
+def load_complete_records(path: Path, n: int) -> list[Generation]:
     """Records of tasks with all n generations written; drops partial tasks left by a kill.
 
     Rewrites the file (atomically) when it had to drop anything, so appends stay consistent.
     """
     if not path.exists():
         return []
-    records = list(read_jsonl(path, tolerate_truncated_tail=True))
-    counts = Counter(r["task_id"] for r in records)
+    records = read_generations(path)
+    counts = Counter(r.task_id for r in records)
     too_many = [t for t, c in counts.items() if c > n]
     if too_many:
         raise EvalError(f"{path}: task {too_many[0]!r} has {counts[too_many[0]]} generations, more than n={n}")
-    complete = [r for r in records if counts[r["task_id"]] == n]
+    complete = [r for r in records if counts[r.task_id] == n]
     raw_lines = sum(1 for line in path.read_text(encoding="utf-8").splitlines() if line.strip())
     if len(complete) != raw_lines:
-        write_jsonl(path, complete)
+        write_jsonl(path, [r.to_json() for r in complete])
     return complete
 
 
@@ -228,21 +229,21 @@ def _run_tests(pairs: Sequence[tuple[Task, Completion]], humaneval: bool) -> lis
 
 def generation_record(
     task: Task, completion: Completion, settings: EvalSettings, verdict: Verdict | None, tests: TestResult | None
-) -> dict[str, Any]:
-    return {
-        "task_id": task.id,
-        "language": task.language,
-        "cwe": list(task.cwe),
-        "bench": settings.bench,
-        "model_id": settings.model_id,
-        "sample_index": completion.index,
-        "completion": completion.text,
-        "program": task.prefix + completion.text,
-        "finish_reason": completion.finish_reason,
-        "n_tokens": len(completion.token_ids),
-        "verdict": to_jsonable(verdict) if verdict is not None else None,
-        "tests": to_jsonable(tests) if tests is not None else None,
-    }
+) -> Generation:
+    return Generation(
+        task_id=task.id,
+        language=task.language,
+        cwe=task.cwe,
+        bench=settings.bench,
+        model_id=settings.model_id,
+        sample_index=completion.index,
+        completion=completion.text,
+        program=task.prefix + completion.text,
+        finish_reason=completion.finish_reason,
+        n_tokens=len(completion.token_ids),
+        verdict=verdict,
+        tests=tests,
+    )
 
 
 # ---- main entry point
@@ -285,7 +286,7 @@ def evaluate(
     )
     _check_settings(out, settings)
     gen_path = out / GENERATIONS_FILE
-    done = {r["task_id"] for r in load_complete_records(gen_path, n)}
+    done = {r.task_id for r in load_complete_records(gen_path, n)}
     todo = [t for t in tasks if t.id not in done]
     params = SamplingParams(
         temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, stop=settings.stop, seed=seed
@@ -317,16 +318,17 @@ def evaluate(
         timings["test_s"] += time.perf_counter() - t0
         append_jsonl(
             gen_path,
-            [generation_record(t, c, settings, v, r) for (t, c), v, r in zip(pairs, verdicts, results, strict=True)],
+            [generation_record(t, c, settings, v, r).to_json()
+             for (t, c), v, r in zip(pairs, verdicts, results, strict=True)],
         )
         if progress:
             progress(total - len(todo) + start + len(batch), total)
     return write_metrics(out, tasks=tasks, settings=settings, timings=timings)
 
 
-def compute_metrics(records: Sequence[dict[str, Any]], *, humaneval: bool = False, seed: int = 0) -> dict[str, Any]:
+def compute_metrics(records: Sequence[Generation], *, humaneval: bool = False, seed: int = 0) -> dict[str, Any]:
     """Metrics of a list of generation records (the content of generations.jsonl)."""
-    outcomes = [Outcome.from_record(r) for r in records]
+    outcomes = [Outcome.from_generation(r) for r in records]
     metrics = summarise(outcomes, seed=seed)
     if humaneval:  # utility benchmark: pass@k only
         for key in [k for k in metrics if k.startswith("func")]:
@@ -334,29 +336,29 @@ def compute_metrics(records: Sequence[dict[str, Any]], *, humaneval: bool = Fals
             if key.startswith("func@"):
                 metrics["pass@" + key.split("@")[1]] = value
         metrics.pop("per_cwe", None)
-    verdicts = [r.get("verdict") or {} for r in records]
-    hits = [v.get("target_hit") for v in verdicts if v.get("status") == "vulnerable"]
+    verdicts = [r.verdict for r in records if r.verdict is not None]
+    hits = [v.target_hit for v in verdicts if v.status == "vulnerable"]
     if any(h is not None for h in hits):
         metrics["vulnerable_hitting_task_cwe"] = sum(bool(h) for h in hits)
-    ran = Counter(name for v in verdicts for name in v.get("analyzers_run") or [])
+    ran = Counter(name for v in verdicts for name in v.analyzers_run)
     if ran:  # which analyzers judged this bench (programs per analyzer), shown in the report
         metrics["analyzers_run"] = dict(sorted(ran.items()))
-    failed = Counter(name for v in verdicts for name in v.get("failed_analyzers") or [])
+    failed = Counter(name for v in verdicts for name in v.failed_analyzers)
     if failed:
         metrics["analyzers_failed"] = dict(sorted(failed.items()))
-    findings = Counter(f.get("cwe") or "none" for v in verdicts for f in v.get("findings") or [])
+    findings = Counter(f.cwe or "none" for v in verdicts for f in v.findings)
     if findings:
         metrics["finding_cwes"] = dict(findings.most_common())
     metrics.update(_test_tables(records))
     return metrics
 
 
-def _test_tables(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
+def _test_tables(records: Sequence[Generation]) -> dict[str, Any]:
     """Sandbox outcome counts and the oracle-vs-security-test table (see `treeplay.eval.agreement`)."""
     from treeplay.eval.agreement import oracle_vs_tests
 
     extra: dict[str, Any] = {}
-    outcomes = Counter(str(r["tests"].get("outcome")) for r in records if r.get("tests"))
+    outcomes = Counter(r.tests.outcome for r in records if r.tests is not None)
     if outcomes:
         extra["test_outcomes"] = dict(outcomes.most_common())
     table = oracle_vs_tests(records)
@@ -373,12 +375,12 @@ def write_metrics(
     timings: dict[str, float] | None = None,
 ) -> dict[str, Any]:
     wanted = {t.id for t in tasks}
-    records = [r for r in load_complete_records(out_dir / GENERATIONS_FILE, settings.n) if r["task_id"] in wanted]
+    records = [r for r in load_complete_records(out_dir / GENERATIONS_FILE, settings.n) if r.task_id in wanted]
     metrics: dict[str, Any] = {
         "bench": settings.bench,
         "settings": to_jsonable(asdict(settings)),
         "tasks": len(tasks),
-        "tasks_evaluated": len({r["task_id"] for r in records}),
+        "tasks_evaluated": len({r.task_id for r in records}),
         "generations": len(records),
         "timings_this_run": timings or {},
     }

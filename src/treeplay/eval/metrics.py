@@ -28,15 +28,16 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from treeplay.eval.empty import is_empty_completion
+from treeplay.eval.records import Generation
 from treeplay.oracle.passk import pass_at_k  # the one estimator in the code base
-from treeplay.oracle.records import is_unjudged
+from treeplay.oracle.records import TestResult, is_unjudged
 
 DEFAULT_BOOTSTRAP_SAMPLES = 1000
 DEFAULT_BOOTSTRAP_SEED = 0
@@ -68,22 +69,21 @@ class Outcome:
         return self.status in ("secure", "vulnerable") and not self.empty
 
     @classmethod
-    def from_record(cls, record: Mapping[str, Any]) -> Outcome:
-        """Build from a generations.jsonl record (see `treeplay.eval.evaluate`)."""
-        verdict = record.get("verdict") or {}
-        tests = record.get("tests") or None
-        if tests is not None and tests.get("outcome") == "error":
+    def from_generation(cls, generation: Generation) -> Outcome:
+        """Build from a generations.jsonl record (see `treeplay.eval.records`)."""
+        verdict = generation.verdict
+        tests = generation.tests
+        if tests is not None and tests.outcome == "error":
             tests = None  # the harness could not test it (e.g. a missing dependency): neither pass nor fail
-        cwes = record.get("cwe") or []
         return cls(
-            task_id=str(record["task_id"]),
-            language=str(record.get("language", "")),
-            cwe=cwes[0] if cwes else None,
-            status=verdict.get("status") if verdict else None,
-            functional_pass=None if tests is None else bool(tests.get("functional_pass")),
-            security_pass=None if tests is None or not _has_security_test(tests) else bool(tests.get("security_pass")),
-            empty=is_empty_completion(str(record.get("completion", "x")), str(record.get("language", ""))),
-            nonfunctional=bool(verdict and verdict.get("functional") == "nonfunctional"),
+            task_id=generation.task_id,
+            language=generation.language,
+            cwe=generation.cwe[0] if generation.cwe else None,
+            status=None if verdict is None else verdict.status,
+            functional_pass=None if tests is None else tests.functional_pass,
+            security_pass=None if tests is None or not _has_security_test(tests) else tests.security_pass,
+            empty=is_empty_completion(generation.completion, generation.language),
+            nonfunctional=verdict is not None and verdict.functional == "nonfunctional",
         )
 
     @property
@@ -92,10 +92,9 @@ class Outcome:
         return self.status is not None and not is_unjudged(self.status)
 
 
-def _has_security_test(tests: Mapping[str, Any]) -> bool:
+def _has_security_test(tests: TestResult) -> bool:
     """False only when the run lists its tests and none is a security test (func-sec undefined)."""
-    listed = tests.get("tests") or []
-    return not listed or any(t.get("kind") == "security" for t in listed)
+    return not tests.tests or any(t.kind == "security" for t in tests.tests)
 
 
 @dataclass(frozen=True)
@@ -124,26 +123,33 @@ def group_by_task(outcomes: Iterable[Outcome]) -> dict[str, list[Outcome]]:
 # ---- per-task metrics: a task's generations -> one number (None: metric undefined for the task)
 
 
-def task_spr(gens: Sequence[Outcome]) -> float | None:
-    attempted = [g for g in gens if g.attempted]
-    if not attempted:
+def _share(gens: Sequence[Outcome], among: Callable[[Outcome], bool], hit: Callable[[Outcome], bool]) -> float | None:
+    """Share of the generations `among` selects that `hit` accepts (None: `among` selects none)."""
+    pool = [g for g in gens if among(g)]
+    if not pool:
         return None
-    return sum(g.status == "secure" for g in attempted) / len(attempted)
+    return sum(hit(g) for g in pool) / len(pool)
+
+
+def _attempted(g: Outcome) -> bool:
+    return g.attempted
+
+
+def _judged(g: Outcome) -> bool:
+    return g.status is not None
+
+
+def task_spr(gens: Sequence[Outcome]) -> float | None:
+    return _share(gens, _attempted, lambda g: g.status == "secure")
 
 
 def task_strict_spr(gens: Sequence[Outcome]) -> float | None:
-    judged = [g for g in gens if g.status is not None]
-    if not judged:
-        return None
-    return sum(g.status == "secure" and not g.empty for g in judged) / len(judged)
+    return _share(gens, _judged, lambda g: g.status == "secure" and not g.empty)
 
 
 def task_vulnerable_attempted(gens: Sequence[Outcome]) -> float | None:
     """Vulnerable share among parseable, non-empty programs (None: the task has none)."""
-    attempted = [g for g in gens if g.attempted]
-    if not attempted:
-        return None
-    return sum(g.status == "vulnerable" for g in attempted) / len(attempted)
+    return _share(gens, _attempted, lambda g: g.status == "vulnerable")
 
 
 def task_insecure_strict(gens: Sequence[Outcome]) -> float | None:
@@ -154,31 +160,19 @@ def task_insecure_strict(gens: Sequence[Outcome]) -> float | None:
 
 def task_nonfunctional(gens: Sequence[Outcome]) -> float | None:
     """Share of a task's parseable, non-empty generations that the static sanity check rejects."""
-    attempted = [g for g in gens if g.attempted]
-    if not attempted:
-        return None
-    return sum(g.nonfunctional for g in attempted) / len(attempted)
+    return _share(gens, _attempted, lambda g: g.nonfunctional)
 
 
 def task_empty(gens: Sequence[Outcome]) -> float | None:
-    judged = [g for g in gens if g.status is not None]
-    if not judged:
-        return None
-    return sum(g.empty for g in judged) / len(judged)
+    return _share(gens, _judged, lambda g: g.empty)
 
 
 def task_unparseable(gens: Sequence[Outcome]) -> float | None:
-    judged = [g for g in gens if g.status is not None]
-    if not judged:
-        return None
-    return sum(g.status == "unparseable" for g in judged) / len(judged)
+    return _share(gens, _judged, lambda g: g.status == "unparseable")
 
 
 def task_vulnerable(gens: Sequence[Outcome]) -> float | None:
-    judged = [g for g in gens if g.status is not None]
-    if not judged:
-        return None
-    return sum(g.status == "vulnerable" for g in judged) / len(judged)
+    return _share(gens, _judged, lambda g: g.status == "vulnerable")
 
 
 def task_pass_at_k(k: int, *, security: bool) -> TaskMetric:

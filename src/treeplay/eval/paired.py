@@ -26,7 +26,6 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -38,7 +37,7 @@ from treeplay.eval.metrics import (
     task_strict_spr,
     task_vulnerable_attempted,
 )
-from treeplay.jsonl import read_jsonl_numbered
+from treeplay.eval.records import iter_generations
 from treeplay.run_layout import RunLayout
 
 BOOTSTRAP_SAMPLES = 2000
@@ -63,35 +62,20 @@ _METRICS: dict[str, Callable[[Sequence[Outcome]], float | None]] = {
 }
 
 
-class PairedDataError(ValueError):
-    """A generations.jsonl record the paired analysis cannot use; names file, line and field."""
-
-
 # ---- per-task scores
-
-
-def _outcome(path: Path, line: int, record: dict[str, Any]) -> Outcome:
-    if not isinstance(record.get("task_id"), str | int):
-        raise PairedDataError(f"{path}:{line}: field 'task_id' missing or not a string")
-    verdict = record.get("verdict")
-    if verdict is not None and not isinstance(verdict, dict):
-        raise PairedDataError(f"{path}:{line}: field 'verdict' must be an object or null")
-    tests = record.get("tests")
-    if tests is not None and not isinstance(tests, dict):
-        raise PairedDataError(f"{path}:{line}: field 'tests' must be an object or null")
-    return Outcome.from_record(record)
 
 
 def read_outcomes(path: Path) -> tuple[str | None, list[Outcome]]:
     """(bench name from the records, outcomes of the complete tasks) of one generations.jsonl.
 
-    A task with fewer samples than the others (evaluation interrupted) is left out, as the report does.
+    A task with fewer samples than the others (evaluation interrupted) is left out, as the report
+    does. A bad record raises `GenerationError` naming the file, the line and the field.
     """
     bench: str | None = None
     outcomes: list[Outcome] = []
-    for line, record in read_jsonl_numbered(path, tolerate_truncated_tail=True):
-        bench = bench or (str(record["bench"]) if record.get("bench") else None)
-        outcomes.append(_outcome(path, line, record))
+    for generation in iter_generations(path):
+        bench = bench or generation.bench or None
+        outcomes.append(Outcome.from_generation(generation))
     counts: dict[str, int] = defaultdict(int)
     for o in outcomes:
         counts[o.task_id] += 1

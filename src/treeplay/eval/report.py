@@ -11,7 +11,6 @@ drawn by `treeplay.tree.render`.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from treeplay.eval.report_charts import per_cwe_chart, training_curves_chart
 from treeplay.eval.report_data import (  # noqa: F401  (the report's public names, importable from here)
@@ -38,6 +37,7 @@ from treeplay.eval.report_tables import (
     per_group_table,
     training_table,
 )
+from treeplay.tree.records import Tree
 from treeplay.tree.render import golden_with_markers  # noqa: F401  (re-exported)
 
 
@@ -110,20 +110,20 @@ def build_sections(data: RunData) -> list[Section]:
     return sections
 
 
-def pick_example_trees(data: RunData, count: int = 2) -> list[tuple[int, str, int, dict[str, Any]]]:
+def pick_example_trees(data: RunData, count: int = 2) -> list[tuple[int, str, int, Tree]]:
     """Trees with the most mixed outcomes (secure and vulnerable branches), preferring TSP's."""
 
-    def score(item: tuple[int, str, int, dict[str, Any]]) -> tuple[int, int, int]:
-        labels = [b.get("label") for b in item[3].get("branches") or []]
+    def score(item: tuple[int, str, int, Tree]) -> tuple[int, int, int]:
+        labels = [b.label for b in item[3].branches]
         mixed = int("secure" in labels and "vulnerable" in labels)
         return (mixed, int(item[1] == "tsp"), min(len(labels), 12))
 
     ranked = sorted(data.trees, key=score, reverse=True)
     chosen, seen = [], set()
     for item in ranked:
-        if item[3].get("task_id") in seen:
+        if item[3].task_id in seen:
             continue
-        seen.add(item[3].get("task_id"))
+        seen.add(item[3].task_id)
         chosen.append(item)
         if len(chosen) == count:
             break

@@ -14,8 +14,10 @@ from pathlib import Path
 from typing import Any
 
 from treeplay.eval.evaluate import GENERATIONS_FILE, METRICS_FILE, compute_metrics
+from treeplay.eval.records import read_generations
 from treeplay.jsonl import read_jsonl
 from treeplay.run_layout import RunLayout
+from treeplay.tree.records import Tree, read_trees
 
 METHODS = ("base", "sft", "selfplay", "tsp")
 METHOD_NAMES = {"base": "Base model", "sft": "SFT (golden)", "selfplay": "Self-play (root pairs)", "tsp": "TSP (tree)"}
@@ -39,7 +41,7 @@ class RunData:
     evals: list[EvalResult] = field(default_factory=list)
     train_logs: dict[tuple[int, str, int], list[dict[str, Any]]] = field(default_factory=dict)
     budgets: dict[tuple[int, str], dict[str, Any]] = field(default_factory=dict)
-    trees: list[tuple[int, str, int, dict[str, Any]]] = field(default_factory=list)  # seed, method, round, tree
+    trees: list[tuple[int, str, int, Tree]] = field(default_factory=list)  # seed, method, round, tree
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -78,23 +80,33 @@ def _read_eval(seed: int, method: str, bench_dir: Path) -> EvalResult | None:
     gen_path = bench_dir / GENERATIONS_FILE
     if not gen_path.exists():
         return None
-    records = list(read_jsonl(gen_path, tolerate_truncated_tail=True))
+    records = read_generations(gen_path)
     if not records:
         return None
-    bench = str(records[0].get("bench") or bench_dir.name)
+    bench = records[0].bench or bench_dir.name
     counts: dict[str, int] = defaultdict(int)
     for r in records:
-        counts[r["task_id"]] += 1
+        counts[r.task_id] += 1
     n = max(counts.values())
-    records = [r for r in records if counts[r["task_id"]] == n]  # complete tasks only; never rewrite here
+    records = [r for r in records if counts[r.task_id] == n]  # complete tasks only; never rewrite here
     metrics = compute_metrics(records, humaneval=bench == "humaneval")
-    metrics.update(bench=bench, generations=len(records), tasks_evaluated=len({r["task_id"] for r in records}))
+    metrics.update(bench=bench, generations=len(records), tasks_evaluated=len({r.task_id for r in records}))
     return EvalResult(seed, method, bench, metrics, recomputed=True)
 
 
 def _read_jsonl_safely(path: Path, data: RunData) -> list[dict[str, Any]]:
     try:
         return list(read_jsonl(path, tolerate_truncated_tail=True))
+    except ValueError as exc:
+        data.notes.append(f"could not read {path.relative_to(data.run_dir)}: {exc}")
+        return []
+
+
+def _read_trees_safely(path: Path, data: RunData) -> list[Tree]:
+    """The tree stage's records; a bad line or record (named by file, line and field) drops the
+    file's trees with a note, like unreadable JSON."""
+    try:
+        return read_trees(path, tolerate_truncated_tail=True)
     except ValueError as exc:
         data.notes.append(f"could not read {path.relative_to(data.run_dir)}: {exc}")
         return []
@@ -152,7 +164,7 @@ def _collect_arm(data: RunData, layout: RunLayout, seed: int, method: str) -> No
                 break
         trees = layout.round_dir(seed, method, round_no, "data") / "trees.jsonl"
         if trees.exists():
-            data.trees.extend((seed, method, round_no, t) for t in _read_jsonl_safely(trees, data))
+            data.trees.extend((seed, method, round_no, t) for t in _read_trees_safely(trees, data))
 
 
 def missing_parts(data: RunData) -> list[str]:
@@ -205,7 +217,11 @@ class Block:
     rows: list[list[str]] = field(default_factory=list)
     image: bytes = b""
     name: str = ""
-    tree: dict[str, Any] = field(default_factory=dict)
+    tree: Tree | None = None  # for kind "tree"
+
+    def __post_init__(self) -> None:
+        if self.kind == "tree" and self.tree is None:
+            raise ValueError("a tree block needs its tree")
 
 
 @dataclass

@@ -36,7 +36,7 @@ def render_markdown(sections: Sequence[Section], assets_dir: Path, *, title: str
                 out += [f"![{block.text}]({assets_dir.name}/{block.name})", ""]
             elif block.kind == "pre":
                 out += ["```", block.text.rstrip(), "```", ""]
-            elif block.kind == "tree":
+            elif block.kind == "tree" and block.tree is not None:
                 out += [record_markdown(block.tree), ""]
     return "\n".join(out)
 
@@ -79,7 +79,7 @@ def render_html(sections: Sequence[Section], *, title: str) -> str:
                 body.append(f"<figure class='svg'>{block.image.decode('utf-8')}</figure>")
             elif block.kind == "pre":
                 body.append(f"<details><summary>show</summary><pre>{html.escape(block.text)}</pre></details>")
-            elif block.kind == "tree":
+            elif block.kind == "tree" and block.tree is not None:
                 body.append(record_block_html(block.tree))
     return (
         f"<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"

@@ -17,11 +17,12 @@ from pathlib import Path
 from typing import Any
 
 from treeplay.run_layout import RunLayout
+from treeplay.tree.records import Tree
 
 _ACCURACY_KEYS = ("pref_accuracy", "rewards/accuracy")
 _MARGIN_KEYS = ("reward_margin", "rewards/margin")
 
-TreeItem = tuple[int, str, int, Mapping[str, Any]]  # seed, arm, round, tree record
+TreeItem = tuple[int, str, int, Tree]  # seed, arm, round, tree
 LogKey = tuple[int, str, int]  # seed, arm, round
 
 
@@ -109,7 +110,7 @@ def round_rows(
     report already read them (`RunData.trees`, `RunData.train_logs`)."""
     tree_labels: dict[LogKey, Counter[str]] = defaultdict(Counter)
     for seed, arm, round_no, tree in trees:
-        tree_labels[(seed, arm, round_no)].update(str(b.get("label")) for b in tree.get("branches") or [])
+        tree_labels[(seed, arm, round_no)].update(b.label for b in tree.branches)
     rows: dict[tuple[str, int], RoundRow] = {}
     for seed, arm, round_no, directory in round_dirs(Path(run_dir)):
         row = rows.setdefault((arm, round_no), RoundRow(arm, round_no))

@@ -3,20 +3,21 @@
     from treeplay.oracle import judge, judge_many, OracleConfig
     verdict = judge(code, "py", task=task)   # Verdict(status, findings, analyzers_run, ...)
 
-Import-light on purpose: analyzers (bandit, semgrep, node...) load on first use.
+The stage's public face, imported lazily (PEP 562): analyzers (bandit, semgrep, node...) load on
+first use. `judge`; `judge_many`; `default_oracle`; `Oracle`; `OracleUnavailableError`; `OracleConfig`.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from treeplay.oracle.config import OracleConfig
-    from treeplay.oracle.core import Oracle, OracleUnavailableError, default_oracle, judge, judge_many
+from treeplay.lazy_face import lazy_face
 
-__all__ = ["Oracle", "OracleConfig", "OracleUnavailableError", "default_oracle", "judge", "judge_many"]
+if TYPE_CHECKING:  # the real types for type checkers; nothing is imported at run time
+    from treeplay.oracle.config import OracleConfig  # noqa: F401
+    from treeplay.oracle.core import Oracle, OracleUnavailableError, default_oracle, judge, judge_many  # noqa: F401
 
-_LAZY = {
+_FACE = {
     "judge": "treeplay.oracle.core",
     "judge_many": "treeplay.oracle.core",
     "default_oracle": "treeplay.oracle.core",
@@ -24,11 +25,4 @@ _LAZY = {
     "OracleUnavailableError": "treeplay.oracle.core",
     "OracleConfig": "treeplay.oracle.config",
 }
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'treeplay.oracle' has no attribute {name!r}")
+__getattr__, __all__ = lazy_face(__name__, _FACE)

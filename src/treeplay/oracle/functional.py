@@ -25,6 +25,7 @@ import hashlib
 import importlib.machinery
 import importlib.metadata
 import importlib.util
+import pkgutil
 import re
 import shutil
 import subprocess
@@ -59,6 +60,14 @@ def sandbox_path() -> list[str]:
     `treeplay run` and `python -m treeplay run` disagree on what is importable, and on the oracle
     fingerprint (so every pipeline stage looked stale)."""
     return [p for p in sys.path[1:] if p]
+
+
+def importable_top_level() -> list[str]:
+    """The top-level modules and packages on the sandbox path, sorted: what `importable` can find,
+    by name. The fingerprint hashes these names, not the path strings, so the same environment
+    reached through another directory (a clone elsewhere, a worktree on PYTHONPATH) is the same
+    oracle; adding or removing a module changes it."""
+    return sorted({module.name for module in pkgutil.iter_modules(sandbox_path())})
 
 
 def _imports(tree: ast.Module) -> list[tuple[int, str]]:
@@ -153,7 +162,7 @@ def functional_fingerprint(language: str) -> str:
     the C/C++ compiler's version. Installing a module or a compiler invalidates cached verdicts."""
     if language == "py":
         dists = sorted(f"{d.metadata['Name']}=={d.version}" for d in importlib.metadata.distributions())
-        listing = "\n".join([sys.version, *sandbox_path(), *dists])
+        listing = "\n".join([sys.version, *importable_top_level(), *dists])
         return "py:" + hashlib.sha256(listing.encode()).hexdigest()[:16]
     if language in ("c", "cpp"):
         compiler = shutil.which("g++" if language == "cpp" else "gcc")

@@ -22,21 +22,15 @@ def _fail(message: str) -> typer.Exit:
 
 
 def _read_trees(path: Path) -> list:  # type: ignore[type-arg]
-    from treeplay.jsonl import JsonlError, read_jsonl
-    from treeplay.tree.records import tree_from_dict
+    from treeplay.jsonl import JsonlError
+    from treeplay.tree.records import read_trees
 
     if not path.exists():
         raise _fail(f"{path}: no such trees file")
-    trees = []
     try:
-        for number, record in enumerate(read_jsonl(path, tolerate_truncated_tail=True), start=1):
-            try:
-                trees.append(tree_from_dict(record))
-            except (KeyError, TypeError, ValueError) as exc:
-                raise _fail(f"{path}:{number}: bad tree record ({type(exc).__name__}: {exc})") from None
+        return read_trees(path, tolerate_truncated_tail=True)
     except JsonlError as exc:
         raise _fail(str(exc)) from None
-    return trees
 
 
 def _tasks_by_id(trees: list, tasks_path: Path | None) -> dict:  # type: ignore[type-arg]

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from pathlib import Path
+from typing import Any, Literal, get_args
+
+from treeplay.jsonl import JsonlError, read_jsonl_numbered
 
 BranchLabel = Literal["secure", "vulnerable", "unparseable", "nonfunctional", "incomplete", "unsupported"]
 
@@ -83,50 +86,122 @@ class Pair:
 # --- JSON round-trip (additive helpers; records are written with treeplay.jsonl.to_jsonable) ---
 
 
+class TreeRecordError(ValueError):
+    """A tree record field that is missing or has the wrong type; `field` is its path in the
+    record (e.g. ``nodes[2].char_offset``)."""
+
+    def __init__(self, field: str, message: str) -> None:
+        self.field = field
+        self.message = message
+        super().__init__(f"field {field!r}: {message}")
+
+
+_REQUIRED: Any = object()
+_GOLDEN_SOURCES = ("task", "self-play", "none")
+
+
+def _type_names(types: tuple[type, ...]) -> str:
+    return " or ".join("null" if t is type(None) else t.__name__ for t in types)
+
+
+def _get(data: dict[str, Any], key: str, *types: type, default: Any = _REQUIRED) -> Any:
+    """`data[key]`, checked to be one of `types` (bool is not an int here); `default` when absent."""
+    if key not in data:
+        if default is _REQUIRED:
+            raise TreeRecordError(key, "missing")
+        return default
+    value = data[key]
+    if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+        raise TreeRecordError(key, f"expected {_type_names(types)}, got {type(value).__name__}")
+    return value
+
+
+def _choice(data: dict[str, Any], key: str, choices: tuple[str, ...]) -> Any:
+    value = _get(data, key, str)
+    if value not in choices:
+        raise TreeRecordError(key, f"{value!r} is not one of {', '.join(choices)}")
+    return value
+
+
+def _numbers(data: dict[str, Any], key: str, kind: type) -> tuple[Any, ...]:
+    """A list of numbers (`kind` int, or float accepting ints too); absent or null = ()."""
+    values = _get(data, key, list, type(None), default=None) or []
+    allowed = (int,) if kind is int else (int, float)
+    for i, value in enumerate(values):
+        if not isinstance(value, allowed) or isinstance(value, bool):
+            raise TreeRecordError(f"{key}[{i}]", f"expected {kind.__name__}, got {type(value).__name__}")
+    return tuple(kind(v) for v in values)
+
+
+def _objects(data: dict[str, Any], key: str, parse: Any, *, default: Any = _REQUIRED) -> tuple[Any, ...]:
+    """A list of JSON objects, each given to `parse`; errors name the item (``key[i].field``)."""
+    values = _get(data, key, list, type(None), default=default) or []
+    out = []
+    for i, value in enumerate(values):
+        if not isinstance(value, dict):
+            raise TreeRecordError(f"{key}[{i}]", f"expected an object, got {type(value).__name__}")
+        try:
+            out.append(parse(value))
+        except TreeRecordError as exc:
+            raise TreeRecordError(f"{key}[{i}].{exc.field}", exc.message) from None
+    return tuple(out)
+
+
 def node_from_dict(data: dict[str, Any]) -> Node:
     return Node(
-        id=str(data["id"]),
-        parent=data.get("parent"),
-        branch_of_parent=data.get("branch_of_parent"),
-        char_offset=int(data["char_offset"]),
-        token_offset=data.get("token_offset"),
-        strategy=str(data["strategy"]),
-        prefix_hash=str(data["prefix_hash"]),
-        depth=int(data.get("depth", 1)),
+        id=_get(data, "id", str),
+        parent=_get(data, "parent", str, type(None), default=None),
+        branch_of_parent=_get(data, "branch_of_parent", int, type(None), default=None),
+        char_offset=_get(data, "char_offset", int),
+        token_offset=_get(data, "token_offset", int, type(None), default=None),
+        strategy=_get(data, "strategy", str),
+        prefix_hash=_get(data, "prefix_hash", str),
+        depth=_get(data, "depth", int, default=1),
     )
 
 
 def branch_from_dict(data: dict[str, Any]) -> Branch:
     return Branch(
-        node_id=str(data["node_id"]),
-        prefix=str(data["prefix"]),
-        completion=str(data["completion"]),
-        token_ids=tuple(int(t) for t in data.get("token_ids") or ()),
-        logprobs=tuple(float(x) for x in data.get("logprobs") or ()),
-        label=data["label"],
-        findings=tuple(data.get("findings") or ()),
-        cwe=data.get("cwe"),
-        first_flagged_line=data.get("first_flagged_line"),
-        finish_reason=str(data.get("finish_reason", "stop")),
-        tests=data.get("tests"),
+        node_id=_get(data, "node_id", str),
+        prefix=_get(data, "prefix", str),
+        completion=_get(data, "completion", str),
+        token_ids=_numbers(data, "token_ids", int),
+        logprobs=_numbers(data, "logprobs", float),
+        label=_choice(data, "label", get_args(BranchLabel)),
+        findings=_objects(data, "findings", dict, default=None),
+        cwe=_get(data, "cwe", str, type(None), default=None),
+        first_flagged_line=_get(data, "first_flagged_line", int, type(None), default=None),
+        finish_reason=_get(data, "finish_reason", str, default="stop"),
+        tests=_get(data, "tests", dict, type(None), default=None),
     )
 
 
 def tree_from_dict(data: dict[str, Any]) -> Tree:
-    """Inverse of `to_jsonable(tree)`; KeyError names a missing field."""
+    """Inverse of `to_jsonable(tree)`; a missing or mistyped field raises TreeRecordError naming it."""
     return Tree(
-        task_id=str(data["task_id"]),
-        golden=data.get("golden"),
-        golden_source=data["golden_source"],
-        nodes=tuple(node_from_dict(n) for n in data["nodes"]),
-        branches=tuple(branch_from_dict(b) for b in data["branches"]),
-        round=int(data.get("round", 0)),
-        model_id=str(data.get("model_id", "")),
-        config_hash=str(data.get("config_hash", "")),
-        golden_scores=dict(data.get("golden_scores") or {}),
-        stats=dict(data.get("stats") or {}),
-        task=data.get("task"),
+        task_id=_get(data, "task_id", str),
+        golden=_get(data, "golden", str, type(None), default=None),
+        golden_source=_choice(data, "golden_source", _GOLDEN_SOURCES),
+        nodes=_objects(data, "nodes", node_from_dict),
+        branches=_objects(data, "branches", branch_from_dict),
+        round=_get(data, "round", int, default=0),
+        model_id=_get(data, "model_id", str, default=""),
+        config_hash=_get(data, "config_hash", str, default=""),
+        golden_scores=dict(_get(data, "golden_scores", dict, type(None), default=None) or {}),
+        stats=dict(_get(data, "stats", dict, type(None), default=None) or {}),
+        task=_get(data, "task", dict, type(None), default=None),
     )
+
+
+def read_trees(path: Path | str, *, tolerate_truncated_tail: bool = False) -> list[Tree]:
+    """The trees of a `trees.jsonl`; a bad line or record raises JsonlError naming file, line and field."""
+    trees = []
+    for number, record in read_jsonl_numbered(path, tolerate_truncated_tail=tolerate_truncated_tail):
+        try:
+            trees.append(tree_from_dict(record))
+        except TreeRecordError as exc:
+            raise JsonlError(path, number, f"bad tree record: {exc}") from None
+    return trees
 
 
 def pair_from_dict(data: dict[str, Any]) -> Pair:

@@ -3,8 +3,8 @@
 The HTML page has the golden path with every trunk node marked where it sits, then one section
 per node with its branches rendered as line diffs against what the parent path does from there
 (golden suffix, or the rest of the parent branch for deeper nodes), with oracle findings inline.
-The run report (`treeplay.eval.report`) shows tree records (dicts read from `trees.jsonl`) with
-`record_markdown` and `record_block_html` (the HTML page in an iframe when the record carries its
+The run report (`treeplay.eval.report`) shows the trees it read from `trees.jsonl` (`Tree` records)
+with `record_markdown` and `record_block_html` (the HTML page in an iframe when the tree carries its
 task, a short view otherwise). This is the only tree renderer.
 """
 
@@ -21,7 +21,7 @@ from rich.tree import Tree as RichTree
 
 from treeplay.tasks.records import Task
 from treeplay.tree.placement import node_prefix
-from treeplay.tree.records import Branch, Node, Tree, tree_from_dict
+from treeplay.tree.records import Branch, Node, Tree
 
 LABEL_COLOURS = {"secure": "green", "vulnerable": "red", "unparseable": "yellow", "nonfunctional": "magenta"}
 HTML_COLOURS = {
@@ -239,20 +239,18 @@ def find_tree(trees: Sequence[Tree], task_id: str | None) -> Tree:
     raise ValueError(f"no tree for task {task_id!r} (have e.g. {', '.join(t.task_id for t in trees[:5])})")
 
 
-# ---- tree records (dicts) in the run report ---------------------------------------------------
+# ---- trees in the run report ------------------------------------------------------------------
 
 
-def golden_with_markers(tree: dict[str, Any]) -> str:
-    """The golden path of a tree record with «node-id» markers at the trunk nodes' character offsets."""
-    golden = tree.get("golden") or ""
-    trunk = sorted(
-        (n for n in tree.get("nodes") or [] if n.get("parent") is None), key=lambda n: int(n.get("char_offset", 0))
-    )
+def golden_with_markers(tree: Tree) -> str:
+    """The golden path of a tree with «node-id» markers at the trunk nodes' character offsets."""
+    golden = tree.golden or ""
+    trunk = sorted((n for n in tree.nodes if n.parent is None), key=lambda n: n.char_offset)
     out, last = [], 0
     for node in trunk:
-        offset = max(last, min(len(golden), int(node.get("char_offset", 0))))
+        offset = max(last, min(len(golden), node.char_offset))
         out.append(golden[last:offset])
-        out.append(f"«{node['id']}»")
+        out.append(f"«{node.id}»")
         last = offset
     out.append(golden[last:])
     return "".join(out)
@@ -263,59 +261,58 @@ def _clip(text: str, lines: int = 10) -> str:
     return "\n".join(parts[:lines]) + (f"\n… ({len(parts) - lines} more lines)" if len(parts) > lines else "")
 
 
-def record_markdown(tree: dict[str, Any]) -> str:
-    """A tree record (a dict) in Markdown: golden path with node markers, branches by node."""
-    lines = [f"**{tree.get('task_id')}** — golden path ({tree.get('golden_source')}), "
-             f"{len(tree.get('nodes') or [])} nodes, {len(tree.get('branches') or [])} branches", "",
+def record_markdown(tree: Tree) -> str:
+    """A tree in Markdown: golden path with node markers, branches by node."""
+    lines = [f"**{tree.task_id}** — golden path ({tree.golden_source}), "
+             f"{len(tree.nodes)} nodes, {len(tree.branches)} branches", "",
              "```", golden_with_markers(tree) or "(no golden path)", "```", ""]  # fmt: skip
-    for node in tree.get("nodes") or []:
-        branches = [b for b in tree.get("branches") or [] if b.get("node_id") == node["id"]]
-        lines.append(f"- node `{node['id']}` ({node.get('strategy')}, offset {node.get('char_offset')}, "
-                     f"depth {node.get('depth', 1)}): {len(branches)} branches")  # fmt: skip
+    for node in tree.nodes:
+        branches = [b for b in tree.branches if b.node_id == node.id]
+        lines.append(f"- node `{node.id}` ({node.strategy}, offset {node.char_offset}, "
+                     f"depth {node.depth}): {len(branches)} branches")  # fmt: skip
         for b in branches:
-            where = f", first flagged line {b['first_flagged_line']}" if b.get("first_flagged_line") else ""
-            lines.append(f"  - **{b.get('label')}** {b.get('cwe') or ''}{where}")
+            where = f", first flagged line {b.first_flagged_line}" if b.first_flagged_line else ""
+            lines.append(f"  - **{b.label}** {b.cwe or ''}{where}")
             lines.append("    ```")
-            lines.extend("    " + line for line in _clip(b.get("completion", ""), 6).splitlines())
+            lines.extend("    " + line for line in _clip(b.completion, 6).splitlines())
             lines.append("    ```")
     return "\n".join(lines)
 
 
-def record_html(tree: dict[str, Any]) -> str:
-    """A short HTML view of a tree record (a dict): golden path with node markers, branches by node."""
+def record_html(tree: Tree) -> str:
+    """A short HTML view of a tree: golden path with node markers, branches by node."""
     marked = html.escape(golden_with_markers(tree) or "(no golden path)")
     marked = re.sub(r"«([\w.-]+)»", r'<span class="node">\1</span>', marked)
     parts = [
-        f"<p><b>{html.escape(str(tree.get('task_id')))}</b> — golden path ({html.escape(str(tree.get('golden_source')))}), "
-        f"{len(tree.get('nodes') or [])} nodes, {len(tree.get('branches') or [])} branches</p>",
+        f"<p><b>{html.escape(tree.task_id)}</b> — golden path ({html.escape(tree.golden_source)}), "
+        f"{len(tree.nodes)} nodes, {len(tree.branches)} branches</p>",
         f"<pre class='golden'>{marked}</pre>",
     ]
-    for node in tree.get("nodes") or []:
-        branches = [b for b in tree.get("branches") or [] if b.get("node_id") == node["id"]]
+    for node in tree.nodes:
+        branches = [b for b in tree.branches if b.node_id == node.id]
         items = []
         for b in branches:
-            label = str(b.get("label"))
-            color = HTML_COLOURS.get(label, "#57606a")
-            where = f", first flagged line {b['first_flagged_line']}" if b.get("first_flagged_line") else ""
+            color = HTML_COLOURS.get(b.label, "#57606a")
+            where = f", first flagged line {b.first_flagged_line}" if b.first_flagged_line else ""
             items.append(
-                f"<li><span class='label' style='background:{color}'>{html.escape(label)}</span> "
-                f"{html.escape(str(b.get('cwe') or ''))}{where}"
-                f"<pre>{html.escape(_clip(b.get('completion', ''), 8))}</pre></li>"
+                f"<li><span class='label' style='background:{color}'>{html.escape(b.label)}</span> "
+                f"{html.escape(b.cwe or '')}{where}"
+                f"<pre>{html.escape(_clip(b.completion, 8))}</pre></li>"
             )
         parts.append(
-            f"<details open><summary>node <span class='node'>{html.escape(node['id'])}</span> "
-            f"({html.escape(str(node.get('strategy')))}, offset {node.get('char_offset')}, "
-            f"depth {node.get('depth', 1)}) — {len(branches)} branches</summary><ul>{''.join(items)}</ul></details>"
+            f"<details open><summary>node <span class='node'>{html.escape(node.id)}</span> "
+            f"({html.escape(node.strategy)}, offset {node.char_offset}, "
+            f"depth {node.depth}) — {len(branches)} branches</summary><ul>{''.join(items)}</ul></details>"
         )
     return "\n".join(parts)
 
 
-def record_block_html(tree: dict[str, Any]) -> str:
-    """The tree page (`tree_html`: diffs, findings) in an inline iframe when the record carries its
+def record_block_html(tree: Tree) -> str:
+    """The tree page (`tree_html`: diffs, findings) in an inline iframe when the tree carries its
     task snapshot; otherwise `record_html`. Both stay self-contained (no external resource)."""
-    if tree.get("task"):
+    if tree.task:
         try:
-            page = tree_html(tree_from_dict(tree), Task.from_dict(tree["task"]))
+            page = tree_html(tree, Task.from_dict(tree.task))
         except (KeyError, TypeError, ValueError):
             return record_html(tree)
         return f"<iframe class='tree' srcdoc=\"{html.escape(page, quote=True)}\"></iframe>"

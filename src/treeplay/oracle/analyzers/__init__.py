@@ -1,36 +1,12 @@
-"""Analyzer plugins, one registry. Each plugin is imported only when first used."""
+"""Analyzer plugins, one registry (`registry.py`). Each plugin is imported only when first used.
+
+The package's public face: the records and interface of `base.py`, the registry's `ANALYZERS` and
+`create_analyzer`.
+"""
 
 from __future__ import annotations
 
-import importlib
-
 from treeplay.oracle.analyzers.base import AnalysisResult, Analyzer, RawFinding, Target, ToolError
-
-# registry name -> "module:ClassName"
-ANALYZERS: dict[str, str] = {
-    "bandit": "treeplay.oracle.analyzers.bandit_py:BanditAnalyzer",
-    "semgrep": "treeplay.oracle.analyzers.semgrep:SemgrepAnalyzer",
-    "cppcheck": "treeplay.oracle.analyzers.cppcheck:CppcheckAnalyzer",
-    "flawfinder": "treeplay.oracle.analyzers.flawfinder:FlawfinderAnalyzer",
-    "clang-tidy": "treeplay.oracle.analyzers.clang_tidy:ClangTidyAnalyzer",
-    "eslint": "treeplay.oracle.analyzers.eslint:EslintAnalyzer",
-    "gofmt": "treeplay.oracle.analyzers.golang:GofmtAnalyzer",
-    "go-vet": "treeplay.oracle.analyzers.golang:GoVetAnalyzer",
-    "codeql": "treeplay.oracle.analyzers.codeql:CodeQLAnalyzer",
-    "javac-parse": "treeplay.oracle.analyzers.java:JavacParseAnalyzer",
-}
-
-
-def create_analyzer(name: str, *, timeout_s: float = 300.0) -> Analyzer:
-    """Instantiate a registered analyzer; KeyError naming the known ones for an unknown name."""
-    if name not in ANALYZERS:
-        raise KeyError(f"unknown analyzer {name!r} (known: {', '.join(ANALYZERS)})")
-    module_name, class_name = ANALYZERS[name].split(":")
-    cls = getattr(importlib.import_module(module_name), class_name)
-    try:
-        return cls(timeout_s=timeout_s)  # type: ignore[no-any-return]
-    except TypeError:
-        return cls()  # type: ignore[no-any-return]
-
+from treeplay.oracle.analyzers.registry import ANALYZERS, create_analyzer
 
 __all__ = ["ANALYZERS", "AnalysisResult", "Analyzer", "RawFinding", "Target", "ToolError", "create_analyzer"]

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
+import re
 import shutil
 import subprocess
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -70,12 +71,14 @@ def which(*names: str) -> str | None:
 
 
 def run_tool(cmd: Sequence[str], *, timeout_s: float, cwd: Path | None = None, ok_codes: Sequence[int] = (0,),
-             input_text: str | None = None) -> subprocess.CompletedProcess[str]:
-    """Run an analyzer; ToolError with its stderr tail when it fails or times out."""
+             input_text: str | None = None, env: Mapping[str, str] | None = None
+             ) -> subprocess.CompletedProcess[str]:
+    """Run an analyzer (environment: this process's, or `env`); ToolError with its stderr tail when it
+    fails or times out."""
     try:
         proc = subprocess.run(
             list(cmd), cwd=cwd, capture_output=True, text=True, timeout=timeout_s, input=input_text,
-            check=False,
+            check=False, env=None if env is None else dict(env),
         )
     except subprocess.TimeoutExpired as exc:
         raise ToolError(f"{cmd[0]} timed out after {timeout_s:.0f}s") from exc
@@ -97,6 +100,20 @@ def position_of(reported: str, by_path: dict[str, int], workdir: Path) -> int | 
     if not path.is_absolute():
         path = workdir / path
     return by_path.get(str(path.resolve()))
+
+
+def mark_parse_errors(results: Sequence[AnalysisResult], output: str, diagnostic: re.Pattern[str],
+                      targets: Sequence[Target], workdir: Path) -> None:  # fmt: skip
+    """Each target's first compiler diagnostic in `output` (lines matching `diagnostic`, with the
+    groups `file`, `line` and `msg`) becomes its parse error, as "line N: message"."""
+    by_path = index_by_path(targets)
+    for raw in output.splitlines():
+        match = diagnostic.match(raw.strip())
+        if not match:
+            continue
+        pos = position_of(match["file"], by_path, workdir)
+        if pos is not None and results[pos].parse_error is None:
+            results[pos].parse_error = f"line {match['line']}: {match['msg']}"
 
 
 class CommandAnalyzer:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -26,6 +27,53 @@ def is_flawfinder_noise(level: int, default_level: int) -> bool:
     or a call it downgraded to level <= 2 after looking at the arguments (sprintf with a constant
     format, strcpy from a constant). Reporting them made every fixed C function 'vulnerable'."""
     return level <= 1 or (level < default_level and level <= 2)
+
+
+# strcpy/strcat whose source is a macro constant (strcpy(prefix, THREE_DOTS)): its length is known at
+# compile time, as for the string literal flawfinder already downgrades.
+# (flawfinder's Context column writes a tab as the four characters \x09: no word boundary before a name)
+_COPY_FROM_MACRO = re.compile(r"(?<![A-Za-z_])(?:strcpy|strcat|wcscpy|wcscat)\s*\([^,]+,\s*[A-Z][A-Z0-9_]*\s*\)")
+# printf-family format made of macros and string literals only (snprintf(b, n, TMPDIR "~x%d", i)):
+# a constant the compiler concatenates, not an attacker-controlled format.
+_FORMAT_ARG_INDEX = {"printf": 0, "fprintf": 1, "sprintf": 1, "snprintf": 2, "syslog": 1, "vsnprintf": 2}
+_CONSTANT_FORMAT = re.compile(r'\s*(?:(?:[A-Z][A-Z0-9_]*|"(?:[^"\\]|\\.)*")\s*)+$')
+
+
+def _call_args(context: str, name: str) -> list[str] | None:
+    """Top-level arguments of the first `name(...)` call in a source line (None when cut off)."""
+    match = re.search(rf"(?<![A-Za-z_]){name}\s*\(", context)
+    if match is None:
+        return None
+    args: list[str] = []
+    depth, current, quoted = 0, "", False
+    for i, ch in enumerate(context[match.end():]):
+        if quoted:
+            quoted = not (ch == '"' and context[match.end() + i - 1] != "\\")
+        elif ch == '"':
+            quoted = True
+        elif ch in "([{":
+            depth += 1
+        elif ch in ")]}":
+            if depth == 0:
+                return [*args, current]
+            depth -= 1
+        elif ch == "," and depth == 0:
+            args, current = [*args, current], ""
+            continue
+        current += ch
+    return None
+
+
+def is_constant_argument_hit(name: str, context: str, cwes: str) -> bool:
+    """A copy from a macro constant, or a format-string hit (CWE-134) whose format is built from
+    macros and literals only. sprintf's buffer-overflow hits (CWE-120) are kept."""
+    if name in ("strcpy", "strcat", "wcscpy", "wcscat"):
+        return _COPY_FROM_MACRO.search(context) is not None
+    if name in _FORMAT_ARG_INDEX and "134" in cwes:
+        args = _call_args(context, name)
+        index = _FORMAT_ARG_INDEX[name]
+        return args is not None and len(args) > index and _CONSTANT_FORMAT.match(args[index]) is not None
+    return False
 
 
 def level_to_severity(level: int) -> Severity:
@@ -59,6 +107,8 @@ class FlawfinderAnalyzer:
             if pos is None:
                 continue
             if is_flawfinder_noise(int(row["Level"]), int(row.get("DefaultLevel") or row["Level"])):
+                continue
+            if is_constant_argument_hit(row.get("Name", ""), row.get("Context", ""), row.get("CWEs") or ""):
                 continue
             line = int(row["Line"])
             cwes = (row.get("CWEs") or "").replace("!", "").split("/")

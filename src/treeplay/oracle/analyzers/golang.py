@@ -19,6 +19,7 @@ from treeplay.oracle.analyzers.base import (
     Target,
     ToolError,
     index_by_path,
+    mark_parse_errors,
     position_of,
     run_tool,
 )
@@ -53,14 +54,7 @@ class GofmtAnalyzer(CommandAnalyzer):
         results = [AnalysisResult() for _ in targets]
         proc = run_tool(["gofmt", "-e", "-l", *[str(t.path) for t in targets]], timeout_s=self.timeout_s,
                         cwd=workdir, ok_codes=(0, 1, 2))
-        by_path = index_by_path(targets)
-        for raw in proc.stderr.splitlines():
-            match = _DIAG.match(raw.strip())
-            if not match:
-                continue
-            pos = position_of(match["file"], by_path, workdir)
-            if pos is not None and results[pos].parse_error is None:
-                results[pos].parse_error = f"line {match['line']}: {match['msg']}"
+        mark_parse_errors(results, proc.stderr, _DIAG, targets, workdir)
         return results
 
 

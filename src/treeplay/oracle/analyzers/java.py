@@ -14,8 +14,7 @@ from treeplay.oracle.analyzers.base import (
     AnalysisResult,
     CommandAnalyzer,
     Target,
-    index_by_path,
-    position_of,
+    mark_parse_errors,
     run_tool,
 )
 
@@ -36,12 +35,5 @@ class JavacParseAnalyzer(CommandAnalyzer):
         cmd = ["javac", "-XDshould-stop.ifError=PARSE", "-XDshould-stop.ifNoError=PARSE", "-proc:none",
                "-nowarn", "-Xmaxerrs", "100000", "-d", str(out), *[str(t.path) for t in targets]]
         proc = run_tool(cmd, timeout_s=self.timeout_s, cwd=workdir, ok_codes=(0, 1))
-        by_path = index_by_path(targets)
-        for raw in (proc.stdout + proc.stderr).splitlines():
-            match = _DIAG.match(raw.strip())
-            if not match:
-                continue
-            pos = position_of(match["file"], by_path, workdir)
-            if pos is not None and results[pos].parse_error is None:
-                results[pos].parse_error = f"line {match['line']}: {match['msg']}"
+        mark_parse_errors(results, proc.stdout + proc.stderr, _DIAG, targets, workdir)
         return results

@@ -1,0 +1,172 @@
+"""The oracle's speed measures must not change a verdict: the whole-file prefilters of
+rules/python_taint.yaml, the OCaml runtime setting of semgrep-core, the size-balanced pool split and
+the snippet scratch directory (docs/oracle.md "Speed")."""
+
+from __future__ import annotations
+
+import copy
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from treeplay.oracle.analyzers.base import Target
+from treeplay.oracle.analyzers.semgrep import OCAML_RUNTIME, SemgrepAnalyzer, _semgrep_env
+from treeplay.oracle.config import RULES_DIR
+from treeplay.oracle.core import scratch_dir, split_by_size
+
+PREFILTER_MARK = "(?s)\\A(?="  # how a whole-file prefilter regex of python_taint.yaml starts
+
+# Edge cases of the prefilters' reasoning: escapes semgrep does / does not turn into "<", implicit
+# string concatenation, aliased imports of the sinks, a `safe_load` file the old substring prefilter
+# let through.
+EDGE_CASES = '''\
+from pickle import loads as unpickle
+import yaml as y
+from re import compile as rc
+import xml.etree.ElementTree as ET
+
+
+def html_hex_escape(x):
+    return "\\x3cb>%s" % x
+
+
+def html_concat(x):
+    return "<" "b>%s" % x
+
+
+def html_newline_escape(x):
+    return "<\\nb>%s" % x
+
+
+def html_plain(x):
+    return "<b>%s" % x
+
+
+def html_unicode_escape(x):
+    return "\\u003cb>%s" % x
+
+
+def html_fstring(x):
+    return f"<td>{x}</td>"
+
+
+def pickle_alias(data):
+    return unpickle(data)
+
+
+def yaml_alias(text):
+    return y.load(text)
+
+
+def yaml_safe(text):
+    return y.safe_load(text)
+
+
+def regex_alias(pattern):
+    return rc(pattern)
+
+
+def xml_parse(doc):
+    return ET.fromstring(doc)
+
+
+def mongo_where(db):
+    return db.users.find({"$where": request.args["q"]})
+'''
+
+# (rule, line) pairs written by hand from the snippet above: what the rules must (still) flag.
+EXPECTED_EDGE_FINDINGS = {
+    ("py3-html-built-from-param", 12), ("py3-html-built-from-param", 16), ("py3-html-built-from-param", 20),
+    ("py3-html-built-from-param", 28), ("py3-deserialize-input", 32), ("py3-deserialize-input", 36),
+    ("py3-regex-from-param", 44), ("py3-xml-parse-input", 48), ("py3-nosql-query-input", 52),
+}
+
+
+def _without_prefilters(rule: dict[str, Any]) -> dict[str, Any]:
+    """The rule with every whole-file prefilter `pattern-regex` removed (what it was before)."""
+    rule = copy.deepcopy(rule)
+    for sink in rule.get("pattern-sinks", []):
+        if isinstance(sink, dict) and "patterns" in sink:
+            sink["patterns"] = [p for p in sink["patterns"]
+                                if not str(p.get("pattern-regex", "")).startswith(PREFILTER_MARK)]
+    return rule
+
+
+def _findings(rules_dir: Path, texts: list[str], workdir: Path) -> list[set[tuple[str, int]]]:
+    targets = []
+    for i, text in enumerate(texts):
+        folder = workdir / f"s{i}"
+        folder.mkdir()
+        (folder / "snippet.py").write_text(text, encoding="utf-8")
+        targets.append(Target(index=i, language="py", text=text, path=folder / "snippet.py"))
+    results = SemgrepAnalyzer(rules_dir=rules_dir).analyze(targets, workdir)
+    assert all(r.error is None for r in results), [r.error for r in results]
+    return [{(f.rule, f.line) for f in r.findings} for r in results]
+
+
+@pytest.fixture(scope="module")
+def taint_rules() -> list[dict[str, Any]]:
+    return list(yaml.safe_load((RULES_DIR / "python_taint.yaml").read_text())["rules"])
+
+
+def test_prefiltered_rules_are_the_expected_five(taint_rules: list[dict[str, Any]]) -> None:
+    prefiltered = {r["id"] for r in taint_rules if _without_prefilters(r) != r}
+    assert prefiltered == {"py3-html-built-from-param", "py3-deserialize-input", "py3-xml-parse-input",
+                           "py3-nosql-query-input", "py3-regex-from-param"}
+
+
+def test_prefilters_change_no_finding(taint_rules: list[dict[str, Any]], fixtures_dir: Path,
+                                      tmp_path: Path) -> None:
+    """Each taint rule with and without its prefilter, on the twin fixtures and the edge cases."""
+    pairs = yaml.safe_load((fixtures_dir / "oracle" / "python_taint.yaml").read_text())
+    texts = [EDGE_CASES] + [p[k] for p in pairs for k in ("vulnerable", "secure")]
+    plain_dir = tmp_path / "plain"
+    plain_dir.mkdir()
+    plain_rules = {"rules": [_without_prefilters(r) for r in taint_rules]}
+    (plain_dir / "python_taint.yaml").write_text(yaml.safe_dump(plain_rules))
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    with_prefilters = _findings(RULES_DIR, texts, tmp_path / "a")
+    without = _findings(plain_dir, texts, tmp_path / "b")
+    taint_ids = {r["id"] for r in taint_rules}
+    with_prefilters = [{f for f in found if f[0] in taint_ids} for found in with_prefilters]
+    without = [{f for f in found if f[0] in taint_ids} for found in without]
+    assert with_prefilters == without
+    assert with_prefilters[0] == EXPECTED_EDGE_FINDINGS
+
+
+def test_semgrep_env_sets_the_ocaml_minor_heap_unless_the_user_did(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OCAMLRUNPARAM", raising=False)
+    assert _semgrep_env()["OCAMLRUNPARAM"] == OCAML_RUNTIME == "s=2M"
+    monkeypatch.setenv("OCAMLRUNPARAM", "b")
+    assert _semgrep_env()["OCAMLRUNPARAM"] == "b"
+
+
+def test_split_by_size_balances_text_not_counts() -> None:
+    key = ("h", "py")
+    work = [((f"h{i}", "py"), "x" * n) for i, n in enumerate([3000, 100, 100, 100, 2000, 900])]
+    chunks = split_by_size(work, 2)
+    # longest first, each to the lighter chunk (+400 per snippet): 3000 -> A (3400); 2000 -> B (2400);
+    # 900 -> B (3700); then the three 100s -> A (3900), B (4200), A (4400).
+    assert [[len(code) for _, code in chunk] for chunk in chunks] == [[3000, 100, 100], [2000, 900, 100]]
+    assert sorted(k for chunk in chunks for k, _ in chunk) == sorted(k for k, _ in work)
+    assert split_by_size([(key, "a")], 3) == [[(key, "a")], [], []]
+
+
+def test_scratch_dir_honours_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("TREEPLAY_ORACLE_TMP", str(tmp_path))
+    assert scratch_dir() == str(tmp_path)
+    monkeypatch.delenv("TREEPLAY_ORACLE_TMP")
+    assert scratch_dir() in ("/dev/shm", None)
+
+
+def test_scratch_dir_skips_a_small_dev_shm(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("TREEPLAY_ORACLE_TMP", raising=False)
+    small = os.statvfs_result((4096, 4096, 16384, 16384, 16384, 0, 0, 0, 0, 255))  # 64 MiB, all free
+    monkeypatch.setattr(os, "statvfs", lambda path: small)
+    monkeypatch.setattr(os, "access", lambda path, mode: True)
+    monkeypatch.setattr(os.path, "isdir", lambda path: True)
+    assert scratch_dir() is None
