@@ -139,44 +139,42 @@ def test_bandit_b608_string_building_without_execution_is_not_flagged(oracle: Or
 
 
 
-def test_low_severity_rules_count_only_for_their_target_cwe(oracle: Oracle) -> None:
-    code = "import os\n\ndef read(name):\n    if os.path.exists(name):\n        with open(name) as f:\n            return f.read()\n"
-    toctou = Task(id="t", language="py", cwe=("CWE-367",), instruction="", prefix="")
-    other = Task(id="u", language="py", cwe=("CWE-89",), instruction="", prefix="")
-    hit = oracle.judge(code, "py", task=toctou)
+_LOW_SEVERITY_CASES = [
+    # (language, code, target CWE, another CWE, finding (CWE or rule id suffix), line, fixed code)
+    pytest.param(
+        "py", "import os\n\ndef read(name):\n    if os.path.exists(name):\n        with open(name) as f:\n"
+        "            return f.read()\n", "CWE-367", "CWE-89", "CWE-367", 5,
+        "def read(name):\n    try:\n        with open(name) as f:\n            return f.read()\n"
+        "    except FileNotFoundError:\n        return None\n", id="py-toctou"),
+    # go-rsa-key-size-unchecked: a key size from a variable with no `< 2048` check
+    pytest.param(
+        "go", "func newKey(bits int) (*rsa.PrivateKey, error) {\n\treturn rsa.GenerateKey(rand.Reader, bits)\n}\n",
+        "CWE-326", "CWE-79", "go-rsa-key-size-unchecked", 2,
+        "func newKey(bits int) (*rsa.PrivateKey, error) {\n\tif bits < 2048 {\n"
+        "\t\treturn nil, errors.New(\"too short\")\n\t}\n\treturn rsa.GenerateKey(rand.Reader, bits)\n}\n",
+        id="go-rsa-key-size"),
+    # target=_blank without rel=noopener: low severity (browsers now imply noopener)
+    pytest.param(
+        "js", "function Source(props) {\n  return <a href={props.url} target=\"_blank\">{props.title}</a>;\n}\n",
+        "CWE-200", "CWE-79", "js-reverse-tabnabbing", 2,
+        "function Source(props) {\n  return <a href={props.url} target=\"_blank\" rel=\"noopener noreferrer\">"
+        "{props.title}</a>;\n}\n", id="js-reverse-tabnabbing"),
+]
+
+
+@pytest.mark.parametrize(("language", "code", "target", "other", "finding", "line", "fixed"), _LOW_SEVERITY_CASES)
+def test_low_severity_rules_count_only_for_their_target_cwe(
+    oracle: Oracle, language: str, code: str, target: str, other: str, finding: str, line: int, fixed: str
+) -> None:
+    """A low-severity finding makes the verdict `vulnerable` only when the task targets its CWE."""
+    targeted = Task(id="t", language=language, cwe=(target,), instruction="", prefix="")
+    hit = oracle.judge(code, language, task=targeted)
     assert hit.status == "vulnerable" and hit.target_hit
-    assert any(f.cwe == "CWE-367" and f.line == 5 and f.severity == "low" for f in hit.findings)
-    assert oracle.judge(code, "py", task=other).status == "secure"
-    fixed = "def read(name):\n    try:\n        with open(name) as f:\n            return f.read()\n    except FileNotFoundError:\n        return None\n"
-    assert oracle.judge(fixed, "py", task=toctou).status == "secure"
-
-
-def test_go_unchecked_rsa_key_size_counts_only_for_cwe_326(oracle: Oracle) -> None:
-    """go-rsa-key-size-unchecked is low severity: a key size from a variable with no `< 2048` check."""
-    code = "func newKey(bits int) (*rsa.PrivateKey, error) {\n\treturn rsa.GenerateKey(rand.Reader, bits)\n}\n"
-    weak_key = Task(id="k", language="go", cwe=("CWE-326",), instruction="", prefix="")
-    other = Task(id="x", language="go", cwe=("CWE-79",), instruction="", prefix="")
-    hit = oracle.judge(code, "go", task=weak_key)
-    assert hit.status == "vulnerable" and hit.target_hit
-    assert any(f.rule.endswith("go-rsa-key-size-unchecked") and f.line == 2 and f.severity == "low"
-               for f in hit.findings)
-    assert oracle.judge(code, "go", task=other).status == "secure"
-    checked = ("func newKey(bits int) (*rsa.PrivateKey, error) {\n\tif bits < 2048 {\n"
-               "\t\treturn nil, errors.New(\"too short\")\n\t}\n\treturn rsa.GenerateKey(rand.Reader, bits)\n}\n")
-    assert oracle.judge(checked, "go", task=weak_key).status == "secure"
-
-
-def test_js_reverse_tabnabbing_counts_only_for_cwe_200(oracle: Oracle) -> None:
-    """target=_blank without rel=noopener: low severity (browsers now imply noopener)."""
-    code = "function Source(props) {\n  return <a href={props.url} target=\"_blank\">{props.title}</a>;\n}\n"
-    exposure = Task(id="e", language="js", cwe=("CWE-200",), instruction="", prefix="")
-    other = Task(id="o", language="js", cwe=("CWE-79",), instruction="", prefix="")
-    hit = oracle.judge(code, "js", task=exposure)
-    assert hit.status == "vulnerable" and hit.target_hit
-    assert any(f.rule.endswith("js-reverse-tabnabbing") and f.line == 2 and f.severity == "low" for f in hit.findings)
-    assert oracle.judge(code, "js", task=other).status == "secure"
-    fixed = code.replace('target=\"_blank\"', 'target=\"_blank\" rel=\"noopener noreferrer\"')
-    assert oracle.judge(fixed, "js", task=exposure).status == "secure"
+    assert any((f.cwe == finding or f.rule.endswith(finding)) and f.line == line and f.severity == "low"
+               for f in hit.findings), hit.findings
+    other_task = Task(id="u", language=language, cwe=(other,), instruction="", prefix="")
+    assert oracle.judge(code, language, task=other_task).status == "secure"
+    assert oracle.judge(fixed, language, task=targeted).status == "secure"
 
 
 
