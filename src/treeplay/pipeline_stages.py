@@ -162,8 +162,12 @@ class StageBuilder:
         base = TreeConfig(**arm.tree)
         if arm.method == "selfplay":
             # Unstructured self-play: whole sequences sampled from the root only, same oracle labels.
-            root = self.config.selfplay.root_samples
-            return dataclasses.replace(base, root_samples=root, max_nodes=1, depth=1, max_branches=root)
+            section = self.config.selfplay
+            root = section.root_samples
+            tokens = section.max_new_tokens or base.max_new_tokens
+            return dataclasses.replace(
+                base, root_samples=root, max_nodes=1, depth=1, max_branches=root, max_new_tokens=tokens
+            )
         return base
 
     # -- train -------------------------------------------------------------------------------

@@ -131,13 +131,14 @@ def run_dir_blocker(run_dir: Path, source: str) -> str | None:
     return None
 
 
-def _samples_per_tree(config: RunConfig, arm: Arm) -> int:
+def _sampling_per_tree(config: RunConfig, arm: Arm) -> tuple[int, int]:
+    """(branches sampled, max new tokens per branch) for one tree of `arm`."""
     from treeplay.tree import TreeConfig
 
     tree = TreeConfig(**arm.tree)
     if arm.method == "selfplay":
-        return config.selfplay.root_samples
-    return min(tree.max_branches, tree.root_samples + tree.k * tree.max_nodes)
+        return config.selfplay.root_samples, config.selfplay.max_new_tokens or tree.max_new_tokens
+    return min(tree.max_branches, tree.root_samples + tree.k * tree.max_nodes), tree.max_new_tokens
 
 
 def plan_lines(config: RunConfig, train: Sequence[Task], benches: dict[str, int],
@@ -150,14 +151,16 @@ def plan_lines(config: RunConfig, train: Sequence[Task], benches: dict[str, int]
              f"run dir: {len(planned) - len(pending)} of {len(planned)} stages done (inputs unchanged: skipped), "
              f"{len(pending)} to run"]  # fmt: skip
     hashes_before: set[str] = set()
-    tree_samples = copied = 0
+    tree_samples = tree_tokens = copied = 0
     for item in planned:
         stage = item.stage
         if stage.kind == "data" and not item.done and arms[stage.arm].method != "sft":
             if stage.inputs_hash in hashes_before:
                 copied += 1  # same inputs as an earlier arm's data stage: its trees are copied
             else:
-                tree_samples += len(train) * _samples_per_tree(config, arms[stage.arm])
+                samples, max_new_tokens = _sampling_per_tree(config, arms[stage.arm])
+                tree_samples += len(train) * samples
+                tree_tokens += len(train) * samples * max_new_tokens
         hashes_before.add(stage.inputs_hash)
     reuse = f"; {copied} copied from another arm" if copied else ""
     lines.append(f"data: up to {tree_samples} sampled branches in the data stages to run{reuse}")
@@ -170,15 +173,13 @@ def plan_lines(config: RunConfig, train: Sequence[Task], benches: dict[str, int]
         todo = sum(s.kind == "eval" and s.bench == bench for s in pending)
         lines.append(f"eval {bench}: {count} tasks x n={config.eval.n}, {todo} evaluation(s) to run")
         eval_samples += count * config.eval.n * todo
-    lines.append(_estimate(config, tree_samples, eval_samples))
+    lines.append(_estimate(config, tree_tokens, eval_samples))
     return lines
 
 
-def _estimate(config: RunConfig, tree_samples: int, eval_samples: int) -> str:
+def _estimate(config: RunConfig, tree_tokens: int, eval_samples: int) -> str:
     """Generated tokens of the work still to do and, for the embedded model, the sampling time."""
-    from treeplay.tree import TreeConfig
-
-    tokens = tree_samples * TreeConfig(**config.tree.given()).max_new_tokens + eval_samples * config.eval.max_new_tokens
+    tokens = tree_tokens + eval_samples * config.eval.max_new_tokens
     if config.model in EMBEDDED_MODELS:
         minutes = tokens / EMBEDDED_DECODE_TOK_S / 60
         return (f"estimate (stages to run): <= {tokens} generated tokens, ~{math.ceil(minutes)} min of sampling "

@@ -71,7 +71,14 @@ else:
 
 
 class SelfplaySection(_Strict):
+    """`selfplay:`: the unstructured baseline's whole-sequence samples per task (root samples only).
+
+    `max_new_tokens` (None: the tree's) lets the whole programs be sampled to completion while the
+    tree's branches stay short; set `root_samples * max_new_tokens` to the tree's
+    `max_branches * max_new_tokens` for the same sampling budget (docs/design.md)."""
+
     root_samples: int = Field(default=8, ge=2)
+    max_new_tokens: int | None = Field(default=None, ge=1)
 
 
 class VariantSection(_Strict):

@@ -148,3 +148,32 @@ def test_run_on_a_finished_run_dir_skips_every_stage(tmp_path, finished_run):
     assert lines == [f"[{i}/11] {name}: done earlier, skipped" for i, name in enumerate(ALL_STAGES, 1)]
     assert "11 of 11 stages done earlier, 0 to run" in out.getvalue()
     assert budget.read_text() == before
+
+
+def test_selfplay_samples_whole_programs_with_its_own_token_budget(tmp_path, shared_data, monkeypatch):
+    """`selfplay.max_new_tokens` is the whole-sequence baseline's per-sample budget (the tree's
+    branches stay short); it reaches the tree config, the data stage's hash and the estimate."""
+    from treeplay.run_check import check_run
+
+    monkeypatch.setenv("TREEPLAY_DATA", str(shared_data))
+    raw = json.loads(json.dumps(CONFIG))
+    raw.update(methods=["selfplay", "tsp"], rounds=1, selfplay={"root_samples": 4, "max_new_tokens": 192})
+    path = tmp_path / "sp.yaml"
+    path.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    pipeline = Pipeline(load_config(path), tmp_path / "run", fingerprint=FINGERPRINT)
+    arms = {a.name: a for a in pipeline.config.arms()}
+    selfplay, tsp = pipeline.stages.tree_config(arms["selfplay"]), pipeline.stages.tree_config(arms["tsp"])
+    assert (selfplay.root_samples, selfplay.max_branches, selfplay.max_nodes, selfplay.max_new_tokens) == (4, 4, 1, 192)
+    assert (tsp.root_samples, tsp.max_branches, tsp.max_new_tokens) == (4, 8, 64)
+    report = check_run(pipeline.config, tmp_path / "empty", source="sp.yaml", fingerprint=FINGERPRINT)
+    # self-play: 2 tasks x 4 samples x 192 tokens = 1536; tsp: 2 tasks x min(8, 4 + 4 x 2) x 64 = 1024;
+    # three evaluations (base, selfplay, tsp) of 2 tasks x 128 tokens = 768: 3328 tokens
+    assert "data: up to 24 sampled branches in the data stages to run" in report.plan
+    assert report.plan[-1].startswith("estimate (stages to run): <= 3328 generated tokens")
+    raw["selfplay"]["max_new_tokens"] = 160
+    path.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    other = Pipeline(load_config(path), tmp_path / "run", fingerprint=FINGERPRINT)
+    data = [s for s in (pipeline.plan(), other.plan())]
+    first = next(p.stage for p in data[0] if p.stage.name == "seed 0 / selfplay / round 1 / data")
+    second = next(p.stage for p in data[1] if p.stage.name == "seed 0 / selfplay / round 1 / data")
+    assert first.inputs_hash != second.inputs_hash
