@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -23,6 +24,36 @@ def test_read_pairs_round_trip_and_errors(tmp_path: Path) -> None:
         read_pairs(path)
 
 
+@pytest.mark.parametrize(("field", "value", "message"), [
+    ("mode", "dpo", r"pairs.jsonl:1: bad Pair record: field 'mode': 'dpo' is not one of golden-vs-branch"),
+    ("chosen", 7, r"pairs.jsonl:1: bad Pair record: field 'chosen': expected str, got int"),
+    ("round", "2", r"pairs.jsonl:1: bad Pair record: field 'round': expected int, got str"),
+    ("rejected_token_ids", [1, "x"], r"pairs.jsonl:1: bad Pair record: field 'rejected_token_ids\[1\]': expected int"),
+    ("chosen_ref_logprobs", [-0.5, True], r"field 'chosen_ref_logprobs\[1\]': expected float, got bool"),
+])
+def test_read_pairs_names_line_and_field_of_a_mistyped_value(tmp_path: Path, field: str, value: object,
+                                                             message: str) -> None:  # fmt: skip
+    """A wrong type is an error naming file, line and field, never converted silently (`"2"` is
+    not round 2, `7` is not the text "7")."""
+    record = json.loads(json.dumps(dataclasses.asdict(make_pairs(1)[0])))
+    record[field] = value
+    path = tmp_path / "pairs.jsonl"
+    path.write_text(json.dumps(record) + "\n")
+    with pytest.raises(ValueError, match=message):
+        read_pairs(path)
+
+
+def test_read_pairs_keeps_absent_reference_logprobs_absent(tmp_path: Path) -> None:
+    record = json.loads(json.dumps(dataclasses.asdict(make_pairs(1)[0])))
+    record["chosen_token_ids"], record["chosen_ref_logprobs"] = [5, 6], [-1, -0.25]
+    record.pop("rejected_token_ids", None)
+    path = tmp_path / "pairs.jsonl"
+    path.write_text(json.dumps(record) + "\n")
+    pair = read_pairs(path)[0]
+    assert pair.chosen_token_ids == (5, 6) and pair.chosen_ref_logprobs == (-1.0, -0.25)
+    assert pair.rejected_token_ids is None and pair.rejected_ref_logprobs is None
+
+
 def test_cli_rejects_bad_method_and_missing_data(tmp_path: Path) -> None:
     runner = CliRunner()
     bad = runner.invoke(app, ["train", "--method", "ppo", "--data", "x.jsonl", "--out", str(tmp_path / "o")])
@@ -32,7 +63,6 @@ def test_cli_rejects_bad_method_and_missing_data(tmp_path: Path) -> None:
 
 
 def test_encode_pairs_cuts_recorded_reference_consistently() -> None:
-    import dataclasses
 
     enc = CharEncoder()
     pair = make_pairs(1)[0]

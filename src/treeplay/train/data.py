@@ -239,7 +239,7 @@ def steps_for_epochs(n_items: int, epochs: float, batch_size: int, grad_accum: i
 def read_pairs(path: str | Path) -> list[Pair]:
     """Read Pair records from JSONL; a bad record raises ValueError naming file, line and field."""
     from treeplay.jsonl import read_jsonl_numbered
-    from treeplay.tree.records import pair_from_dict
+    from treeplay.tree.records import TreeRecordError, pair_from_dict
 
     path = Path(path)
     if not path.is_file():
@@ -247,13 +247,7 @@ def read_pairs(path: str | Path) -> list[Pair]:
     out = []
     for number, record in read_jsonl_numbered(path):
         try:
-            pair = pair_from_dict(record)
-        except KeyError as exc:
-            raise ValueError(f"{path}:{number}: Pair record lacks field {exc.args[0]!r}") from None
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"{path}:{number}: bad Pair record ({exc})") from None
-        for name in ("prefix", "chosen", "rejected", "instruction"):
-            if not isinstance(record.get(name, ""), str):
-                raise ValueError(f"{path}:{number}: field {name!r} must be a string")
-        out.append(pair)
+            out.append(pair_from_dict(record))
+        except TreeRecordError as exc:
+            raise ValueError(f"{path}:{number}: bad Pair record: {exc}") from None
     return out

@@ -204,31 +204,30 @@ def read_trees(path: Path | str, *, tolerate_truncated_tail: bool = False) -> li
     return trees
 
 
+_PAIR_MODES = ("golden-vs-branch", "golden-vs-unparseable", "sibling", "whole-sequence", "sft")
+
+
+def _optional_numbers(data: dict[str, Any], key: str, kind: type) -> tuple[Any, ...] | None:
+    """Like `_numbers`, but absent or null stays None (a pair without recorded log-probs)."""
+    return None if data.get(key) is None else _numbers(data, key, kind)
+
+
 def pair_from_dict(data: dict[str, Any]) -> Pair:
-    """Inverse of `to_jsonable(pair)`; KeyError names a missing field."""
-
-    def _ints(key: str) -> tuple[int, ...] | None:
-        value = data.get(key)
-        return None if value is None else tuple(int(v) for v in value)
-
-    def _floats(key: str) -> tuple[float, ...] | None:
-        value = data.get(key)
-        return None if value is None else tuple(float(v) for v in value)
-
+    """Inverse of `to_jsonable(pair)`; a missing or mistyped field raises TreeRecordError naming it."""
     return Pair(
-        task_id=str(data["task_id"]),
-        node_id=str(data["node_id"]),
-        mode=data["mode"],
-        language=str(data["language"]),
-        cwe=data.get("cwe"),
-        instruction=str(data["instruction"]),
-        prefix=str(data["prefix"]),
-        chosen=str(data["chosen"]),
-        rejected=str(data.get("rejected", "")),
-        chosen_token_ids=_ints("chosen_token_ids"),
-        chosen_ref_logprobs=_floats("chosen_ref_logprobs"),
-        rejected_token_ids=_ints("rejected_token_ids"),
-        rejected_ref_logprobs=_floats("rejected_ref_logprobs"),
-        reference_model=data.get("reference_model"),
-        round=int(data.get("round", 0)),
+        task_id=_get(data, "task_id", str),
+        node_id=_get(data, "node_id", str),
+        mode=_choice(data, "mode", _PAIR_MODES),
+        language=_get(data, "language", str),
+        cwe=_get(data, "cwe", str, type(None), default=None),
+        instruction=_get(data, "instruction", str),
+        prefix=_get(data, "prefix", str),
+        chosen=_get(data, "chosen", str),
+        rejected=_get(data, "rejected", str, default=""),
+        chosen_token_ids=_optional_numbers(data, "chosen_token_ids", int),
+        chosen_ref_logprobs=_optional_numbers(data, "chosen_ref_logprobs", float),
+        rejected_token_ids=_optional_numbers(data, "rejected_token_ids", int),
+        rejected_ref_logprobs=_optional_numbers(data, "rejected_ref_logprobs", float),
+        reference_model=_get(data, "reference_model", str, type(None), default=None),
+        round=_get(data, "round", int, default=0),
     )
