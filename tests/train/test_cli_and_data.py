@@ -63,7 +63,6 @@ def test_cli_rejects_bad_method_and_missing_data(tmp_path: Path) -> None:
 
 
 def test_encode_pairs_cuts_recorded_reference_consistently() -> None:
-
     enc = CharEncoder()
     pair = make_pairs(1)[0]
     ids = tuple(enc.encode_continuation(pair.chosen))
