@@ -141,3 +141,20 @@ def test_the_table_puts_label_ok_columns_next_to_the_raw_held_out_ones(capsys: p
                              "held-out label-ok recall | held-out label-ok FPR | held-out excluded | seen recall")
     row = next(line for line in lines if line.startswith("| all"))
     assert row == "| all | - | - | 50% (1/2) | 50% (1/2) | 100% (1/1) | 0% (0/1) | 1 (inv 1) | - | - | - | - | 0 | 0 |"
+
+
+def test_the_audit_summary_counts_pairs_per_verdict_and_skips_unaudited_sources(
+        capsys: pytest.CaptureFixture[str]) -> None:
+    rows = (_pair("held-out", "val:1") + _pair("held-out", "val:2") + _pair("tuning", "train:1")
+            + _pair("tuning", "train:2") + _pair("tuning", "train:3") + _pair("own", ""))
+    audit = {"val:1": "ok", "val:2": "secure-still-vulnerable", "train:2": "fix-invisible"}
+    bench.print_audit_summary(bench.verdict_counts(rows, audit))
+    table = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| ")]
+    assert table == [
+        "| source | language | pairs | ok | fix-invisible | insecure-not-vulnerable | secure-still-vulnerable | unaudited |",
+        "| held-out | py | 2 | 1 | 0 | 0 | 1 | 0 |",
+        "| tuning | py | 3 | 0 | 1 | 0 | 0 | 2 |",
+    ]
+    capsys.readouterr()
+    bench.print_audit_summary(bench.verdict_counts(_pair("tuning", "train:1"), {}))
+    assert "| tuning |" not in capsys.readouterr().out
