@@ -241,6 +241,8 @@ def print_tables(groups: dict[Key, Counts], by_cwe: bool,
 
 def print_audit_summary(verdicts: dict[Key, Counter[str]]) -> None:
     columns = ["ok", *SHORT]
+    if all(c["unaudited"] == sum(c.values()) for c in verdicts.values()):
+        return  # none of the judged pairs is audited
     print("\n### label audit: pairs per verdict\n| source | language | pairs | " + " | ".join(columns) + " |")
     print("|" + "---|" * (len(columns) + 3))
     for (lang, group, source), c in sorted(verdicts.items(), key=lambda kv: (kv[0][2], kv[0][0])):
