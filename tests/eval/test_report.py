@@ -217,10 +217,17 @@ def test_budget_table_counts_pair_kinds_and_flags_untrained(tmp_path: Path) -> N
     }  # fmt: skip
     for method, budget in budgets.items():
         (run / "seed-0" / method / "budget.json").write_text(json.dumps(budget))
+    # the sampling budget comes from the arm's trees over both rounds: 2 + 1 branches, 3 + 2 + 4 tokens
+    two = dict(TREE, branches=[dict(TREE["branches"][0], token_ids=[1, 2, 3], logprobs=[-1.0] * 3),
+                               dict(TREE["branches"][1], token_ids=[4, 5], logprobs=[-1.0] * 2)])
+    one = dict(TREE, round=2, branches=[dict(TREE["branches"][1], token_ids=[6, 7, 8, 9], logprobs=[-1.0] * 4)])
+    write_jsonl(run / "seed-0" / "tsp" / "round-1" / "data" / "trees.jsonl", [two])
+    write_jsonl(run / "seed-0" / "tsp" / "round-2" / "data" / "trees.jsonl", [one])
     markdown = write_report(run)[0].read_text()
-    headers = table_row(markdown, "method")
-    assert headers[-3:] == ["pairs: golden-vs-branch", "pairs: golden-vs-unparseable", "note"]
-    assert table_row(markdown, "tsp")[-3:] == ["3", "2", ""]
-    assert table_row(markdown, "sft")[-3:] == ["0", "0", "untrained"]
+    headers = table_row(markdown, "method | seed | optimizer_steps")
+    assert headers[-6:] == ["wall_s", "sampled branches", "sampled tokens", "pairs: golden-vs-branch",
+                            "pairs: golden-vs-unparseable", "note"]  # fmt: skip
+    assert table_row(markdown, "tsp | 0 | 4")[-5:] == ["3", "9", "3", "2", ""]
+    assert table_row(markdown, "sft | 0 | 0")[-5:] == ["–", "–", "0", "0", "untrained"]
     assert ("seed 0 / sft: UNTRAINED, evaluated as the model it started from "
             "(seed 0 / sft / round 1: 0 training pairs)") in markdown
