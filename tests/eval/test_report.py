@@ -145,6 +145,21 @@ def test_missing_and_partial_runs(tmp_path: Path) -> None:
     assert "nothing was run yet" in write_report(empty)[0].read_text()
 
 
+def test_a_variant_left_off_a_bench_by_design_is_said_so(tmp_path: Path) -> None:
+    """tsp-dpo evaluated on sallm only (`variants.tsp-dpo.benches`): its missing securityeval is
+    by design; tsp's missing sallm is a real gap. With sallm run, func-sec@1 is reported."""
+    run = tmp_path / "run"
+    for method, bench in [("base", "securityeval"), ("base", "sallm"), ("tsp", "securityeval"), ("tsp-dpo", "sallm")]:
+        write_eval(run, 0, method, bench, [generation("t0", "CWE-89", "secure", bench=bench)])
+    (run / "config.yaml").write_text("name: x\nvariants:\n  tsp-dpo:\n    method: tsp\n    benches: [sallm]\n")
+    missing = missing_parts(collect_run(run))
+    assert "seed 0 / tsp-dpo: not evaluated on securityeval (by design: the config's variants.tsp-dpo.benches)" in missing
+    assert "seed 0 / tsp: no evaluation on sallm" in missing
+    assert not any("func-sec@1 not reported" in m for m in missing)
+    (run / "config.yaml").write_text("name: x\n")  # no variants: the same gap is a plain gap
+    assert "seed 0 / tsp-dpo: no evaluation on securityeval" in missing_parts(collect_run(run))
+
+
 def test_golden_markers_follow_node_offsets() -> None:
     marked = golden_with_markers(tree_from_dict(TREE))
     assert marked.startswith("«n0»cur.execute(q, (name,))\n«n1»return")
