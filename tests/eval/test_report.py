@@ -145,6 +145,21 @@ def test_missing_and_partial_runs(tmp_path: Path) -> None:
     assert "nothing was run yet" in write_report(empty)[0].read_text()
 
 
+def test_a_variant_left_off_a_bench_by_design_is_said_so(tmp_path: Path) -> None:
+    """tsp-dpo evaluated on sallm only (`variants.tsp-dpo.benches`): its missing securityeval is
+    by design; tsp's missing sallm is a real gap. With sallm run, func-sec@1 is reported."""
+    run = tmp_path / "run"
+    for method, bench in [("base", "securityeval"), ("base", "sallm"), ("tsp", "securityeval"), ("tsp-dpo", "sallm")]:
+        write_eval(run, 0, method, bench, [generation("t0", "CWE-89", "secure", bench=bench)])
+    (run / "config.yaml").write_text("name: x\nvariants:\n  tsp-dpo:\n    method: tsp\n    benches: [sallm]\n")
+    missing = missing_parts(collect_run(run))
+    assert "seed 0 / tsp-dpo: not evaluated on securityeval (by design: the config's variants.tsp-dpo.benches)" in missing
+    assert "seed 0 / tsp: no evaluation on sallm" in missing
+    assert not any("func-sec@1 not reported" in m for m in missing)
+    (run / "config.yaml").write_text("name: x\n")  # no variants: the same gap is a plain gap
+    assert "seed 0 / tsp-dpo: no evaluation on securityeval" in missing_parts(collect_run(run))
+
+
 def test_golden_markers_follow_node_offsets() -> None:
     marked = golden_with_markers(tree_from_dict(TREE))
     assert marked.startswith("«n0»cur.execute(q, (name,))\n«n1»return")
@@ -217,10 +232,17 @@ def test_budget_table_counts_pair_kinds_and_flags_untrained(tmp_path: Path) -> N
     }  # fmt: skip
     for method, budget in budgets.items():
         (run / "seed-0" / method / "budget.json").write_text(json.dumps(budget))
+    # the sampling budget comes from the arm's trees over both rounds: 2 + 1 branches, 3 + 2 + 4 tokens
+    two = dict(TREE, branches=[dict(TREE["branches"][0], token_ids=[1, 2, 3], logprobs=[-1.0] * 3),
+                               dict(TREE["branches"][1], token_ids=[4, 5], logprobs=[-1.0] * 2)])
+    one = dict(TREE, round=2, branches=[dict(TREE["branches"][1], token_ids=[6, 7, 8, 9], logprobs=[-1.0] * 4)])
+    write_jsonl(run / "seed-0" / "tsp" / "round-1" / "data" / "trees.jsonl", [two])
+    write_jsonl(run / "seed-0" / "tsp" / "round-2" / "data" / "trees.jsonl", [one])
     markdown = write_report(run)[0].read_text()
-    headers = table_row(markdown, "method")
-    assert headers[-3:] == ["pairs: golden-vs-branch", "pairs: golden-vs-unparseable", "note"]
-    assert table_row(markdown, "tsp")[-3:] == ["3", "2", ""]
-    assert table_row(markdown, "sft")[-3:] == ["0", "0", "untrained"]
+    headers = table_row(markdown, "method | seed | optimizer_steps")
+    assert headers[-6:] == ["wall_s", "sampled branches", "sampled tokens", "pairs: golden-vs-branch",
+                            "pairs: golden-vs-unparseable", "note"]  # fmt: skip
+    assert table_row(markdown, "tsp | 0 | 4")[-5:] == ["3", "9", "3", "2", ""]
+    assert table_row(markdown, "sft | 0 | 0")[-5:] == ["–", "–", "0", "0", "untrained"]
     assert ("seed 0 / sft: UNTRAINED, evaluated as the model it started from "
             "(seed 0 / sft / round 1: 0 training pairs)") in markdown

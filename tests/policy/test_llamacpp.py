@@ -137,3 +137,51 @@ def test_trained_adapter_changes_the_engine_logprobs(tmp_path: Path, qwen_engine
     assert adapter_effect > 0.3, "the adapter should move the log-probs clearly"
     assert engine_vs_torch < 0.1, "the engine's adapter is not the torch model's (scale, orientation or alpha)"
     assert engine_vs_torch < adapter_effect / 4
+
+
+def test_a_two_round_chain_runs_as_one_merged_adapter_equal_to_the_chain(tmp_path: Path) -> None:
+    """Round 2 = base + adapter 1 + adapter 2 (attn_k and mlp down): the engine applies one merged
+    adapter (`adapter_chain.gguf`), whose greedy samples and log-probs are those of the two
+    adapters applied one after the other by the engine."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from treeplay.policy.llamacpp import LlamaCppPolicy
+    from treeplay.policy.lora_gguf import export_lora_gguf
+    from treeplay.policy.models import load_model_and_tokenizer
+
+    base, _tokenizer, _ = load_model_and_tokenizer("embedded")
+    rounds = []
+    for round_no, parent in ((1, "embedded"), (2, str(tmp_path / "round-1"))):
+        torch.manual_seed(round_no)
+        model = get_peft_model(base, LoraConfig(r=4, lora_alpha=8, target_modules=["k_proj", "down_proj"],
+                                                lora_dropout=0.0))  # fmt: skip
+        generator = torch.Generator().manual_seed(10 + round_no)
+        with torch.no_grad():
+            for name, param in model.named_parameters():
+                if "lora_B" in name:
+                    param.copy_(torch.randn(param.shape, generator=generator) * 0.15)
+        final = tmp_path / f"round-{round_no}"
+        model.save_pretrained(str(final))
+        (final / "treeplay_train.json").write_text(json.dumps({"base_model": parent, "adapter": True}))
+        rounds.append(final)
+        base = model.unload()  # the next adapter starts from the plain base again (rounds are chained at load)
+
+    greedy = SamplingParams(temperature=0.0, max_new_tokens=32)
+    request = [SampleRequest(YAML_TASK, YAML_TASK.prefix, params=greedy)]
+    merged = load_policy(str(rounds[1]), backend="llamacpp", threads=2, n_parallel=1, ctx_per_slot=1024)
+    assert [p.name for p in merged.adapters] == ["adapter_chain.gguf"]
+    (from_merged,) = merged.sample(request)
+    chained = LlamaCppPolicy(merged.gguf, merged.tokenizer, merged.prompt_format, "chained",
+                             adapters=[export_lora_gguf(r, merged.gguf) for r in rounds],
+                             config=EngineConfig(threads=2, n_parallel=1, ctx_per_slot=1024))  # fmt: skip
+    (from_chain,) = chained.sample(request)
+    plain = LlamaCppPolicy(merged.gguf, merged.tokenizer, merged.prompt_format, "base",
+                           config=EngineConfig(threads=2, n_parallel=1, ctx_per_slot=1024))  # fmt: skip
+    (from_base,) = plain.sample(request)
+    n = min(len(from_chain.logprobs), len(from_base.logprobs))
+    adapter_effect = sum(abs(a - b) for a, b in zip(from_chain.logprobs[:n], from_base.logprobs[:n], strict=True)) / n
+    assert from_merged.text == from_chain.text
+    gap = max(abs(a - b) for a, b in zip(from_merged.logprobs, from_chain.logprobs, strict=True))
+    assert gap < 0.02, f"merged adapter differs from the chain by up to {gap:.3f} nats"
+    assert adapter_effect > 0.05, "the adapters should move the log-probs (else the test shows nothing)"

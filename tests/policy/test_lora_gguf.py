@@ -10,7 +10,7 @@ import pytest
 from gguf import GGUFReader, GGUFWriter
 from safetensors.numpy import save_file
 
-from treeplay.policy.lora_gguf import AdapterExportError, export_lora_gguf, gguf_tensor_name
+from treeplay.policy.lora_gguf import AdapterExportError, export_lora_gguf, gguf_tensor_name, merge_adapter_chain
 from treeplay.policy.models import ModelChain, ModelLoadError, model_chain
 
 
@@ -94,3 +94,36 @@ def test_model_chain_collects_adapters_of_earlier_rounds(tmp_path: Path) -> None
     (round1 / "treeplay_train.json").write_text("{}")
     with pytest.raises(ModelLoadError, match="field 'base_model'"):
         model_chain(str(round2))
+
+
+K_A = "base_model.model.model.layers.0.self_attn.k_proj.lora_A.weight"
+K_B = "base_model.model.model.layers.0.self_attn.k_proj.lora_B.weight"
+
+
+def test_a_chain_of_two_adapters_merges_into_one_of_summed_rank(tmp_path: Path) -> None:
+    """Round 2 = base + adapter 1 + adapter 2: merged into one rank-2 adapter whose B @ A (times
+    alpha / r = 1) is s1 B1 A1 + s2 B2 A2, computed here by hand for 3-wide toy weights."""
+    # adapter 1: r=1, alpha 2 (s1 = 2); adapter 2: r=1, alpha 3 (s2 = 3)
+    one = _adapter(tmp_path / "r1", {K_A: np.array([[1, 0, 2]], np.float32), K_B: np.array([[1], [0]], np.float32)},
+                   r=1, lora_alpha=2)  # fmt: skip
+    two = _adapter(tmp_path / "r2", {K_A: np.array([[0, 1, 0]], np.float32), K_B: np.array([[0], [2]], np.float32)},
+                   r=1, lora_alpha=3)  # fmt: skip
+    out = merge_adapter_chain([one, two], _fake_base(tmp_path / "base.gguf"), tmp_path / "chain.gguf")
+    reader = GGUFReader(str(out))
+    tensors = {t.name: np.array(t.data) for t in reader.tensors}
+    a = tensors["blk.0.attn_k.weight.lora_a"].reshape(2, 3)  # numpy (r, in)
+    b = tensors["blk.0.attn_k.weight.lora_b"].reshape(2, 2)  # numpy (out, r)
+    alpha = reader.fields["adapter.lora.alpha"]
+    assert float(alpha.parts[alpha.data[0]][0]) == 2.0  # = the merged rank, so alpha / r = 1
+    # s1 B1 A1 = 2 * [[1, 0, 2], [0, 0, 0]]; s2 B2 A2 = 3 * [[0, 0, 0], [0, 2, 0]]
+    assert (b @ a).tolist() == [[2.0, 0.0, 4.0], [0.0, 6.0, 0.0]]
+
+
+def test_merging_a_chain_refuses_adapters_of_different_weights(tmp_path: Path) -> None:
+    one = _adapter(tmp_path / "r1", {K_A: np.ones((1, 3), np.float32), K_B: np.ones((2, 1), np.float32)}, r=1)
+    other = _adapter(tmp_path / "r2", {
+        "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight": np.ones((1, 3), np.float32),
+        "base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight": np.ones((2, 1), np.float32),
+    }, r=1)  # fmt: skip
+    with pytest.raises(AdapterExportError, match="adapts other weights"):
+        merge_adapter_chain([one, other], _fake_base(tmp_path / "base.gguf"), tmp_path / "chain.gguf")

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from treeplay.eval.evaluate import GENERATIONS_FILE, METRICS_FILE, compute_metrics
 from treeplay.eval.records import read_generations
 from treeplay.jsonl import read_jsonl
@@ -167,6 +169,22 @@ def _collect_arm(data: RunData, layout: RunLayout, seed: int, method: str) -> No
             data.trees.extend((seed, method, round_no, t) for t in _read_trees_safely(trees, data))
 
 
+def variant_benches(config_text: str | None) -> dict[str, list[str]]:
+    """The benches each variant of the run's resolved config is evaluated on, where it names a
+    subset (`variants.NAME.benches`); {} without a config or variants."""
+    if not config_text:
+        return {}
+    try:
+        config = yaml.safe_load(config_text) or {}
+    except yaml.YAMLError:
+        return {}
+    variants = config.get("variants") if isinstance(config, dict) else None
+    if not isinstance(variants, dict):
+        return {}
+    return {name: list(v["benches"]) for name, v in variants.items()
+            if isinstance(v, dict) and isinstance(v.get("benches"), list)}  # fmt: skip
+
+
 def missing_parts(data: RunData) -> list[str]:
     """Human-readable list of what a full run would have that this one lacks."""
     missing: list[str] = []
@@ -177,10 +195,16 @@ def missing_parts(data: RunData) -> list[str]:
     absent = [m for m in METHODS if m not in data.methods]
     if absent:
         missing.append("methods not run: " + ", ".join(absent))
+    designed = variant_benches(data.config_text)
     for seed in data.seeds:
         for method in data.methods:
             for bench in data.benches:
-                if data.result(seed, method, bench) is None:
+                if data.result(seed, method, bench) is not None:
+                    continue
+                if method in designed and bench not in designed[method]:
+                    missing.append(f"seed {seed} / {method}: not evaluated on {bench} (by design: the config's "
+                                   f"variants.{method}.benches)")  # fmt: skip
+                else:
                     missing.append(f"seed {seed} / {method}: no evaluation on {bench}")
             if method != "base":
                 if not any(k[:2] == (seed, method) for k in data.train_logs):
@@ -191,8 +215,8 @@ def missing_parts(data: RunData) -> list[str]:
                     missing.append(f"seed {seed} / {method}: UNTRAINED, evaluated as the model it started from ({why})")
     if HELDOUT_BENCH not in data.benches:
         missing.append(f"no held-out-CWE evaluation ({HELDOUT_BENCH}): vulnerability reduction not reported")
-    if not any(b.startswith("cweval") for b in data.benches):
-        missing.append("no CWEval evaluation: func-sec@1 not reported")
+    if not any(b.startswith("cweval") or b == "sallm" for b in data.benches):
+        missing.append("no CWEval or SALLM evaluation: func-sec@1 not reported")
     if "humaneval" not in data.benches:
         missing.append("no HumanEval evaluation: utility (pass@1) not reported")
     return missing

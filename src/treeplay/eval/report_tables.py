@@ -183,6 +183,16 @@ def training_table(data: RunData) -> Block | None:
     return Block("table", headers=headers, rows=rows)
 
 
+def sampled_budget(data: RunData, seed: int, method: str) -> tuple[int, int] | None:
+    """(branches, their tokens) in the arm's trees over all rounds: the sampling budget it used
+    (kept tokens: budget-cut text trimmed to its last line, empty and repeated branches dropped).
+    None for an arm without trees (SFT)."""
+    branches = [b for s, m, _, tree in data.trees if (s, m) == (seed, method) for b in tree.branches]
+    if not branches:
+        return None
+    return len(branches), sum(len(b.token_ids) for b in branches)
+
+
 def budget_table(data: RunData) -> Block | None:
     if not data.budgets:
         return None
@@ -195,10 +205,13 @@ def budget_table(data: RunData) -> Block | None:
         for k in keys:
             value = budget.get(k)
             cells.append(f"{value:.0f}" if isinstance(value, int | float) else "–")
+        sampled = sampled_budget(data, seed, method)
+        cells += [str(sampled[0]), str(sampled[1])] if sampled else ["–", "–"]
         by_mode = budget.get("pairs_by_mode") or {}
         cells += [str(by_mode.get(k, 0)) for k in kinds]
         rows.append([method, str(seed), *cells, "untrained" if budget.get("untrained") else ""])
-    return Block("table", headers=["method", "seed", *keys, *(f"pairs: {k}" for k in kinds), "note"], rows=rows)
+    headers = ["method", "seed", *keys, "sampled branches", "sampled tokens", *(f"pairs: {k}" for k in kinds), "note"]
+    return Block("table", headers=headers, rows=rows)
 
 
 def agreement_table(data: RunData, bench: str) -> list[Block]:

@@ -108,6 +108,7 @@ class LlamaCppPolicy:
         stop_rules: bool = True,
     ) -> None:
         self.config = config or EngineConfig()
+        self.gguf = gguf
         self.tokenizer = tokenizer
         self.prompt_format = prompt_format
         self.model_id = model_id

@@ -3,6 +3,8 @@ CPU, else the torch backend) and build it. The backends' heavy imports happen he
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from treeplay.policy.records import Policy
@@ -59,11 +61,22 @@ def _load_hf(model: str, *, device: str, threads: int | None, **kw: Any) -> Poli
     return HFPolicy(hf_model, tokenizer, fmt, model_id=model, **kw)
 
 
+def engine_adapters(adapter_dirs: Sequence[str | Path], gguf: Path) -> list[Path]:
+    """The GGUF adapters llama.cpp applies for a chain of trained rounds: one exported adapter, or a
+    chain of them merged into one adapter of the summed rank (exact; one LoRA product per weight
+    instead of one per round: faster sampling, see docs/policy.md), cached in the last round's dir."""
+    from treeplay.policy.lora_gguf import CHAIN_ADAPTER_NAME, export_lora_gguf, merge_adapter_chain
+
+    dirs = [Path(d) for d in adapter_dirs]
+    if len(dirs) <= 1:
+        return [export_lora_gguf(d, gguf) for d in dirs]
+    return [merge_adapter_chain(dirs, gguf, dirs[-1] / CHAIN_ADAPTER_NAME)]
+
+
 def _load_llamacpp(model: str, *, device: str, threads: int | None, **kw: Any) -> Policy:
     from transformers import AutoTokenizer
 
     from treeplay.policy.llamacpp import EngineConfig, LlamaCppPolicy, default_threads
-    from treeplay.policy.lora_gguf import export_lora_gguf
     from treeplay.policy.models import (
         EMBEDDED_MODELS,
         ModelLoadError,
@@ -86,7 +99,7 @@ def _load_llamacpp(model: str, *, device: str, threads: int | None, **kw: Any) -
     gguf = ensure_embedded_gguf(key)
     tokenizer = AutoTokenizer.from_pretrained(str(embedded_tokenizer_dir(key)), local_files_only=True)
     fmt = resolve_prompt_format(chain.base, tokenizer, EMBEDDED_MODELS[key].prompt_format)
-    adapters = [export_lora_gguf(a, gguf) for a in chain.adapters]
+    adapters = engine_adapters(chain.adapters, gguf)
     engine_kw = {k: kw.pop(k) for k in ("n_parallel", "ctx_per_slot", "branch_mode") if k in kw}
     config = EngineConfig(threads=threads or default_threads(), **engine_kw)
 

@@ -14,11 +14,13 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 GGUF_ADAPTER_NAME = "adapter_model.gguf"
+CHAIN_ADAPTER_NAME = "adapter_chain.gguf"  # rounds 1..t merged into one adapter (merge_adapter_chain)
 
 # HF (Llama/Qwen2/Mistral-style) module names -> GGUF tensor names.
 MODULE_NAMES = {
@@ -76,31 +78,24 @@ def export_lora_gguf(adapter_dir: Path, base_gguf: Path, out: Path | None = None
 
     Reuses an existing export that is newer than the adapter weights.
     """
-    from gguf import GGUFWriter
-    from safetensors.numpy import load_file
-
     adapter_dir = Path(adapter_dir)
     weights = adapter_dir / "adapter_model.safetensors"
     out = out or adapter_dir / GGUF_ADAPTER_NAME
     if out.is_file() and weights.is_file() and out.stat().st_mtime >= weights.stat().st_mtime:
         return out
-    if not weights.is_file():
-        raise AdapterExportError(f"{weights}: not found (expected a peft LoRA adapter saved with safetensors)")
-    config = read_adapter_config(adapter_dir)
-    tensors = load_file(str(weights))
-    pairs: dict[str, dict[str, np.ndarray]] = {}
-    for key, value in tensors.items():
-        name, which = gguf_tensor_name(key)
-        pairs.setdefault(name, {})[which] = value.astype(np.float32)
-    for name, ab in pairs.items():
-        if set(ab) != {"a", "b"}:
-            raise AdapterExportError(f"{weights}: tensor {name} lacks lora_{'B' if 'a' in ab else 'A'}")
-        if ab["a"].shape[0] != ab["b"].shape[1]:
-            raise AdapterExportError(f"{weights}: {name}: lora_A {ab['a'].shape} and lora_B {ab['b'].shape} ranks differ")
-    writer = GGUFWriter(str(out) + f".tmp{os.getpid()}", arch=base_architecture(base_gguf))
+    pairs, config = _peft_pairs(adapter_dir)
+    return _write_adapter(out, base_gguf, float(config.get("lora_alpha", 8)), pairs)  # type: ignore[arg-type]
+
+
+def _write_adapter(out: Path, base_gguf: Path, alpha: float, pairs: dict[str, dict[str, np.ndarray]]) -> Path:
+    """Write (atomically) a llama.cpp LoRA adapter GGUF of `pairs` (name -> {"a", "b"} arrays)."""
+    from gguf import GGUFWriter
+
+    tmp = str(out) + f".tmp{os.getpid()}"
+    writer = GGUFWriter(tmp, arch=base_architecture(base_gguf))
     writer.add_string("general.type", "adapter")
     writer.add_string("adapter.type", "lora")
-    writer.add_float32("adapter.lora.alpha", float(config.get("lora_alpha", 8)))  # type: ignore[arg-type]
+    writer.add_float32("adapter.lora.alpha", alpha)
     for name in sorted(pairs):
         writer.add_tensor(f"{name}.lora_a", pairs[name]["a"])
         writer.add_tensor(f"{name}.lora_b", pairs[name]["b"])
@@ -108,5 +103,52 @@ def export_lora_gguf(adapter_dir: Path, base_gguf: Path, out: Path | None = None
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
     writer.close()
-    os.replace(str(out) + f".tmp{os.getpid()}", out)
+    os.replace(tmp, out)
     return out
+
+
+def _peft_pairs(adapter_dir: Path) -> tuple[dict[str, dict[str, np.ndarray]], dict[str, object]]:
+    from safetensors.numpy import load_file
+
+    weights = adapter_dir / "adapter_model.safetensors"
+    if not weights.is_file():
+        raise AdapterExportError(f"{weights}: not found (expected a peft LoRA adapter saved with safetensors)")
+    config = read_adapter_config(adapter_dir)
+    pairs: dict[str, dict[str, np.ndarray]] = {}
+    for key, value in load_file(str(weights)).items():
+        name, which = gguf_tensor_name(key)
+        pairs.setdefault(name, {})[which] = value.astype(np.float32)
+    for name, ab in pairs.items():
+        if set(ab) != {"a", "b"}:
+            raise AdapterExportError(f"{weights}: tensor {name} lacks lora_{'B' if 'a' in ab else 'A'}")
+        if ab["a"].shape[0] != ab["b"].shape[1]:
+            raise AdapterExportError(f"{weights}: {name}: lora_A {ab['a'].shape} and lora_B {ab['b'].shape} ranks differ")
+    return pairs, config
+
+
+def merge_adapter_chain(adapter_dirs: Sequence[Path], base_gguf: Path, out: Path) -> Path:
+    """One GGUF LoRA adapter equal to a chain of peft adapters applied together (round t's model =
+    base + adapter 1 + ... + adapter t): sum_i s_i B_i A_i = [s_1 B_1 ... s_t B_t] [A_1; ...; A_t],
+    with s_i = alpha_i / r_i folded into B and alpha = total rank (so llama.cpp's alpha / r is 1).
+    Exact up to float rounding; one adapter of rank r_1 + ... + r_t costs the engine one LoRA
+    product per weight instead of t (docs/policy.md). Reuses `out` when newer than every input."""
+    dirs = [Path(d) for d in adapter_dirs]
+    if not dirs:
+        raise AdapterExportError("merge_adapter_chain: no adapters")
+    weights = [d / "adapter_model.safetensors" for d in dirs]
+    if out.is_file() and all(w.is_file() and out.stat().st_mtime >= w.stat().st_mtime for w in weights):
+        return out
+    merged: dict[str, dict[str, list[np.ndarray]]] = {}
+    for directory in dirs:
+        pairs, config = _peft_pairs(directory)
+        scale = float(config.get("lora_alpha", 8)) / float(config.get("r", 8))  # type: ignore[arg-type]
+        if merged and set(pairs) != set(merged):
+            raise AdapterExportError(f"{directory}: adapts other weights than {dirs[0]}; cannot merge the chain")
+        for name, ab in pairs.items():
+            slot = merged.setdefault(name, {"a": [], "b": []})
+            slot["a"].append(ab["a"])
+            slot["b"].append(ab["b"] * np.float32(scale))
+    rank = sum(a.shape[0] for a in next(iter(merged.values()))["a"])
+    stacked = {name: {"a": np.concatenate(ab["a"], axis=0), "b": np.concatenate(ab["b"], axis=1)}
+               for name, ab in merged.items()}  # fmt: skip
+    return _write_adapter(out, base_gguf, float(rank), stacked)
