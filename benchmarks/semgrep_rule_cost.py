@@ -4,13 +4,14 @@
         [--rules-dir src/treeplay/oracle/rules] [--top 20]
 
 Every rule of `python.yaml` + `python_taint.yaml` runs alone in one semgrep-core call over the
-snippets (prepared as the oracle prepares them, flags as `analyzers/semgrep.py` passes them); its
-cost is the call's CPU seconds (user + sys, the minimum over `--rounds`) minus that of a baseline
-rule without a semgrep prefilter that matches nothing (start-up + parsing all files, so a
-rule that runs on every file is not charged for parsing them). CPU, not
-wall: the per-rule wall times of `-json_time` grow with machine load. Also printed: the CPU of one
-call with all rules, and on how many files each rule got past semgrep-core's prefilter (from
-`-json_time`: a rule that pays for every file has no usable prefilter).
+snippets (prepared as the oracle prepares them, flags as `analyzers/semgrep.py` passes them). A
+rule's cost is that call's CPU seconds (user + sys, the minimum over `--rounds`) minus start-up
+(a rule semgrep-core's prefilter skips everywhere) minus the parsing of the files the rule ran on
+(parsing all files = a rule without prefilter that matches nothing, minus start-up; charged by the
+share of bytes): what the rule adds to the one call with all rules, where every file is parsed once.
+CPU, not wall: the per-rule wall times of `-json_time` grow with machine load. Also printed: on how
+many files each rule got past semgrep-core's prefilter (match time > 0 in `-json_time`; a rule run
+on every file has no usable prefilter) and the CPU of one call with all rules.
 """
 
 from __future__ import annotations
@@ -31,8 +32,11 @@ from treeplay.oracle.prepare import prepare
 
 REPO = Path(__file__).resolve().parents[1]
 # Parses every file (no identifier for semgrep's prefilter to require) and matches next to nothing.
-BASELINE = {"id": "baseline-no-prefilter", "languages": ["python"], "severity": "INFO", "message": "-",
-            "pattern": "$F(1, 2, 3, 4, 5, 6, 7, 8, 9)"}
+PARSE_ALL = {"id": "parse-all", "languages": ["python"], "severity": "INFO", "message": "-",
+             "pattern": "$F(1, 2, 3, 4, 5, 6, 7, 8, 9)"}
+# Skipped on every file by semgrep-core's prefilter: start-up and rule parsing only.
+START_UP = {"id": "start-up", "languages": ["python"], "severity": "INFO", "message": "-",
+            "pattern": "treeplay_never_called_anywhere(...)"}
 
 
 def write_targets(snippets: list[str], root: Path) -> Path:
@@ -61,15 +65,21 @@ def run_core(core: str, rules: list[dict[str, Any]], targets: Path) -> tuple[flo
     return cpu, json.loads(proc.stdout[proc.stdout.find("{"):])
 
 
-def files_run(output: dict[str, Any]) -> dict[str, int]:
-    """Per rule id: on how many files semgrep-core ran it (match time > 0: past its prefilter)."""
+def files_run(output: dict[str, Any]) -> dict[str, tuple[int, int]]:
+    """Per rule id: (files, bytes) semgrep-core ran it on (match time > 0: past its prefilter)."""
     timing = output["time"]
     ids = [r if isinstance(r, str) else r.get("id", "") for r in timing["rules"]]
-    counts = dict.fromkeys(ids, 0)
+    counts = dict.fromkeys(ids, (0, 0))
     for target in timing["targets"]:
         for rule_id, seconds in zip(ids, target["match_times"], strict=True):
-            counts[rule_id] += seconds > 0
+            if seconds > 0:
+                files, size = counts[rule_id]
+                counts[rule_id] = (files + 1, size + int(target["num_bytes"]))
     return counts
+
+
+def cheapest(core: str, rules: list[dict[str, Any]], targets: Path, rounds: int) -> tuple[float, dict[str, Any]]:
+    return min((run_core(core, rules, targets) for _ in range(rounds)), key=lambda r: r[0])
 
 
 def main() -> None:
@@ -88,16 +98,21 @@ def main() -> None:
         rules += yaml.safe_load((args.rules_dir / name).read_text(encoding="utf-8"))["rules"]
     with tempfile.TemporaryDirectory(prefix="treeplay-rule-cost-") as tmp:
         targets = write_targets(python_snippets(args.data, args.n), Path(tmp))
-        all_cpu, output = min((run_core(core, rules, targets) for _ in range(args.rounds)), key=lambda r: r[0])
-        base, base_output = min((run_core(core, [BASELINE], targets) for _ in range(args.rounds)),
-                                key=lambda r: r[0])
-        cost = {r["id"]: min(run_core(core, [r], targets)[0] for _ in range(args.rounds)) - base for r in rules}
-    ran = files_run(output)
+        all_cpu = cheapest(core, rules, targets, args.rounds)[0]
+        start_up = cheapest(core, [START_UP], targets, args.rounds)[0]
+        parse_cpu, parse_output = cheapest(core, [PARSE_ALL], targets, args.rounds)
+        all_files, all_bytes = files_run(parse_output)[PARSE_ALL["id"]]
+        parse_cpu -= start_up
+        cost, ran = {}, {}
+        for rule in rules:
+            cpu, output = cheapest(core, [rule], targets, args.rounds)
+            ran[rule["id"]] = files_run(output)[rule["id"]]
+            cost[rule["id"]] = cpu - start_up - parse_cpu * ran[rule["id"]][1] / max(all_bytes, 1)
     print(f"{len(rules)} rules, {args.n} snippets, {args.rounds} rounds (min CPU s): all rules in one call "
-          f"{all_cpu:.2f} s; baseline rule alone {base:.2f} s (ran on {files_run(base_output)[BASELINE['id']]} "
-          f"files); sum of the per-rule costs {sum(cost.values()):.2f} s")
+          f"{all_cpu:.2f} s = start-up {start_up:.2f} + parsing {parse_cpu:.2f} ({all_files} files) + rules; "
+          f"sum of the per-rule costs {sum(cost.values()):.2f} s")
     for rule_id, seconds in sorted(cost.items(), key=lambda kv: -kv[1])[:args.top]:
-        print(f"{1000 * seconds:7.0f} ms  {ran[rule_id]:4d} files  {rule_id}")
+        print(f"{1000 * seconds:7.0f} ms  {ran[rule_id][0]:4d} files  {rule_id}")
 
 
 if __name__ == "__main__":

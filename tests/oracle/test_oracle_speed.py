@@ -88,7 +88,7 @@ EXPECTED_EDGE_FINDINGS = {
 # python.yaml's prefiltered rules, one file per case (a prefilter sees the whole file): what each
 # prefilter's reasoning rests on. Implicitly concatenated literals are joined by semgrep, escapes
 # are not decoded; the called name / key / compared name may be spelled in any case; `re` may be
-# imported under another name.
+# imported under another name; a header may be set on a response called `R` or on a `Headers()`.
 V2_EDGE_CASES = [
     'def sql_case(cur, name):\n    cur.Execute("SELECT * FROM t WHERE n = \'%s\'" % name)\n',
     'def sql_helper(name):\n    return run_query("SELECT * FROM t WHERE n = " + name)\n',
@@ -102,6 +102,10 @@ V2_EDGE_CASES = [
     'settings["api_\\x6bey"] = "abcdefghijklmnop1234"\n',
     'def check(user_PWD):\n    return user_PWD == "hunter22"\n',
     'def check():\n    return "pass" "word" == "abcd"\n',
+    'from flask import request\n\n\ndef view(R):\n    R["X-Name"] = request.args["n"]\n',
+    'from werkzeug.datastructures import Headers\n\n\ndef view(request):\n    h = Headers()\n'
+    '    h.add("X-Name", request.args["n"])\n    return h\n',
+    'from flask import request\n\n\ndef view(out):\n    out["X-Name"] = request.args["n"]\n',
 ]
 # Written by hand from the cases above: (rule, line) each case must (still) give.
 V2_EXPECTED = [
@@ -109,9 +113,10 @@ V2_EXPECTED = [
     {("py-redos-nested-quantifier", 5)}, set(), {("py-mongo-where", 2)}, set(),
     {("py-hardcoded-secret-assignment", 1)}, {("py-hardcoded-secret-assignment", 1)}, set(),
     {("py-hardcoded-password-compare", 2)}, set(),
+    {("py-header-injection", 5)}, {("py-header-injection", 6)}, set(),
 ]
 V2_PREFILTERED = {"py-sql-string-built-query", "py-redos-nested-quantifier", "py-hardcoded-secret-assignment",
-                  "py-hardcoded-password-compare", "py-mongo-where"}
+                  "py-hardcoded-password-compare", "py-mongo-where", "py-header-injection"}
 
 
 def _is_prefilter(item: Any) -> bool:
