@@ -32,11 +32,11 @@ from treeplay.oracle.prepare import prepare
 
 REPO = Path(__file__).resolve().parents[1]
 # Parses every file (no identifier for semgrep's prefilter to require) and matches next to nothing.
-PARSE_ALL = {"id": "parse-all", "languages": ["python"], "severity": "INFO", "message": "-",
-             "pattern": "$F(1, 2, 3, 4, 5, 6, 7, 8, 9)"}
+PARSE_ALL: dict[str, Any] = {"id": "parse-all", "languages": ["python"], "severity": "INFO", "message": "-",
+                             "pattern": "$F(1, 2, 3, 4, 5, 6, 7, 8, 9)"}
 # Skipped on every file by semgrep-core's prefilter: start-up and rule parsing only.
-START_UP = {"id": "start-up", "languages": ["python"], "severity": "INFO", "message": "-",
-            "pattern": "treeplay_never_called_anywhere(...)"}
+START_UP: dict[str, Any] = {"id": "start-up", "languages": ["python"], "severity": "INFO", "message": "-",
+                            "pattern": "treeplay_never_called_anywhere(...)"}
 
 
 def write_targets(snippets: list[str], root: Path) -> Path:

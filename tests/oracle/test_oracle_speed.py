@@ -84,6 +84,17 @@ EXPECTED_EDGE_FINDINGS = {
     ("py3-regex-from-param", 44), ("py3-xml-parse-input", 48), ("py3-nosql-query-input", 52),
 }
 
+# py3-ssrf-param's prefilter, one file per case: aliased imports, a session-like name that ends in
+# `Client`, and one where `http` does not end the name (no word for the prefilter, no sink either).
+SSRF_CASES = [
+    'import requests as rq\nfrom flask import request\n\n\ndef proxy():\n    return rq.get(request.args["u"])\n',
+    'from urllib.request import urlopen as fetch\nfrom flask import request\n\n\ndef proxy():\n'
+    '    return fetch(request.args["u"])\n',
+    'from flask import request\n\n\ndef proxy(httpClient):\n    return httpClient.get(request.args["u"])\n',
+    'from flask import request\n\n\ndef proxy(http_pool):\n    return http_pool.get(request.args["u"])\n',
+]
+SSRF_EXPECTED = [{("py3-ssrf-param", 6)}, {("py3-ssrf-param", 6)}, {("py3-ssrf-param", 5)}, set()]
+
 
 # python.yaml's prefiltered rules, one file per case (a prefilter sees the whole file): what each
 # prefilter's reasoning rests on. Implicitly concatenated literals are joined by semgrep, escapes
@@ -171,23 +182,25 @@ def v2_rules() -> list[dict[str, Any]]:
     return list(yaml.safe_load((RULES_DIR / "python.yaml").read_text())["rules"])
 
 
-def test_prefiltered_rules_are_the_expected_five(taint_rules: list[dict[str, Any]]) -> None:
+def test_prefiltered_taint_rules_are_the_expected_six(taint_rules: list[dict[str, Any]]) -> None:
     prefiltered = {r["id"] for r in taint_rules if _without_prefilters(r) != r}
     assert prefiltered == {"py3-html-built-from-param", "py3-deserialize-input", "py3-xml-parse-input",
-                           "py3-nosql-query-input", "py3-regex-from-param"}
+                           "py3-nosql-query-input", "py3-regex-from-param", "py3-ssrf-param"}
 
 
 def test_prefilters_change_no_finding(taint_rules: list[dict[str, Any]], fixtures_dir: Path,
                                       tmp_path: Path) -> None:
     """Each taint rule with and without its prefilter, on the twin fixtures and the edge cases."""
     pairs = yaml.safe_load((fixtures_dir / "oracle" / "python_taint.yaml").read_text())
-    texts = [EDGE_CASES] + [p[k] for p in pairs for k in ("vulnerable", "secure")]
+    texts = [EDGE_CASES, *SSRF_CASES] + [p[k] for p in pairs for k in ("vulnerable", "secure")]
     with_prefilters, without = _with_and_without("python_taint.yaml", texts, tmp_path, taint_rules)
     assert with_prefilters == without
     assert with_prefilters[0] == EXPECTED_EDGE_FINDINGS
+    ssrf = [{f for f in found if f[0] == "py3-ssrf-param"} for found in with_prefilters[1:1 + len(SSRF_CASES)]]
+    assert ssrf == SSRF_EXPECTED
 
 
-def test_v2_prefiltered_rules_are_the_expected_five(v2_rules: list[dict[str, Any]]) -> None:
+def test_v2_prefiltered_rules_are_the_expected_six(v2_rules: list[dict[str, Any]]) -> None:
     assert {r["id"] for r in v2_rules if _without_prefilters(r) != r} == V2_PREFILTERED
 
 
