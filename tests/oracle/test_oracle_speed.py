@@ -84,6 +84,19 @@ EXPECTED_EDGE_FINDINGS = {
     ("py3-regex-from-param", 44), ("py3-xml-parse-input", 48), ("py3-nosql-query-input", 52),
 }
 
+
+
+def _edge_cases_one_per_file() -> tuple[list[str], list[set[tuple[str, int]]]]:
+    """EDGE_CASES split into one file per function (each with the imports): a whole-file prefilter
+    only drops a file that lacks its words, which the combined file never does. The function then
+    sits at lines 7-8; the expected findings are EXPECTED_EDGE_FINDINGS moved there."""
+    header, *functions = EDGE_CASES.split("\n\n\n")
+    texts = [f"{header}\n\n\n{function}" for function in functions]
+    expected = [{(rule, line - 4 * k) for rule, line in EXPECTED_EDGE_FINDINGS if 4 * k + 7 <= line <= 4 * k + 8}
+                for k in range(len(functions))]
+    return texts, expected
+
+
 # py3-ssrf-param's prefilter, one file per case: aliased imports, a session-like name that ends in
 # `Client`, and one where `http` does not end the name (no word for the prefilter, no sink either).
 SSRF_CASES = [
@@ -192,12 +205,15 @@ def test_prefilters_change_no_finding(taint_rules: list[dict[str, Any]], fixture
                                       tmp_path: Path) -> None:
     """Each taint rule with and without its prefilter, on the twin fixtures and the edge cases."""
     pairs = yaml.safe_load((fixtures_dir / "oracle" / "python_taint.yaml").read_text())
-    texts = [EDGE_CASES, *SSRF_CASES] + [p[k] for p in pairs for k in ("vulnerable", "secure")]
+    singles, singles_expected = _edge_cases_one_per_file()
+    texts = [EDGE_CASES, *SSRF_CASES, *singles] + [p[k] for p in pairs for k in ("vulnerable", "secure")]
     with_prefilters, without = _with_and_without("python_taint.yaml", texts, tmp_path, taint_rules)
     assert with_prefilters == without
     assert with_prefilters[0] == EXPECTED_EDGE_FINDINGS
     ssrf = [{f for f in found if f[0] == "py3-ssrf-param"} for found in with_prefilters[1:1 + len(SSRF_CASES)]]
     assert ssrf == SSRF_EXPECTED
+    start = 1 + len(SSRF_CASES)
+    assert with_prefilters[start:start + len(singles)] == singles_expected
 
 
 def test_v2_prefiltered_rules_are_the_expected_six(v2_rules: list[dict[str, Any]]) -> None:
