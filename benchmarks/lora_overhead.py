@@ -19,6 +19,7 @@ import os
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 
 def adapter_dirs(model: Path) -> list[Path]:
@@ -27,24 +28,13 @@ def adapter_dirs(model: Path) -> list[Path]:
     return [Path(p) for p in model_chain(str(model)).adapters]
 
 
-def time_variant(name: str, adapters: list[Path], tasks: list, repeats: int) -> dict:
-    from transformers import AutoTokenizer
-
+def time_variant(name: str, adapters: list[Path], base: Any, tasks: list, repeats: int) -> dict:
+    """Best of `repeats` timings of sampling `tasks` with `base`'s engine plus `adapters`."""
     from treeplay.policy.llamacpp import EngineConfig, LlamaCppPolicy
-    from treeplay.policy.models import (
-        EMBEDDED_MODELS,
-        embedded_key,
-        embedded_tokenizer_dir,
-        ensure_embedded_gguf,
-        resolve_prompt_format,
-    )
     from treeplay.policy.records import SampleRequest, SamplingParams
 
-    key = embedded_key("embedded") or ""
-    gguf = ensure_embedded_gguf(key)
-    tokenizer = AutoTokenizer.from_pretrained(str(embedded_tokenizer_dir(key)), local_files_only=True)
-    fmt = resolve_prompt_format("embedded", tokenizer, EMBEDDED_MODELS[key].prompt_format)
-    policy = LlamaCppPolicy(gguf, tokenizer, fmt, name, adapters=adapters, config=EngineConfig(threads=2))
+    policy = LlamaCppPolicy(base.gguf, base.tokenizer, base.prompt_format, name, adapters=adapters,
+                            config=EngineConfig(threads=2))  # fmt: skip
     params = SamplingParams(temperature=0.2, top_p=0.95, max_new_tokens=160, seed=0)
     requests = [SampleRequest(t, t.prefix, 1, params, request_id=t.id) for t in tasks]
     policy.sample(requests[:2])  # warm-up
@@ -64,8 +54,8 @@ def time_variant(name: str, adapters: list[Path], tasks: list, repeats: int) -> 
 
 def main() -> None:
     from treeplay.eval.evaluate import resolve_bench
+    from treeplay.policy import load_policy
     from treeplay.policy.lora_gguf import export_lora_gguf, merge_adapter_chain
-    from treeplay.policy.models import embedded_key, ensure_embedded_gguf
 
     parser = argparse.ArgumentParser()
     parser.add_argument("model", type=Path, help="a trained round-2 model dir (two chained adapters)")
@@ -78,16 +68,17 @@ def main() -> None:
     if len(dirs) < 2:
         raise SystemExit(f"{args.model}: expected a chain of >= 2 adapters, found {len(dirs)}")
     tasks = resolve_bench(args.bench, limit=args.tasks)
-    base_gguf = ensure_embedded_gguf(embedded_key("embedded") or "")
+    base = load_policy("embedded", backend="llamacpp", threads=2)  # its GGUF, tokenizer and prompt format
+    base_gguf = base.gguf
     with tempfile.TemporaryDirectory() as tmp:
         merged = merge_adapter_chain(dirs, base_gguf, Path(tmp) / "chain.gguf")
         variants = [("base", []), ("1 adapter", [export_lora_gguf(dirs[0], base_gguf)]),
                     ("2 adapters chained", [export_lora_gguf(d, base_gguf) for d in dirs]),
                     ("2 adapters merged into one", [merged])]
-        rows = [time_variant(name, adapters, tasks, args.repeats) for name, adapters in variants]
-    base = rows[0]["wall_s"]
+        rows = [time_variant(name, adapters, base, tasks, args.repeats) for name, adapters in variants]
+    base_wall = rows[0]["wall_s"]
     for row in rows:
-        row["vs_base"] = round(row["wall_s"] / base, 2)
+        row["vs_base"] = round(row["wall_s"] / base_wall, 2)
         print(json.dumps(row))
 
 

@@ -157,18 +157,7 @@ class StageBuilder:
         }
 
     def tree_config(self, arm: Arm) -> Any:
-        from treeplay.tree import TreeConfig
-
-        base = TreeConfig(**arm.tree)
-        if arm.method == "selfplay":
-            # Unstructured self-play: whole sequences sampled from the root only, same oracle labels.
-            section = self.config.selfplay
-            root = section.root_samples
-            tokens = section.max_new_tokens or base.max_new_tokens
-            return dataclasses.replace(
-                base, root_samples=root, max_nodes=1, depth=1, max_branches=root, max_new_tokens=tokens
-            )
-        return base
+        return self.config.arm_tree_config(arm)
 
     # -- train -------------------------------------------------------------------------------
     def train_stage(self, seed: int, arm: Arm, round_: int, model_in: str, model_hash: str, data: Stage) -> Stage:

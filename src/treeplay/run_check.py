@@ -133,11 +133,9 @@ def run_dir_blocker(run_dir: Path, source: str) -> str | None:
 
 def _sampling_per_tree(config: RunConfig, arm: Arm) -> tuple[int, int]:
     """(branches sampled, max new tokens per branch) for one tree of `arm`."""
-    from treeplay.tree import TreeConfig
-
-    tree = TreeConfig(**arm.tree)
+    tree = config.arm_tree_config(arm)
     if arm.method == "selfplay":
-        return config.selfplay.root_samples, config.selfplay.max_new_tokens or tree.max_new_tokens
+        return tree.root_samples, tree.max_new_tokens
     return min(tree.max_branches, tree.root_samples + tree.k * tree.max_nodes), tree.max_new_tokens
 
 

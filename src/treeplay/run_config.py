@@ -152,6 +152,15 @@ class RunConfig(_Strict):
                 raise ValueError(f"variants.{name}.benches: {unknown} are not in eval.benches")
         return self
 
+    def arm_tree_config(self, arm: Arm) -> TreeConfig:
+        """The tree settings `arm` samples with: its own, or for unstructured self-play root-only
+        trees of `selfplay.root_samples` whole programs of `selfplay.max_new_tokens` (else the tree's)."""
+        base = TreeConfig(**arm.tree)
+        if arm.method != "selfplay":
+            return base
+        root, tokens = self.selfplay.root_samples, self.selfplay.max_new_tokens or base.max_new_tokens
+        return dataclasses.replace(base, root_samples=root, max_nodes=1, depth=1, max_branches=root, max_new_tokens=tokens)
+
     def arms(self) -> list[Arm]:
         """The trained arms in report order: the methods, then the variants."""
         benches = tuple(self.eval.benches)

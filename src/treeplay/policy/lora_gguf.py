@@ -81,10 +81,15 @@ def export_lora_gguf(adapter_dir: Path, base_gguf: Path, out: Path | None = None
     adapter_dir = Path(adapter_dir)
     weights = adapter_dir / "adapter_model.safetensors"
     out = out or adapter_dir / GGUF_ADAPTER_NAME
-    if out.is_file() and weights.is_file() and out.stat().st_mtime >= weights.stat().st_mtime:
+    if _newer_than(out, [weights]):
         return out
     pairs, config = _peft_pairs(adapter_dir)
     return _write_adapter(out, base_gguf, float(config.get("lora_alpha", 8)), pairs)  # type: ignore[arg-type]
+
+
+def _newer_than(out: Path, inputs: Sequence[Path]) -> bool:
+    """`out` exists and is at least as new as every input (an earlier export to reuse)."""
+    return out.is_file() and all(i.is_file() and out.stat().st_mtime >= i.stat().st_mtime for i in inputs)
 
 
 def _write_adapter(out: Path, base_gguf: Path, alpha: float, pairs: dict[str, dict[str, np.ndarray]]) -> Path:
@@ -136,7 +141,7 @@ def merge_adapter_chain(adapter_dirs: Sequence[Path], base_gguf: Path, out: Path
     if not dirs:
         raise AdapterExportError("merge_adapter_chain: no adapters")
     weights = [d / "adapter_model.safetensors" for d in dirs]
-    if out.is_file() and all(w.is_file() and out.stat().st_mtime >= w.stat().st_mtime for w in weights):
+    if _newer_than(out, weights):
         return out
     merged: dict[str, dict[str, list[np.ndarray]]] = {}
     for directory in dirs:
