@@ -75,14 +75,18 @@ class StreamCollector:
         if reason:
             self.finish[index] = reason
             self.settled.discard(index)
-        elif index not in self.settled and any(self._has_newline(int(t["id"])) for t in tokens):
-            if self._cut_is_settled(index):
-                self.settled.add(index)
+        elif index not in self.settled and self._any_newline(tokens) and self._cut_is_settled(index):
+            self.settled.add(index)
 
-    def _has_newline(self, token_id: int) -> bool:
-        if token_id not in self._newline:
-            self._newline[token_id] = "\n" in self.decode([token_id])
-        return self._newline[token_id]
+    def _any_newline(self, tokens: list[dict[str, Any]]) -> bool:
+        """A settled cut needs a newline after it, so the rule is only asked when one arrives."""
+        for token in tokens:
+            token_id = int(token["id"])
+            if token_id not in self._newline:
+                self._newline[token_id] = "\n" in self.decode([token_id])
+            if self._newline[token_id]:
+                return True
+        return False
 
     def _cut_is_settled(self, index: int) -> bool:
         text = self.decode([int(t["id"]) for t in self.content[index]])
@@ -104,4 +108,4 @@ class StreamCollector:
     def _ended_by_stop_word(self, tokens: list[dict[str, Any]]) -> bool:
         """The engine stops at the token that completes the stop string's first occurrence, so the
         string is in the text only when it (not EOS) ended the branch."""
-        return bool(self.stop_word) and self.stop_word in self.decode([int(t["id"]) for t in tokens])
+        return self.stop_word is not None and self.stop_word in self.decode([int(t["id"]) for t in tokens])
