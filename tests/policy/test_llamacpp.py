@@ -183,3 +183,50 @@ def test_a_two_round_chain_runs_as_one_merged_adapter_equal_to_the_chain(tmp_pat
     gap = sum(abs(a - b) for a, b in zip(from_merged.logprobs, truth.logprobs, strict=True)) / len(truth.logprobs)
     assert from_merged.text != from_base.text, "the adapters should change the model"
     assert gap < 0.1, f"merged adapter vs the torch chain: {gap:.3f} nats/token"
+
+
+RUN_ON_TASK = Task(
+    id="t-run-on", language="py", cwe=(),
+    instruction="Write add(a, b). After the function, write a main block that prints add(i, i) for i in 0..9, "
+                "one print per line, then twenty assert lines testing it.",
+    prefix="def add(a, b):\n",
+)
+C_TASK = Task(id="t-c", language="c", cwe=("CWE-120",), instruction="Copy src into dst (size n) safely.",
+              prefix="#include <string.h>\n\nvoid copy(char *dst, const char *src, size_t n) {\n")
+
+
+def test_early_stop_gives_the_whole_responses_completions_with_fewer_tokens(qwen_engine: Any) -> None:
+    """Streaming with early stop vs the whole response (one slot each, so batching cannot move a
+    token): the same completions, and the engine stops decoding a model that runs on past its code."""
+    from treeplay.eval.evaluate import HUMANEVAL_STOP, resolve_bench
+    from treeplay.policy.llamacpp import LlamaCppPolicy
+
+    def engine(early_stop: bool) -> LlamaCppPolicy:
+        return LlamaCppPolicy(qwen_engine.gguf, qwen_engine.tokenizer, qwen_engine.prompt_format, "embedded",
+                              config=EngineConfig(threads=2, n_parallel=1, ctx_per_slot=1024, early_stop=early_stop))
+
+    humaneval = next(t for t in resolve_bench("humaneval") if t.id == "HumanEval/42")
+    warm = SamplingParams(temperature=0.8, max_new_tokens=160, seed=3)
+    requests = [
+        SampleRequest(RUN_ON_TASK, RUN_ON_TASK.prefix, n=1, params=SamplingParams(temperature=0.0, max_new_tokens=200)),
+        SampleRequest(YAML_TASK, YAML_TASK.prefix, n=3, params=warm),
+        SampleRequest(SQL_TASK, SQL_TASK.prefix, n=3, params=warm),
+        SampleRequest(C_TASK, C_TASK.prefix, n=2, params=warm),
+        SampleRequest(humaneval, humaneval.prefix, n=2,
+                      params=SamplingParams(temperature=0.8, max_new_tokens=160, seed=5, stop=HUMANEVAL_STOP)),
+    ]
+    whole, early = engine(False), engine(True)
+    expected, got = whole.sample(requests), early.sample(requests)
+    for want, have in zip(expected, got, strict=True):
+        assert (have.request_id, have.index, have.text, have.token_ids, have.finish_reason) == (
+            want.request_id, want.index, want.text, want.token_ids, want.finish_reason)
+        assert all(abs(a - b) < 1e-4 for a, b in zip(have.logprobs, want.logprobs, strict=True))
+        assert have.prompt_token_count == want.prompt_token_count
+    # the run-on prompt: greedy writes add() and then the main block, which the whole response
+    # decodes to the end while early stop ends one line after the cut
+    tokens_in = {p: p.counts["generated_tokens"] for p in (whole, early)}
+    (kept,) = early.sample(requests[:1])
+    whole.sample(requests[:1])
+    streamed = early.counts["generated_tokens"] - tokens_in[early]
+    decoded = whole.counts["generated_tokens"] - tokens_in[whole]
+    assert kept.finish_reason == "stop" and streamed <= len(kept.token_ids) + 25 < decoded

@@ -12,6 +12,9 @@ slots and continuous batching; requests are sent from a thread pool so the slots
   request's stop strings and the language stop rule (`StopRule`) cut the decoded text afterwards
   and `cut_tokens` maps the cut onto a token boundary, exactly as in the torch backend (llama.cpp
   drops held-back tokens that partially match a stop string; see `_payload`).
+- Early stop (`EngineConfig.early_stop`, on by default): tokens are streamed and the engine is told
+  to stop a request once the stop rule has settled where every branch ends (`treeplay.policy.
+  streaming`); the completions are those of the whole response, without the tokens after the cut.
 - Slots keep their KV cache (`cache_prompt`), so branches from one node reuse the node's prefix.
 - LoRA: trained adapters (a chain, see `treeplay.policy.models.model_chain`) are exported once to
   GGUF (`treeplay.policy.lora_gguf`) and loaded at start-up with scale 1.
@@ -33,6 +36,9 @@ from treeplay.policy.hf import EXTRA_EOS_TOKENS, row_seed
 from treeplay.policy.prompting import PromptFormat, decode_tokens, encode_prompt
 from treeplay.policy.records import Completion, SampleRequest, Scored, ScoreRequest
 from treeplay.policy.stoprules import StopRule, cut_tokens
+from treeplay.policy.streaming import StreamCollector
+
+ENGINE_STOP = "```"  # the one stop string the engine itself sees (see `_payload`)
 
 
 class EngineError(RuntimeError):
@@ -47,6 +53,7 @@ class EngineConfig:
     n_parallel: int = 4  # slots decoded together (continuous batching); 4 was fastest here (docs/policy.md)
     ctx_per_slot: int = 2048  # tokens of context per slot (prompt + completion)
     branch_mode: str = "requests"  # "requests": one request per branch; "n": one request with n children
+    early_stop: bool = True  # stream and stop the engine once the stop rule has settled (same completions, fewer tokens)
 
     def __post_init__(self) -> None:
         if self.threads < 1 or self.n_parallel < 1 or self.ctx_per_slot < 64:
@@ -121,6 +128,7 @@ class LlamaCppPolicy:
             int(i) for i in [tokenizer.eos_token_id, *(tokenizer.get_vocab().get(t) for t in EXTRA_EOS_TOKENS)]
             if i is not None
         )
+        self._stop_word_tokens = len(tokenizer.encode(ENGINE_STOP, add_special_tokens=False))
         self.server = start_server(gguf, self.adapters, self.config)
         self.counts: dict[str, int] = {"requests": 0, "generated_tokens": 0, "prompt_tokens": 0, "cached_tokens": 0}
 
@@ -166,7 +174,7 @@ class LlamaCppPolicy:
         # it when another stop ends the generation, which cut the last line of 39 of 164 HumanEval
         # programs (measured 2026-11-26, docs/policy.md). StopRule applies them after decoding.
         # Only the fence goes to the engine, alone: a stop of "\n```" would drop ")\n" likewise.
-        stops = ["```"] if self.stop_rules and self.prompt_format.closes_with_fence else []
+        stops = [ENGINE_STOP] if self.engine_stops_at_fence else []
         return {
             "prompt": job.prompt,
             "n": len(job.indices),
@@ -182,10 +190,33 @@ class LlamaCppPolicy:
             "stop": stops,
         }
 
+    @property
+    def engine_stops_at_fence(self) -> bool:
+        return self.stop_rules and self.prompt_format.closes_with_fence
+
+    def _rule(self, request: SampleRequest) -> StopRule:
+        return StopRule(
+            request.task.language if self.stop_rules else "", request.prefix,
+            stop_strings=request.params.stop, fences=self.stop_rules,
+        )
+
+    def _complete(self, job: _Job, request: SampleRequest) -> Any:
+        """The engine's response to `job`: streamed and stopped early when a stop rule applies."""
+        payload = self._payload(job, request)
+        rule = self._rule(request)
+        if not self.config.early_stop or rule.is_noop:
+            return self.server.handle_completions(payload)
+        collector = StreamCollector(
+            len(job.indices), rule, lambda ids: decode_tokens(self.tokenizer, ids),
+            stop_word=ENGINE_STOP if self.engine_stops_at_fence else None, stop_word_tokens=self._stop_word_tokens,
+        )
+        self.server.handle_completions({**payload, "stream": True, "timings_per_token": True}, collector)
+        return {"error": collector.error} if collector.error is not None else collector.response()
+
     def _run(self, job: _Job, requests: Sequence[SampleRequest]) -> list[dict[str, Any]]:
         request = requests[job.request_index]
         try:
-            response = self.server.handle_completions(self._payload(job, request))
+            response = self._complete(job, request)
         except Exception as exc:  # the binding raises on engine faults
             raise EngineError(f"llama.cpp failed on task {request.task.id} ({request.request_id}): {exc}") from exc
         if not isinstance(response, dict) or "error" in response:
@@ -208,10 +239,7 @@ class LlamaCppPolicy:
         finish = "stop" if choice.get("finish_reason") == "stop" else "length"
         if ids and ids[-1] in self.eos_ids:
             ids, logprobs, finish = ids[:-1], logprobs[:-1], "stop"
-        rule = StopRule(
-            request.task.language if self.stop_rules else "", request.prefix,
-            stop_strings=request.params.stop, fences=self.stop_rules,
-        )
+        rule = self._rule(request)
         cut = None if rule.is_noop else rule.find(decode_tokens(self.tokenizer, ids))
         if cut is not None:
             keep = cut_tokens([decode_tokens(self.tokenizer, ids[:k]) for k in range(len(ids) + 1)], cut)

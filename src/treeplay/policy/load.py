@@ -100,7 +100,7 @@ def _load_llamacpp(model: str, *, device: str, threads: int | None, **kw: Any) -
     tokenizer = AutoTokenizer.from_pretrained(str(embedded_tokenizer_dir(key)), local_files_only=True)
     fmt = resolve_prompt_format(chain.base, tokenizer, EMBEDDED_MODELS[key].prompt_format)
     adapters = engine_adapters(chain.adapters, gguf)
-    engine_kw = {k: kw.pop(k) for k in ("n_parallel", "ctx_per_slot", "branch_mode") if k in kw}
+    engine_kw = {k: kw.pop(k) for k in ("n_parallel", "ctx_per_slot", "branch_mode", "early_stop") if k in kw}
     config = EngineConfig(threads=threads or default_threads(), **engine_kw)
 
     def scorer() -> Policy:
