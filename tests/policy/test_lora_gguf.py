@@ -10,7 +10,12 @@ import pytest
 from gguf import GGUFReader, GGUFWriter
 from safetensors.numpy import save_file
 
-from treeplay.policy.lora_gguf import AdapterExportError, export_lora_gguf, gguf_tensor_name, merge_adapter_chain
+from treeplay.policy.lora_gguf import (
+    AdapterExportError,
+    export_lora_gguf,
+    gguf_tensor_name,
+    merge_adapter_chain,
+)
 from treeplay.policy.models import ModelChain, ModelLoadError, model_chain
 
 
