@@ -236,3 +236,18 @@ def test_early_stop_gives_the_whole_responses_completions_with_fewer_tokens(qwen
     streamed = early.counts["generated_tokens"] - tokens_in[early]
     decoded = whole.counts["generated_tokens"] - tokens_in[whole]
     assert kept.finish_reason == "stop" and streamed <= len(kept.token_ids) + 25 < decoded
+
+
+def test_one_slot_makes_sampled_runs_repeat(qwen_engine: Any) -> None:
+    """`n_parallel: 1`: two fresh engines sample the same seeded requests to the same tokens (with
+    several slots, which requests share a batch moves near-ties; docs/policy.md)."""
+    from treeplay.policy.llamacpp import LlamaCppPolicy
+
+    warm = SamplingParams(temperature=0.8, max_new_tokens=96, seed=11)
+    requests = [SampleRequest(t, t.prefix, n=3, params=warm) for t in (YAML_TASK, SQL_TASK, RUN_ON_TASK)]
+    runs = []
+    for _ in range(2):
+        engine = LlamaCppPolicy(qwen_engine.gguf, qwen_engine.tokenizer, qwen_engine.prompt_format, "embedded",
+                                config=EngineConfig(threads=2, n_parallel=1, ctx_per_slot=1024))  # fmt: skip
+        runs.append([(c.token_ids, c.logprobs) for c in engine.sample(requests)])
+    assert runs[0] == runs[1]
