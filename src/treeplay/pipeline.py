@@ -46,6 +46,7 @@ from treeplay.stages import (  # noqa: F401  (STAGE_FILE, Stage, StageError, run
     digest,
     plan,
     run_stage,
+    superseded_note,
     walk,
 )
 from treeplay.tasks import Task, TaskFormatError
@@ -115,8 +116,12 @@ class Pipeline:
             f"[bold]treeplay run[/] {config.name}: model {config.model}, {len(self.stages.train_tasks)} train tasks, "
             f"arms base+{'+'.join(a.name for a in arms)}, rounds {config.rounds}, seeds {config.seeds} -> {self.run_dir}"
         )
-        clock = StageClock(self.plan(), self.console)
+        planned = self.plan()
+        clock = StageClock(planned, self.console, archive=self.layout.superseded_dir)
         self.console.print(f"{clock.total - clock.to_run} of {clock.total} stages done earlier, {clock.to_run} to run")
+        note = superseded_note(planned, self.stages.oracle(), self.layout.superseded_dir)
+        if note:
+            self.console.print(f"[bold yellow]warning:[/] {note}")
         walk(self.steps(), clock.run, ArmBudget.write)
         self.stages.drop_policy()
         if config.report:

@@ -61,7 +61,8 @@ class StageBuilder:
         self.train_tasks = list(tasks)
         self.tasks_by_id = {t.id: t for t in self.train_tasks}
 
-    def _oracle(self) -> str:
+    def oracle(self) -> str:
+        """The oracle fingerprint in the data and eval stages' hashes (and in their records)."""
         return self.fingerprint if self.fingerprint is not None else oracle_fingerprint()
 
     # -- models ------------------------------------------------------------------------------
@@ -87,7 +88,7 @@ class StageBuilder:
             limit = section.limits.get(bench, section.limit)
             # what this bench's generations depend on: not the other benches, limits or batching
             inputs = digest("eval", bench, limit, section.model_dump(exclude={"batch_tasks", "limits", "limit", "benches"}), model_hash,
-                            seed, self._oracle())  # fmt: skip
+                            seed, self.oracle())  # fmt: skip
             stages.append(self._eval_stage(seed, arm, bench, limit, model, inputs))
         return stages
 
@@ -106,7 +107,8 @@ class StageBuilder:
             with progress_bar(f"eval {bench}", self.console) as advance:
                 metrics = evaluate(policy, tasks, bench=bench, config=section.stage_config(), out_dir=directory,
                                    seed=seed, progress=advance)  # fmt: skip
-            return {"tasks": len(tasks), "metrics_file": str(directory / "metrics.json"), "summary": _headline(metrics)}
+            return {"tasks": len(tasks), "metrics_file": str(directory / "metrics.json"), "summary": _headline(metrics),
+                    "oracle": self.oracle()}  # fmt: skip
 
         return Stage(f"seed {seed} / {arm} / eval {bench}", directory, inputs, run, kind="eval", arm=arm, bench=bench)
 
@@ -116,7 +118,7 @@ class StageBuilder:
         tree_cfg = self.tree_config(arm)
         inputs = digest(
             "data", arm.method, round_, opponent_hash, seed, dataclasses.asdict(tree_cfg), arm.pair_mode,
-            self.config.unparseable_pairs, [t.id for t in self.train_tasks], self._oracle(),
+            self.config.unparseable_pairs, [t.id for t in self.train_tasks], self.oracle(),
         )
         self.data_done.setdefault(inputs, directory)  # a later arm with the same inputs copies this one
 
@@ -128,7 +130,7 @@ class StageBuilder:
                 pairs = sft_pairs(self.train_tasks)
                 write_jsonl(directory / "pairs.jsonl", pairs)
                 return {"pairs": len(pairs), "pairs_file": str(directory / "pairs.jsonl")}
-            return self._build_tree_data(seed, arm, round_, opponent, tree_cfg, directory)
+            return {**self._build_tree_data(seed, arm, round_, opponent, tree_cfg, directory), "oracle": self.oracle()}
 
         return Stage(f"seed {seed} / {arm.name} / round {round_} / data", directory, inputs, run, kind="data",
                      arm=arm.name)  # fmt: skip

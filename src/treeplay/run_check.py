@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from treeplay.run_config import METHOD_ORDER, Arm, RunConfig, data_root, load_train_tasks, resolve_data_path
-from treeplay.stages import PlannedStage
+from treeplay.run_layout import RunLayout
+from treeplay.stages import PlannedStage, superseded_note
 from treeplay.tasks import Task
 
 # Generation throughput of the embedded model (Qwen2.5-Coder-0.5B-Instruct, llama.cpp, 2 threads)
@@ -244,8 +245,12 @@ def check_run(config: RunConfig, run_dir: Path, *, source: str, fingerprint: str
     report.problems += extras_blockers(config, source)
     blocker = run_dir_blocker(run_dir, source)
     report.problems += [blocker] if blocker else []
-    planned = planned_stages(config, run_dir, train, fingerprint or str(oracle.fingerprint()))
+    fingerprint = fingerprint or str(oracle.fingerprint())
+    planned = planned_stages(config, run_dir, train, fingerprint)
     report.plan = plan_lines(config, train, benches, planned)
+    note = superseded_note(planned, fingerprint, RunLayout(run_dir).superseded_dir)
+    if note:
+        report.plan.insert(2, f"note: {note}")
     report.to_run = [p.stage.name for p in planned if not p.done]
     return report
 

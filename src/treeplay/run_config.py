@@ -114,6 +114,8 @@ class RunConfig(_Strict):
     backend: Backend = pydantic_field(PolicyConfig, "backend")
     device: str = pydantic_field(PolicyConfig, "device")
     threads: int | None = pydantic_field(PolicyConfig, "threads")
+    n_parallel: int = pydantic_field(PolicyConfig, "n_parallel")
+    early_stop: bool = pydantic_field(PolicyConfig, "early_stop")
     seeds: list[int] = Field(default_factory=lambda: [0])
     methods: list[Literal["sft", "selfplay", "tsp"]] = ["tsp"]
     rounds: int = Field(default=2, ge=1)
@@ -177,8 +179,9 @@ class RunConfig(_Strict):
         return cast(TaskSource, self.train_tasks.stage_config())
 
     def policy_config(self, model: str | None = None) -> PolicyConfig:
-        """How to load `model` (default: the run's base model) with the run's backend, device, threads."""
-        return PolicyConfig(model=model or self.model, backend=self.backend, device=self.device, threads=self.threads)
+        """How to load `model` (default: the run's base model) with the run's engine settings."""
+        return PolicyConfig(model=model or self.model, backend=self.backend, device=self.device, threads=self.threads,
+                            n_parallel=self.n_parallel, early_stop=self.early_stop)  # fmt: skip
 
 
 def load_config(path: Path | str) -> RunConfig:

@@ -75,6 +75,11 @@ class RunLayout:
     def budget(self, seed: int, arm: str) -> Path:
         return self.arm_dir(seed, arm) / BUDGET_FILE
 
+    @property
+    def superseded_dir(self) -> Path:
+        """Finished stages whose inputs changed are moved here (by old inputs hash), never deleted."""
+        return self.run_dir / "superseded"
+
     # -- what is on disk ----------------------------------------------------------------------
     def seeds(self) -> list[int]:
         return [seed for seed, _ in _numbered(self.run_dir, _SEED)]

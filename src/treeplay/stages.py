@@ -20,7 +20,7 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -80,25 +80,55 @@ Step = Stage | ArmBudget
 Steps = Generator[Step, dict[str, Any], None]  # yields steps, receives each stage's record
 
 
-def _clear_if_stale(stage: Stage) -> None:
-    """A stage dir built from other inputs is removed, so no stale file is mistaken for progress."""
+def superseded_path(stage: Stage, archive: Path, previous_hash: str) -> Path:
+    """Where a finished stage's results go when other inputs supersede them:
+    `<archive>/<old inputs hash>/<the stage dir relative to the run dir>`."""
+    try:
+        relative = stage.directory.relative_to(archive.parent)
+    except ValueError:
+        relative = Path(stage.directory.name)
+    return archive / previous_hash / relative
+
+
+def _clear_if_stale(stage: Stage, archive: Path | None) -> Path | None:
+    """A stage dir built from other inputs is cleared, so no stale file is mistaken for progress.
+    A finished one is moved to `archive` (results are never deleted; None: removed, for callers
+    without a run dir); unfinished partial output of other inputs is removed. Returns where a
+    finished stage went."""
     marker = stage.directory / STAGE_FILE
     if marker.exists():
-        shutil.rmtree(stage.directory)
-        return
-    inputs = stage.directory / INPUTS_FILE
-    if inputs.exists():
-        previous = json.loads(inputs.read_text(encoding="utf-8")).get("inputs_hash")
-        if previous != stage.inputs_hash:
+        if archive is None:
             shutil.rmtree(stage.directory)
+            return None
+        previous = _stored_hash(marker) or "unknown"
+        target = superseded_path(stage, archive, previous)
+        if target.exists():  # the same superseded results were archived before: keep the first copy
+            shutil.rmtree(stage.directory)
+            return target
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(str(stage.directory), str(target))
+        return target
+    inputs = stage.directory / INPUTS_FILE
+    if inputs.exists() and _stored_hash(inputs) != stage.inputs_hash:
+        shutil.rmtree(stage.directory)
+    return None
 
 
-def run_stage(stage: Stage) -> dict[str, Any]:
-    """The stage's record: from `stage.json` when its hash matches, else by running it now."""
+def _stored_hash(path: Path) -> str | None:
+    try:
+        value = json.loads(path.read_text(encoding="utf-8")).get("inputs_hash")
+    except (OSError, json.JSONDecodeError):
+        return None
+    return str(value) if value else None
+
+
+def run_stage(stage: Stage, archive: Path | None = None) -> dict[str, Any]:
+    """The stage's record: from `stage.json` when its hash matches, else by running it now (a
+    finished stage of other inputs is first moved to `archive`, see `_clear_if_stale`)."""
     record = stage.done_record()
     if record is not None:
         return record
-    _clear_if_stale(stage)
+    _clear_if_stale(stage, archive)
     stage.directory.mkdir(parents=True, exist_ok=True)
     (stage.directory / INPUTS_FILE).write_text(json.dumps({"inputs_hash": stage.inputs_hash}), encoding="utf-8")
     started = time.monotonic()
@@ -148,6 +178,29 @@ def plan(steps: Steps) -> list[PlannedStage]:
     return planned
 
 
+def superseded_note(planned: Sequence[PlannedStage], fingerprint: str, archive: Path) -> str | None:
+    """Why finished stages will be redone: how many have other inputs now, and how many of them were
+    judged by another oracle (their record's `oracle` fingerprint), or None when none will."""
+    records = []
+    for item in planned:
+        marker = item.stage.directory / STAGE_FILE
+        if not item.done and marker.exists():
+            try:
+                records.append(json.loads(marker.read_text(encoding="utf-8")))
+            except (OSError, json.JSONDecodeError):
+                records.append({})
+    if not records:
+        return None
+    note = (f"{len(records)} finished stage(s) have other inputs now and will be redone; their results move to "
+            f"{archive}/<old inputs hash>/ (nothing is deleted)")  # fmt: skip
+    others = sorted({str(r["oracle"]) for r in records if r.get("oracle") not in (None, fingerprint)})
+    if others:
+        judged = sum(r.get("oracle") not in (None, fingerprint) for r in records)
+        note += (f"; {judged} of them were judged by another oracle (fingerprint {', '.join(others)}; installed "
+                 f"{fingerprint}): its rules, settings or analyzers changed")  # fmt: skip
+    return note
+
+
 # ---- progress ---------------------------------------------------------------------------------
 
 
@@ -182,7 +235,8 @@ class StageClock:
     """Runs stages, printing each with its position, the elapsed time and an ETA: the mean time of
     the stages run so far times the stages still to run (done ones cost nothing)."""
 
-    def __init__(self, planned: list[PlannedStage], console: Console) -> None:
+    def __init__(self, planned: list[PlannedStage], console: Console, archive: Path | None = None) -> None:
+        self.archive = archive  # where finished stages superseded by other inputs are moved
         self.total = len(planned)
         self.to_run = sum(not p.done for p in planned)
         self.console = console
@@ -200,7 +254,7 @@ class StageClock:
             return cached
         self.console.print(f"[bold cyan]{label}[/] {self._eta()}")
         t0 = time.monotonic()
-        record = run_stage(stage)
+        record = run_stage(stage, self.archive)
         self.worked_s += time.monotonic() - t0
         self.worked += 1
         shown = {k: v for k, v in record.items() if k in _SHOWN}

@@ -83,6 +83,49 @@ def test_changed_inputs_redo_the_stage_from_scratch(tmp_path):
     assert seen == [False]
 
 
+def test_a_finished_stage_of_other_inputs_is_moved_aside_not_deleted(tmp_path):
+    run_dir = tmp_path / "run"
+    directory = run_dir / "seed-0" / "base" / "eval" / "sallm"
+
+    def first():
+        (directory / "generations.jsonl").write_text("old results\n")
+        return {"oracle": "fp-old"}
+
+    run_stage(Stage("s", directory, digest("a"), first), run_dir / "superseded")
+    seen = []
+
+    def second():
+        seen.append(sorted(p.name for p in directory.iterdir()))
+        return {"oracle": "fp-new"}
+
+    run_stage(Stage("s", directory, digest("b"), second), run_dir / "superseded")
+    assert seen == [["inputs.json"]]  # the new stage starts clean
+    kept = run_dir / "superseded" / digest("a") / "seed-0" / "base" / "eval" / "sallm"
+    assert (kept / "generations.jsonl").read_text() == "old results\n"
+    assert json.loads((kept / "stage.json").read_text())["oracle"] == "fp-old"
+
+
+def test_superseded_note_names_the_count_and_the_other_oracle(tmp_path):
+    from treeplay.stages import PlannedStage, superseded_note
+
+    def finished(name, oracle):
+        directory = tmp_path / name
+        directory.mkdir()
+        (directory / "stage.json").write_text(json.dumps({"inputs_hash": "old", "oracle": oracle}))
+        return Stage(name, directory, digest(name), lambda: {})
+
+    train = Stage("train", tmp_path / "train", digest("t"), lambda: {})  # a record without an oracle (train stages)
+    (tmp_path / "train").mkdir()
+    (tmp_path / "train" / "stage.json").write_text(json.dumps({"inputs_hash": "old"}))
+    planned = [PlannedStage(finished("eval", "fp-1"), False), PlannedStage(finished("data", "fp-2"), True),
+               PlannedStage(train, False), PlannedStage(finished("eval2", "fp-2"), False)]
+    note = superseded_note(planned, "fp-2", tmp_path / "superseded")
+    assert note == (f"3 finished stage(s) have other inputs now and will be redone; their results move to "
+                    f"{tmp_path / 'superseded'}/<old inputs hash>/ (nothing is deleted); 1 of them were judged by "
+                    "another oracle (fingerprint fp-1; installed fp-2): its rules, settings or analyzers changed")
+    assert superseded_note([PlannedStage(finished("done", "fp-1"), True)], "fp-2", tmp_path) is None
+
+
 def test_interrupted_stage_resumes_with_its_partial_output(tmp_path):
     directory = tmp_path / "s"
 

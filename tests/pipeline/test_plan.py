@@ -131,6 +131,9 @@ def test_check_counts_done_stages_and_estimates_the_rest_only(tmp_path, finished
     # to run: tsp round 2 trees (2 tasks x min(8, 4 + 4 x 2) branches x 64 tokens = 1024) and three
     # evaluations of 2 tasks x n=1 x 128 tokens (768): 1792 tokens, 1.5 min at 20 tok/s
     assert report.plan[-1].startswith("estimate (stages to run): <= 1792 generated tokens, ~2 min of sampling")
+    # the three evaluations finished at T = 0.2: redone at 0.8, their results kept aside
+    assert report.plan[2] == (f"note: 3 finished stage(s) have other inputs now and will be redone; their results "
+                              f"move to {finished_run / 'superseded'}/<old inputs hash>/ (nothing is deleted)")
     assert "\nstages to run:\n  seed 0 / base / eval securityeval\n" in report.render()
 
 

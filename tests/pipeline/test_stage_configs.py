@@ -219,3 +219,29 @@ def test_shipped_run_configs_round_trip(name: str) -> None:
     assert config.train.given() == raw.get("train", {})
     again = parse_config(yaml.safe_load(yaml.safe_dump(config.model_dump())), name)
     assert again.arms() == config.arms()
+
+
+def test_engine_options_reach_llamacpp_only(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`n_parallel: 1` / `early_stop: false` in a run config load the llama.cpp engine with them;
+    the torch backend never receives them (it has no such options)."""
+    import treeplay.policy as policy_pkg
+
+    seen: list[dict[str, Any]] = []
+    monkeypatch.setattr(policy_pkg, "load_policy", lambda model, **kw: seen.append({"model": model, **kw}))
+    path = tmp_path / "run.yaml"
+    path.write_text(RUN + "n_parallel: 1\nearly_stop: false\n")
+    config = load_config(path)
+    config.policy_config().load()
+    assert seen[-1]["backend"] == "auto" and seen[-1]["n_parallel"] == 1 and seen[-1]["early_stop"] is False
+    dataclasses.replace(config.policy_config(), backend="hf").load()
+    assert "n_parallel" not in seen[-1] and "early_stop" not in seen[-1]
+    path.write_text(RUN + "n_parallel: 0\n")
+    with pytest.raises(ConfigError, match=r"n_parallel"):
+        load_config(path)
+
+
+def test_engine_defaults_have_one_home() -> None:
+    from treeplay.policy.llamacpp import EngineConfig
+
+    assert (EngineConfig().n_parallel, EngineConfig().early_stop) == (4, True)
+    assert (PolicyConfig().n_parallel, PolicyConfig().early_stop) == (4, True)

@@ -201,9 +201,10 @@ def test_early_stop_gives_the_whole_responses_completions_with_fewer_tokens(qwen
     from treeplay.eval.evaluate import HUMANEVAL_STOP, resolve_bench
     from treeplay.policy.llamacpp import LlamaCppPolicy
 
-    def engine(early_stop: bool) -> LlamaCppPolicy:
+    def engine(early_stop: bool, branch_mode: str = "requests") -> LlamaCppPolicy:
+        config = EngineConfig(threads=2, n_parallel=1, ctx_per_slot=1024, early_stop=early_stop, branch_mode=branch_mode)
         return LlamaCppPolicy(qwen_engine.gguf, qwen_engine.tokenizer, qwen_engine.prompt_format, "embedded",
-                              config=EngineConfig(threads=2, n_parallel=1, ctx_per_slot=1024, early_stop=early_stop))
+                              config=config)
 
     humaneval = next(t for t in resolve_bench("humaneval") if t.id == "HumanEval/42")
     warm = SamplingParams(temperature=0.8, max_new_tokens=160, seed=3)
@@ -222,6 +223,11 @@ def test_early_stop_gives_the_whole_responses_completions_with_fewer_tokens(qwen
             want.request_id, want.index, want.text, want.token_ids, want.finish_reason)
         assert all(abs(a - b) < 1e-4 for a, b in zip(have.logprobs, want.logprobs, strict=True))
         assert have.prompt_token_count == want.prompt_token_count
+    # "n" mode: one request with 3 children, each stream chunk names its child
+    children = [SampleRequest(SQL_TASK, SQL_TASK.prefix, n=3, params=warm)]
+    whole_n, early_n = engine(False, "n").sample(children), engine(True, "n").sample(children)
+    assert [c.token_ids for c in early_n] == [c.token_ids for c in whole_n]
+    assert [c.finish_reason for c in early_n] == [c.finish_reason for c in whole_n]
     # the run-on prompt: greedy writes add() and then the main block, which the whole response
     # decodes to the end while early stop ends one line after the cut
     tokens_in = {p: p.counts["generated_tokens"] for p in (whole, early)}
@@ -230,3 +236,18 @@ def test_early_stop_gives_the_whole_responses_completions_with_fewer_tokens(qwen
     streamed = early.counts["generated_tokens"] - tokens_in[early]
     decoded = whole.counts["generated_tokens"] - tokens_in[whole]
     assert kept.finish_reason == "stop" and streamed <= len(kept.token_ids) + 25 < decoded
+
+
+def test_one_slot_makes_sampled_runs_repeat(qwen_engine: Any) -> None:
+    """`n_parallel: 1`: two fresh engines sample the same seeded requests to the same tokens (with
+    several slots, which requests share a batch moves near-ties; docs/policy.md)."""
+    from treeplay.policy.llamacpp import LlamaCppPolicy
+
+    warm = SamplingParams(temperature=0.8, max_new_tokens=96, seed=11)
+    requests = [SampleRequest(t, t.prefix, n=3, params=warm) for t in (YAML_TASK, SQL_TASK, RUN_ON_TASK)]
+    runs = []
+    for _ in range(2):
+        engine = LlamaCppPolicy(qwen_engine.gguf, qwen_engine.tokenizer, qwen_engine.prompt_format, "embedded",
+                                config=EngineConfig(threads=2, n_parallel=1, ctx_per_slot=1024))  # fmt: skip
+        runs.append([(c.token_ids, c.logprobs) for c in engine.sample(requests)])
+    assert runs[0] == runs[1]

@@ -153,3 +153,15 @@ def test_an_error_chunk_stops_and_is_kept() -> None:
     c = collector(StopRule("py", "def f():\n"))
     assert c({"error": {"code": 500, "message": "boom"}}) is True
     assert c.error == {"code": 500, "message": "boom"}
+
+
+def test_a_failing_callback_is_an_error_not_a_short_completion() -> None:
+    """The binding swallows a callback's exception and stops the stream; the collector must turn it
+    into the request's error, or the truncated text would be judged as the model's answer."""
+
+    def broken_decode(ids: list[int]) -> str:
+        raise UnicodeDecodeError("utf-8", b"\xff", 0, 1, "bad byte")
+
+    c = StreamCollector(1, StopRule("py", "def f():\n"), broken_decode, stop_word="```", stop_word_tokens=1)
+    assert c(chunk("    return 1\n")) is True
+    assert "stream callback failed" in str(c.error) and "UnicodeDecodeError" in str(c.error)

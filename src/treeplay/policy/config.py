@@ -25,6 +25,12 @@ class PolicyConfig:
     device: str = field(default="cpu", metadata={"help": "cpu or cuda (hf and vllm backends)."})
     threads: int | None = field(default=None, metadata={
         "help": "CPU threads of the engine (torch or llama.cpp); default: all cores.", "ge": 1})
+    n_parallel: int = field(default=4, metadata={
+        "help": "llama.cpp: requests decoded together in one batch (slots). 4 was fastest here; 1 makes sampled "
+                "runs reproducible (which requests share a batch moves near-ties; docs/policy.md).", "ge": 1})
+    early_stop: bool = field(default=True, metadata={
+        "help": "llama.cpp: stop decoding a request once the stop rule has settled where its code ends "
+                "(the same completions, fewer tokens; docs/policy.md)."})
     adapter: str | None = field(default=None, metadata={
         "help": "LoRA adapter dir on top of the model (hf backend; for llama.cpp pass the trained model dir "
                 "as the model)."})
@@ -37,7 +43,12 @@ class PolicyConfig:
             import torch
 
             torch.set_num_threads(self.threads)
+        from treeplay.policy.load import resolve_backend
+
         options: dict[str, Any] = {"device": self.device, "threads": self.threads, **backend_options}
+        if resolve_backend(self.model, self.backend, self.device) == "llamacpp":
+            options.setdefault("n_parallel", self.n_parallel)
+            options.setdefault("early_stop", self.early_stop)
         if self.adapter:
             options["adapter"] = self.adapter
         return load_policy(self.model, backend=self.backend, **options)

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from treeplay.policy.config import PolicyConfig
 from treeplay.policy.hf import EXTRA_EOS_TOKENS, row_seed
 from treeplay.policy.prompting import PromptFormat, decode_tokens, encode_prompt
 from treeplay.policy.records import Completion, SampleRequest, Scored, ScoreRequest
@@ -50,10 +51,10 @@ class EngineConfig:
     """Start-up options of the llama.cpp engine."""
 
     threads: int = 2  # CPU threads for decode and prompt processing
-    n_parallel: int = 4  # slots decoded together (continuous batching); 4 was fastest here (docs/policy.md)
+    n_parallel: int = PolicyConfig.n_parallel  # slots decoded together (continuous batching); help in PolicyConfig
     ctx_per_slot: int = 2048  # tokens of context per slot (prompt + completion)
     branch_mode: str = "requests"  # "requests": one request per branch; "n": one request with n children
-    early_stop: bool = True  # stream and stop the engine once the stop rule has settled (same completions, fewer tokens)
+    early_stop: bool = PolicyConfig.early_stop  # stream and stop once the stop rule has settled; help in PolicyConfig
 
     def __post_init__(self) -> None:
         if self.threads < 1 or self.n_parallel < 1 or self.ctx_per_slot < 64:

@@ -49,7 +49,16 @@ class StreamCollector:
         self._newline: dict[int, bool] = {}
 
     def __call__(self, chunk: Any) -> bool:
-        """Take one streamed chunk; True tells the engine to stop this request."""
+        """Take one streamed chunk; True tells the engine to stop this request. An exception here
+        would be swallowed by the binding (which then stops the stream), leaving a truncated
+        response that looks whole: it is kept as the request's error instead."""
+        try:
+            return self._take_chunk(chunk)
+        except Exception as exc:
+            self.error = f"stream callback failed: {exc!r}"
+            return True
+
+    def _take_chunk(self, chunk: Any) -> bool:
         if not isinstance(chunk, dict) or "choices" not in chunk:
             self.error = chunk.get("error", chunk) if isinstance(chunk, dict) else chunk
             return True
