@@ -31,10 +31,9 @@ def run(policy: Any, requests: list, name: str) -> tuple[dict, list]:
 
 
 def main() -> None:
-    from treeplay.eval.evaluate import HUMANEVAL_STOP, is_humaneval, resolve_bench
+    from engine_common import bench_requests, engine_like  # this directory is on sys.path
+
     from treeplay.policy import load_policy
-    from treeplay.policy.llamacpp import EngineConfig, LlamaCppPolicy
-    from treeplay.policy.records import SampleRequest, SamplingParams
 
     parser = argparse.ArgumentParser()
     parser.add_argument("model", nargs="?", default="embedded", help="embedded or a trained model dir")
@@ -44,22 +43,18 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    tasks = resolve_bench(args.bench, limit=args.tasks)
-    stop = HUMANEVAL_STOP if is_humaneval(tasks) else ()
-    params = SamplingParams(temperature=0.2, top_p=0.95, max_new_tokens=args.max_new_tokens, seed=0, stop=stop)
-    requests = [SampleRequest(t, t.prefix, 1, params, request_id=t.id) for t in tasks]
+    requests = bench_requests(args.bench, args.tasks, args.max_new_tokens)
     loaded = load_policy(args.model, backend="llamacpp", threads=args.threads)  # GGUF, adapters, tokenizer, format
     rows, outputs = [], []
     for early in (False, True):
-        policy = LlamaCppPolicy(loaded.gguf, loaded.tokenizer, loaded.prompt_format, args.model, adapters=loaded.adapters,
-                                config=EngineConfig(threads=args.threads, early_stop=early))  # fmt: skip
+        policy = engine_like(loaded, args.model, threads=args.threads, early_stop=early)
         policy.sample(requests[:2])  # warm-up
         row, out = run(policy, requests, "early stop" if early else "whole response")
         rows.append(row)
         outputs.append(out)
     same = sum(a.token_ids == b.token_ids for a, b in zip(*outputs, strict=True))
     for row in rows:
-        print(json.dumps({**row, "model": args.model, "bench": args.bench, "tasks": len(tasks)}))
+        print(json.dumps({**row, "model": args.model, "bench": args.bench, "tasks": len(requests)}))
     print(json.dumps({"same_completions": f"{same}/{len(requests)}",
                       "wall_ratio_early_vs_whole": round(rows[1]["wall_s"] / rows[0]["wall_s"], 2),
                       "tokens_sent_ratio": round(rows[1]["tokens_sent"] / max(1, rows[0]["tokens_sent"]), 2)}))

@@ -21,19 +21,18 @@ from typing import Any
 
 
 def one_pass(loaded: Any, slots: int, requests: list, model: str) -> tuple[float, list]:
-    from treeplay.policy.llamacpp import EngineConfig, LlamaCppPolicy
+    from engine_common import engine_like  # this directory is on sys.path
 
-    policy = LlamaCppPolicy(loaded.gguf, loaded.tokenizer, loaded.prompt_format, model, adapters=loaded.adapters,
-                            config=EngineConfig(threads=loaded.config.threads, n_parallel=slots))  # fmt: skip
+    policy = engine_like(loaded, model, threads=loaded.config.threads, n_parallel=slots)
     started = time.perf_counter()
     out = policy.sample(requests)
     return time.perf_counter() - started, out
 
 
 def main() -> None:
-    from treeplay.eval.evaluate import HUMANEVAL_STOP, is_humaneval, resolve_bench
+    from engine_common import bench_requests  # this directory is on sys.path
+
     from treeplay.policy import load_policy
-    from treeplay.policy.records import SampleRequest, SamplingParams
 
     parser = argparse.ArgumentParser()
     parser.add_argument("model", nargs="?", default="embedded", help="embedded or a trained model dir")
@@ -43,10 +42,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    tasks = resolve_bench(args.bench, limit=args.tasks)
-    stop = HUMANEVAL_STOP if is_humaneval(tasks) else ()
-    params = SamplingParams(temperature=0.2, top_p=0.95, max_new_tokens=160, seed=0, stop=stop)
-    requests = [SampleRequest(t, t.prefix, 1, params, request_id=t.id) for t in tasks]
+    requests = bench_requests(args.bench, args.tasks)
     loaded = load_policy(args.model, backend="llamacpp", threads=args.threads)
     walls = {}
     for slots in (int(s) for s in args.slots.split(",")):

@@ -55,14 +55,17 @@ class Stage:
     placeholder: dict[str, Any] = dataclasses.field(default_factory=dict)  # the record a plan assumes
 
     def done_record(self) -> dict[str, Any] | None:
-        path = self.directory / STAGE_FILE
-        if not path.exists():
-            return None
-        try:
-            record = json.loads(path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError:
-            return None
-        return record if record.get("inputs_hash") == self.inputs_hash else None
+        record = read_record(self.directory / STAGE_FILE)
+        return record if record is not None and record.get("inputs_hash") == self.inputs_hash else None
+
+
+def read_record(path: Path) -> dict[str, Any] | None:
+    """A stage's `stage.json` or `inputs.json`, or None when it is missing or not JSON."""
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return None
+    return record if isinstance(record, dict) else None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,10 +118,7 @@ def _clear_if_stale(stage: Stage, archive: Path | None) -> Path | None:
 
 
 def _stored_hash(path: Path) -> str | None:
-    try:
-        value = json.loads(path.read_text(encoding="utf-8")).get("inputs_hash")
-    except (OSError, json.JSONDecodeError):
-        return None
+    value = (read_record(path) or {}).get("inputs_hash")
     return str(value) if value else None
 
 
@@ -185,10 +185,7 @@ def superseded_note(planned: Sequence[PlannedStage], fingerprint: str, archive: 
     for item in planned:
         marker = item.stage.directory / STAGE_FILE
         if not item.done and marker.exists():
-            try:
-                records.append(json.loads(marker.read_text(encoding="utf-8")))
-            except (OSError, json.JSONDecodeError):
-                records.append({})
+            records.append(read_record(marker) or {})
     if not records:
         return None
     note = (f"{len(records)} finished stage(s) have other inputs now and will be redone; their results move to "
