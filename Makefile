@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml scripts/install.sh tools/js/package.json
 demo: setup
 	$(VENV)/bin/treeplay run configs/embedded.yaml
 
-test: setup
+test: lint  # CI runs `make test`: lint and types first, so they fail fast
 	$(PY) -m pytest -q
 
 lint: setup

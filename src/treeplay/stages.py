@@ -85,12 +85,18 @@ Steps = Generator[Step, dict[str, Any], None]  # yields steps, receives each sta
 
 def superseded_path(stage: Stage, archive: Path, previous_hash: str) -> Path:
     """Where a finished stage's results go when other inputs supersede them:
-    `<archive>/<old inputs hash>/<the stage dir relative to the run dir>`."""
+    `<archive>/<old inputs hash>/<the stage dir relative to the run dir>`; when that is taken (the
+    same inputs were superseded before, and a rerun of them need not repeat bit for bit), the first
+    free `<archive>/<old inputs hash>.2/...`, `.3`, ...: no copy replaces another."""
     try:
         relative = stage.directory.relative_to(archive.parent)
     except ValueError:
         relative = Path(stage.directory.name)
-    return archive / previous_hash / relative
+    target, copy = archive / previous_hash / relative, 1
+    while target.exists():
+        copy += 1
+        target = archive / f"{previous_hash}.{copy}" / relative
+    return target
 
 
 def _clear_if_stale(stage: Stage, archive: Path | None) -> Path | None:
@@ -105,9 +111,6 @@ def _clear_if_stale(stage: Stage, archive: Path | None) -> Path | None:
             return None
         previous = _stored_hash(marker) or "unknown"
         target = superseded_path(stage, archive, previous)
-        if target.exists():  # the same superseded results were archived before: keep the first copy
-            shutil.rmtree(stage.directory)
-            return target
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.move(str(stage.directory), str(target))
         return target

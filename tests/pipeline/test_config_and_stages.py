@@ -105,6 +105,29 @@ def test_a_finished_stage_of_other_inputs_is_moved_aside_not_deleted(tmp_path):
     assert json.loads((kept / "stage.json").read_text())["oracle"] == "fp-old"
 
 
+def test_superseding_the_same_inputs_twice_keeps_both_copies(tmp_path):
+    # inputs a, then b, then a again (a rerun, whose results can differ), then b: both results of
+    # inputs a are kept, the second one beside the first under "<hash>.2"
+    run_dir = tmp_path / "run"
+    directory = run_dir / "seed-0" / "tsp" / "eval" / "sallm"
+
+    def write(text):
+        def body():
+            (directory / "generations.jsonl").write_text(text)
+            return {}
+        return body
+
+    for inputs, text in [("a", "first a\n"), ("b", "b\n"), ("a", "second a\n"), ("b", "b again\n")]:
+        run_stage(Stage("s", directory, digest(inputs), write(text)), run_dir / "superseded")
+    relative = Path("seed-0") / "tsp" / "eval" / "sallm" / "generations.jsonl"
+    archive = run_dir / "superseded"
+    assert (archive / digest("a") / relative).read_text() == "first a\n"
+    assert (archive / f"{digest('a')}.2" / relative).read_text() == "second a\n"
+    assert (archive / digest("b") / relative).read_text() == "b\n"
+    assert (directory / "generations.jsonl").read_text() == "b again\n"
+    assert sorted(p.name for p in archive.iterdir()) == sorted([digest("a"), f"{digest('a')}.2", digest("b")])
+
+
 def test_superseded_note_names_the_count_and_the_other_oracle(tmp_path):
     from treeplay.stages import PlannedStage, superseded_note
 
