@@ -298,7 +298,7 @@ class Rekey:
             self.judgements.judge(self._oracle(), programs, self._progress)
         outcomes = self._apply(len(candidates))
         result = RekeyResult(self.new, outcomes, done, done + len(outcomes), len(self.judgements.verdicts),
-                             round(self.judgements.seconds, 1), None if self.dry_run else self.log_path)  # fmt: skip
+                             round(self.judgements.seconds, 1), None if self.dry_run or not outcomes else self.log_path)  # fmt: skip
         self._write_log(result, finished=True)
         return result
 
