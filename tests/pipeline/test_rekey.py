@@ -277,6 +277,17 @@ def test_a_record_without_fingerprint_is_named_and_nothing_is_judged(tmp_path, r
     assert _digest(run_dir) == before and judging.judged == []
     with pytest.raises(RekeyError, match="does not exist"):
         _rekey(_config(tmp_path), tmp_path / "no-such-run")
+    from typer.testing import CliRunner
+
+    from treeplay.cli import app
+
+    result = CliRunner().invoke(app, ["rekey", str(_config(tmp_path)), "--run-dir", str(run_dir)])
+    assert result.exit_code == 2 and f"{marker}: field 'oracle' missing" in result.output
+    # given the fingerprint it was judged with, the stage is checked (hash, verdicts) like the others
+    checked = _rekey(_config(tmp_path), run_dir, dry_run=True, assume_oracle=OLD)
+    assert [o.outcome for o in checked.outcomes] == [WOULD_REKEY] * 4 and _digest(run_dir) == before
+    wrong = _rekey(_config(tmp_path), run_dir, dry_run=True, assume_oracle="another0ld0rac1e")
+    assert [o.outcome for o in wrong.outcomes] == [WOULD_REKEY] * 3 + [OTHER_INPUTS]
 
 
 def test_an_interrupted_rekey_continues_where_it_stopped(tmp_path, run_dir, monkeypatch):
