@@ -132,7 +132,8 @@ class Rekey:
     """Re-keys the stages of one run dir; `scan` then `run` (see the module docstring)."""
 
     def __init__(self, config: RunConfig, run_dir: Path, *, say: Callable[[str], None] = print,
-                 dry_run: bool = False, assume_oracle: str | None = None, oracle: Any = None) -> None:  # fmt: skip
+                 dry_run: bool = False, assume_oracle: str | None = None, oracle: Any = None,
+                 source: str = "config") -> None:  # fmt: skip
         if not run_dir.is_dir():
             raise RekeyError(f"run dir {run_dir} does not exist (give the one `treeplay run` wrote with --run-dir)")
         self.config, self.run_dir, self.say = config, run_dir, say
@@ -142,7 +143,7 @@ class Rekey:
         try:
             self.train = load_train_tasks(config)
         except (OSError, ValueError) as exc:
-            raise RekeyError(f"field train_tasks: {exc}") from None
+            raise RekeyError(f"{source}: field train_tasks: {exc}") from None
         self.tasks_by_id = {t.id: t for t in self.train}
         self.programs: dict[Path, list[StoredProgram]] = {}
         self.bench_tasks: dict[str, Any] = {}
@@ -295,12 +296,20 @@ class Rekey:
         if programs:
             distinct = len({p.key() for p in programs})
             self.say(f"judging {len(programs)} stored programs ({distinct} distinct) with the installed oracle")
-            self.judgements.judge(self._oracle(), programs, self._progress)
+            self._judge(programs)
         outcomes = self._apply(len(candidates))
         result = RekeyResult(self.new, outcomes, done, done + len(outcomes), len(self.judgements.verdicts),
                              round(self.judgements.seconds, 1), None if self.dry_run or not outcomes else self.log_path)  # fmt: skip
         self._write_log(result, finished=True)
         return result
+
+    def _judge(self, programs: list[StoredProgram]) -> None:
+        from treeplay.oracle.core import OracleUnavailableError
+
+        try:
+            self.judgements.judge(self._oracle(), programs, self._progress)
+        except OracleUnavailableError as exc:  # no verdict to compare: nothing is re-keyed
+            raise RekeyError(f"oracle: {exc}") from None
 
     def _progress(self, judged: int, total: int, seconds: float) -> None:
         self.say(f"  judged {judged}/{total} programs in {seconds:.0f}s")
@@ -347,7 +356,7 @@ class Rekey:
         programs = self.programs.get(stage.directory, [])
         missing = [p for p in programs if p.key() not in self.judgements.verdicts]
         if missing:  # judged in the scan's list only when the scan saw it as re-keyable
-            self.judgements.judge(self._oracle(), missing, self._progress)
+            self._judge(missing)
         outcome.differences = self.judgements.differences(programs)
         if outcome.differences:
             outcome.outcome, outcome.note = DIFFERS, "`treeplay run` redoes it"

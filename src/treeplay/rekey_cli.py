@@ -33,7 +33,8 @@ def rekey_command(
     try:
         run_config = load_config(config)
         directory = run_dir or Path("runs") / run_config.name
-        result = Rekey(run_config, directory, say=typer.echo, dry_run=dry_run, assume_oracle=assume_oracle).run()
+        result = Rekey(run_config, directory, say=typer.echo, dry_run=dry_run, assume_oracle=assume_oracle,
+                       source=str(config)).run()  # fmt: skip
     except (ConfigError, RekeyError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
