@@ -93,24 +93,42 @@ def _write_generation(directory: Path, task: Task, verdict: Verdict) -> None:
     (directory / "generations.jsonl").write_text(json.dumps(record.to_json()) + "\n", encoding="utf-8")
 
 
-def _fake_run(config_path: Path, run_dir: Path) -> None:
-    """Every stage through `run_stage` under fingerprint OLD, the model work replaced by real programs."""
+@dataclasses.dataclass(frozen=True)
+class Judged:
+    """The run's programs and what the real oracle said of them when the run was made."""
+
+    train_task: Task
+    bench_task: Task
+    verdicts: list[Verdict]  # the two branches, then the evaluation's program
+
+
+@pytest.fixture(scope="module")
+def judged(shared_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Judged:
+    from treeplay.eval.evaluate import resolve_bench
+    from treeplay.run_config import load_train_tasks
+
+    config = load_config(_config(tmp_path_factory.mktemp("config"))).model_copy(update={"data_root": str(shared_data)})
+    train_task = load_train_tasks(config)[0]
+    bench_task = resolve_bench("securityeval", shared_data, limit=1)[0]
+    items = [*((train_task.prefix + b, train_task) for b in BRANCHES), (bench_task.prefix + COMPLETION, bench_task)]
+    return Judged(train_task, bench_task, _judge(items))
+
+
+def _fake_run(config_path: Path, run_dir: Path, judged: Judged) -> list[str]:
+    """Every stage through `run_stage` under fingerprint OLD, the model work replaced by the judged
+    programs; an SFT data record carries no fingerprint (as before SFT records had one)."""
     pipeline = Pipeline(load_config(config_path), run_dir, fingerprint=OLD)
     pipeline.load_tasks()
-    train_task = pipeline.stages.train_tasks[0]
-    from treeplay.eval.evaluate import resolve_bench
-
-    bench_task = resolve_bench("securityeval", pipeline.stages.data_root, limit=1)[0]
-    eval_code = bench_task.prefix + COMPLETION
-    verdicts = _judge([*((train_task.prefix + b, train_task) for b in BRANCHES), (eval_code, bench_task)])
 
     def work(stage: Stage) -> dict[str, Any]:
+        if stage.kind == "data" and stage.arm == "sft":
+            return {"pairs": 1}
         if stage.kind == "data":
-            _write_tree(stage.directory, train_task, verdicts[:2])
+            _write_tree(stage.directory, judged.train_task, judged.verdicts[:2])
             return {"trees": 1, "pairs": 0, "oracle": OLD}
         if stage.kind == "train":
             return {"final_model_dir": str(stage.directory / "final"), "steps": 1}
-        _write_generation(stage.directory, bench_task, verdicts[2])
+        _write_generation(stage.directory, judged.bench_task, judged.verdicts[2])
         return {"tasks": 1, "oracle": OLD}
 
     names = []
@@ -120,15 +138,15 @@ def _fake_run(config_path: Path, run_dir: Path) -> None:
         return run_stage(dataclasses.replace(stage, run=lambda: work(stage)))
 
     walk(pipeline.steps(), on_stage, ArmBudget.write)
-    assert names == STAGES
+    return names
 
 
 @pytest.fixture(scope="module")
-def template(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Path:
+def template(tmp_path_factory: pytest.TempPathFactory, shared_data: Path, judged: Judged) -> Path:
     mp = pytest.MonkeyPatch()
     mp.setenv("TREEPLAY_DATA", str(shared_data))
     base = tmp_path_factory.mktemp("rekey")
-    _fake_run(_config(base), base / "run")
+    assert _fake_run(_config(base), base / "run", judged) == STAGES
     mp.undo()
     return base / "run"
 
@@ -361,3 +379,22 @@ def test_the_judging_oracle_is_the_installed_one_without_its_cache(tmp_path, sha
     (tmp_path / "run").mkdir()
     oracle = Rekey(load_config(_config(tmp_path)), tmp_path / "run")._oracle()
     assert oracle.fingerprint() == default_oracle().fingerprint() and not oracle.config.use_cache
+
+
+def test_an_sft_data_record_without_fingerprint_matches_the_runs_other_records(tmp_path, judged, monkeypatch,
+                                                                                shared_data, judging):  # fmt: skip
+    """SFT data stages judge nothing and did not record the oracle: the fingerprints the run's
+    other records carry are tried, the hash check decides."""
+    monkeypatch.setenv("TREEPLAY_DATA", str(shared_data))
+    monkeypatch.setattr(Rekey, "_oracle", lambda self: judging)
+    config = _config(tmp_path)
+    config.write_text(yaml.safe_dump({**CONFIG, "methods": ["sft"]}), encoding="utf-8")
+    sft = ["seed 0 / base / eval securityeval", "seed 0 / sft / round 1 / data", "seed 0 / sft / round 1 / train",
+           "seed 0 / sft / eval securityeval"]  # fmt: skip
+    assert _fake_run(config, tmp_path / "run", judged) == sft
+    assert "oracle" not in _record(tmp_path / "run", Path("seed-0/sft/round-1/data"))
+    result = _rekey(config, tmp_path / "run")
+    assert [(o.name, o.outcome, o.old_oracle) for o in result.outcomes] == [
+        (sft[0], REKEYED, OLD), (sft[1], REKEYED, OLD), (sft[2], REKEYED, None), (sft[3], REKEYED, OLD)]  # fmt: skip
+    record = _record(tmp_path / "run", Path("seed-0/sft/round-1/data"))
+    assert record["oracle"] == default_oracle().fingerprint() and record["rekeyed"][0]["from_oracle"] == OLD
