@@ -107,14 +107,17 @@ class RekeyResult:
 
 @dataclass
 class _Ledger:
-    """Per current inputs hash: the hashes its stage's content was made under (current one,
-    re-keyed ones), and which stages will be redone."""
+    """Per stage directory: the hashes its content was made under (the current one, re-keyed
+    ones), and which stages will be redone. By directory, not hash: an arm that copied another
+    arm's data stage has its hash but not its fate."""
 
-    known: dict[str, set[str]] = field(default_factory=dict)
-    redone: dict[str, str] = field(default_factory=dict)  # hash -> stage name
+    known: dict[Path, set[str]] = field(default_factory=dict)
+    redone: dict[Path, str] = field(default_factory=dict)  # directory -> stage name
 
-    def options(self, upstream: str) -> set[str]:
-        return self.known.get(upstream, {upstream})  # not a stage's (the base model): as it is
+    def options(self, upstream: str, source: Path | None) -> set[str]:
+        if source is None:  # not a stage's (the base model): as it is
+            return {upstream}
+        return self.known.get(source, {upstream})
 
 
 def _history(record: dict[str, Any]) -> set[str]:
@@ -194,13 +197,13 @@ class Rekey:
         record = read_record(stage.directory / STAGE_FILE)
         outcome = StageOutcome(stage.name, stage.directory, str(stage.kind), UNFINISHED, stage.inputs_hash)
         if record is not None and record.get("inputs_hash") == stage.inputs_hash:
-            ledger.known[stage.inputs_hash] = {stage.inputs_hash, *_history(record)}
+            ledger.known[stage.directory] = {stage.inputs_hash, *_history(record)}
             return None
         if record is None:
             outcome.note = "no stage.json: `treeplay run` runs it"
             return outcome
         outcome.old_hash = str(record.get("inputs_hash"))
-        blocked = [ledger.redone[u] for u in lineage.upstream if u in ledger.redone]
+        blocked = [ledger.redone[d] for d in lineage.sources if d is not None and d in ledger.redone]
         if blocked:
             outcome.outcome, outcome.note = UPSTREAM, f"{blocked[0]} will be redone"
             return outcome
@@ -209,7 +212,8 @@ class Rekey:
             errors.append(oracles)
             outcome.outcome, outcome.note = NOT_COMPARED, "no oracle fingerprint in its record"
             return outcome
-        combos = list(itertools.product(*(sorted(ledger.options(u)) for u in lineage.upstream)))
+        options = [sorted(ledger.options(u, d)) for u, d in zip(lineage.upstream, lineage.sources, strict=True)]
+        combos = list(itertools.product(*options))
         matched = [fp for fp in sorted(oracles) if any(lineage.rehash(fp, c) == outcome.old_hash for c in combos)]
         if not matched:
             outcome.outcome = OTHER_INPUTS
@@ -279,9 +283,9 @@ class Rekey:
 
     def _settle(self, stage: Stage, outcome: StageOutcome, ledger: _Ledger) -> None:
         if outcome.outcome in KEPT:
-            ledger.known[stage.inputs_hash] = {stage.inputs_hash, str(outcome.old_hash), *self._old_history(stage)}
+            ledger.known[stage.directory] = {stage.inputs_hash, str(outcome.old_hash), *self._old_history(stage)}
         else:
-            ledger.redone[stage.inputs_hash] = stage.name
+            ledger.redone[stage.directory] = stage.name
 
     @staticmethod
     def _old_history(stage: Stage) -> set[str]:

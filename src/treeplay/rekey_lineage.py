@@ -26,6 +26,7 @@ Rehash = Callable[[str, tuple[str, ...]], str]  # (oracle fingerprint, upstream 
 @dataclass(frozen=True)
 class Lineage:
     upstream: tuple[str, ...]  # the (current) inputs hashes of the upstream stages, in `rehash` order
+    sources: tuple[Path | None, ...]  # their directories (None: the base model, not a stage)
     rehash: Rehash
     judged: bool  # the oracle fingerprint is in the hash (data and eval stages)
 
@@ -34,9 +35,10 @@ class LineageBuilder(StageBuilder):
     """A `StageBuilder` that records the lineage of every stage it builds, by directory."""
 
     lineage: dict[Path, Lineage]
+    trained: dict[str, Path]  # train stage hash -> its directory (the latest built: the arm's own)
 
     def record_lineage(self) -> dict[Path, Lineage]:
-        self.lineage = {}
+        self.lineage, self.trained = {}, {}
         return self.lineage
 
     @contextlib.contextmanager
@@ -59,7 +61,7 @@ class LineageBuilder(StageBuilder):
                 with self._under(fingerprint):
                     return super(LineageBuilder, self).eval_stages(seed, arm, model, upstream[0], [bench])[0].inputs_hash
 
-            self.lineage[stage.directory] = Lineage((model_hash,), rehash, judged=True)
+            self.lineage[stage.directory] = Lineage((model_hash,), (self.trained.get(model_hash),), rehash, judged=True)
         return stages
 
     def data_stage(self, seed: int, arm: Arm, round_: int, opponent: str, opponent_hash: str) -> Stage:
@@ -69,7 +71,8 @@ class LineageBuilder(StageBuilder):
             with self._under(fingerprint):
                 return super(LineageBuilder, self).data_stage(seed, arm, round_, opponent, upstream[0]).inputs_hash
 
-        self.lineage[stage.directory] = Lineage((opponent_hash,), rehash, judged=True)
+        self.lineage[stage.directory] = Lineage((opponent_hash,), (self.trained.get(opponent_hash),), rehash,
+                                                judged=True)  # fmt: skip
         return stage
 
     def train_stage(self, seed: int, arm: Arm, round_: int, model_in: str, model_hash: str, data: Stage) -> Stage:
@@ -79,5 +82,7 @@ class LineageBuilder(StageBuilder):
             old_data = dataclasses.replace(data, inputs_hash=upstream[1])
             return super(LineageBuilder, self).train_stage(seed, arm, round_, model_in, upstream[0], old_data).inputs_hash
 
-        self.lineage[stage.directory] = Lineage((model_hash, data.inputs_hash), rehash, judged=False)
+        sources = (self.trained.get(model_hash), data.directory)
+        self.lineage[stage.directory] = Lineage((model_hash, data.inputs_hash), sources, rehash, judged=False)
+        self.trained[stage.inputs_hash] = stage.directory
         return stage

@@ -94,7 +94,10 @@ def tree_programs(path: Path, tasks_by_id: dict[str, Task]) -> list[StoredProgra
         raise ProgramsError(f"{path}: {exc}") from None
     programs = []
     for tree in trees:
-        task = Task.from_dict(tree.task) if tree.task else tasks_by_id.get(tree.task_id)
+        try:
+            task = Task.from_dict(tree.task) if tree.task else tasks_by_id.get(tree.task_id)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ProgramsError(f"{path}: tree of task {tree.task_id!r}: bad task snapshot: {exc}") from None
         if task is None:
             raise ProgramsError(f"{path}: tree of task {tree.task_id!r}: no task snapshot and no such training task")
         for index, branch in enumerate(tree.branches):

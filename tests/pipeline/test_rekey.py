@@ -25,6 +25,7 @@ from treeplay.oracle.records import Finding, Verdict
 from treeplay.pipeline import Pipeline, load_config
 from treeplay.rekey import (
     DIFFERS,
+    NOT_COMPARED,
     OTHER_INPUTS,
     REKEYED,
     UPSTREAM,
@@ -271,6 +272,17 @@ def test_a_stage_whose_config_changed_too_is_not_rekeyed(tmp_path, run_dir):
     assert {s: (run_dir / s / "stage.json").read_bytes() for s in (BASE_EVAL, TSP_EVAL)} == evals
 
 
+def test_a_stage_whose_programs_cannot_be_read_is_never_rekeyed(tmp_path, run_dir):
+    generations = run_dir / BASE_EVAL / "generations.jsonl"
+    generations.unlink()
+    before = (run_dir / BASE_EVAL / "stage.json").read_bytes()
+    result = _rekey(_config(tmp_path), run_dir)
+    assert [(o.name, o.outcome) for o in result.outcomes] == [
+        (STAGES[0], NOT_COMPARED), (STAGES[1], REKEYED), (STAGES[2], REKEYED), (STAGES[3], REKEYED)]  # fmt: skip
+    assert result.outcomes[0].note == f"its stored verdicts cannot be compared: {generations}: missing"
+    assert (run_dir / BASE_EVAL / "stage.json").read_bytes() == before
+
+
 def test_dry_run_judges_and_writes_nothing(tmp_path, run_dir, judging):
     before = _digest(run_dir)
     lines: list[str] = []
@@ -398,3 +410,26 @@ def test_an_sft_data_record_without_fingerprint_matches_the_runs_other_records(t
         (sft[0], REKEYED, OLD), (sft[1], REKEYED, OLD), (sft[2], REKEYED, None), (sft[3], REKEYED, OLD)]  # fmt: skip
     record = _record(tmp_path / "run", Path("seed-0/sft/round-1/data"))
     assert record["oracle"] == default_oracle().fingerprint() and record["rekeyed"][0]["from_oracle"] == OLD
+
+
+def test_an_arm_with_the_same_data_inputs_keeps_its_own_fate(tmp_path, judged, monkeypatch, shared_data, judging):
+    """A variant whose round-1 data inputs equal TSP's has TSP's data hash (the run copies the
+    trees): when TSP's stored trees differ, the variant's own copy is still checked and re-keyed,
+    and so are the variant's train and eval stages."""
+    monkeypatch.setenv("TREEPLAY_DATA", str(shared_data))
+    monkeypatch.setattr(Rekey, "_oracle", lambda self: judging)
+    config = _config(tmp_path)
+    variant = {"method": "tsp", "train": {"sft_alpha": 0.0}}
+    config.write_text(yaml.safe_dump({**CONFIG, "variants": {"tsp-dpo": variant}}), encoding="utf-8")
+    names = [*STAGES, "seed 0 / tsp-dpo / round 1 / data", "seed 0 / tsp-dpo / round 1 / train",
+             "seed 0 / tsp-dpo / eval securityeval"]  # fmt: skip
+    assert _fake_run(config, tmp_path / "run", judged) == names
+    trees = tmp_path / "run" / DATA / "trees.jsonl"
+    tree = json.loads(trees.read_text())
+    tree["branches"][0]["label"] = "secure"  # bandit flags it: stored as vulnerable
+    trees.write_text(json.dumps(tree) + "\n")
+    result = _rekey(config, tmp_path / "run")
+    assert [(o.name, o.outcome) for o in result.outcomes] == [
+        (names[0], REKEYED), (names[1], DIFFERS), (names[2], UPSTREAM), (names[3], UPSTREAM),
+        (names[4], REKEYED), (names[5], REKEYED), (names[6], REKEYED)]  # fmt: skip
+    assert result.outcomes[1].differences[0].changes[-1] == "label: 'secure' -> 'vulnerable'"
