@@ -301,7 +301,7 @@ class Rekey:
             distinct = len({p.key() for p in programs})
             self.say(f"judging {len(programs)} stored programs ({distinct} distinct) with the installed oracle")
             self._judge(programs)
-        outcomes = self._apply(len(candidates))
+        outcomes = self._apply(len(scanned))
         result = RekeyResult(self.new, outcomes, done, done + len(outcomes), len(self.judgements.verdicts),
                              round(self.judgements.seconds, 1), None if self.dry_run or not outcomes else self.log_path)  # fmt: skip
         self._write_log(result, finished=True)
@@ -325,8 +325,9 @@ class Rekey:
             self.oracle = Oracle(dataclasses.replace(default_oracle().config, use_cache=False))
         return self.oracle
 
-    def _apply(self, candidates: int) -> list[StageOutcome]:
-        """The second pass: compare each re-keyable stage's verdicts, rewrite it when none differs."""
+    def _apply(self, stale: int) -> list[StageOutcome]:
+        """The second pass: compare each re-keyable stage's verdicts, rewrite it when none differs;
+        `stale`: the stages not done (numbered k/stale in the progress)."""
         ledger, position = _Ledger(), 0
         outcomes: list[StageOutcome] = []
 
@@ -335,13 +336,13 @@ class Rekey:
             outcome = self.classify(stage, lineage, ledger, [])
             if outcome is None:
                 return read_record(stage.directory / STAGE_FILE) or dict(stage.placeholder)
+            position += 1
             if outcome.outcome == CANDIDATE:
-                position += 1
                 self._decide(stage, outcome, lineage)
-                self.say(f"[{position}/{candidates}] {stage.name}: {outcome.programs} programs re-judged, "
+                self.say(f"[{position}/{stale}] {stage.name}: {outcome.programs} programs re-judged, "
                          f"{len(outcome.differences)} differ: {outcome.outcome}")  # fmt: skip
             else:
-                self.say(f"  {stage.name}: {outcome.outcome} ({outcome.note})")
+                self.say(f"[{position}/{stale}] {stage.name}: {outcome.outcome} ({outcome.note})")
             for difference in outcome.differences[:SHOWN_DIFFERENCES]:
                 self.say(f"    {difference.render()}")
             if len(outcome.differences) > SHOWN_DIFFERENCES:

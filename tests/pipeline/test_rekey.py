@@ -251,8 +251,9 @@ def test_a_differing_verdict_leaves_the_stage_and_what_follows_it(tmp_path, run_
     assert result.exit_code == 1
     task_id = tree["task_id"]
     assert f"{trees}: task {task_id} sample 1: label: 'vulnerable' -> 'secure'" in result.output
-    assert f"  {STAGES[1]}: verdicts differ (`treeplay run` redoes it)" in result.output
-    assert f"  {STAGES[2]}: upstream redone ({STAGES[1]} will be redone)" in result.output
+    assert f"[2/4] {STAGES[1]}: 2 programs re-judged, 1 differ: verdicts differ" in result.output
+    assert f"[3/4] {STAGES[2]}: upstream redone ({STAGES[1]} will be redone)" in result.output
+    assert f"  {STAGES[1]}: verdicts differ (`treeplay run` redoes it)" in result.output  # the summary
     assert f"  {STAGES[3]}: upstream redone ({STAGES[2]} will be redone)" in result.output
     assert {s: (run_dir / s / "stage.json").read_bytes() for s in (DATA, TRAIN, TSP_EVAL)} == before
     assert _record(run_dir, BASE_EVAL)["rekeyed"][0]["to_oracle"] == default_oracle().fingerprint()
