@@ -26,6 +26,7 @@ COMMAND_MODULES = (
     "treeplay.train.cli",
     "treeplay.eval.cli",
     "treeplay.pipeline_cli",
+    "treeplay.rekey_cli",
 )
 
 

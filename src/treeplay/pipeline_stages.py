@@ -129,7 +129,7 @@ class StageBuilder:
             if arm.method == "sft":
                 pairs = sft_pairs(self.train_tasks)
                 write_jsonl(directory / "pairs.jsonl", pairs)
-                return {"pairs": len(pairs), "pairs_file": str(directory / "pairs.jsonl")}
+                return {"pairs": len(pairs), "pairs_file": str(directory / "pairs.jsonl"), "oracle": self.oracle()}
             return {**self._build_tree_data(seed, arm, round_, opponent, tree_cfg, directory), "oracle": self.oracle()}
 
         return Stage(f"seed {seed} / {arm.name} / round {round_} / data", directory, inputs, run, kind="data",
@@ -211,7 +211,7 @@ def _copy_data(shared: Path, directory: Path) -> dict[str, Any]:
         if (shared / name).is_file():
             shutil.copyfile(shared / name, directory / name)
     record = json.loads((shared / STAGE_FILE).read_text(encoding="utf-8"))
-    record = {k: v for k, v in record.items() if k not in ("inputs_hash", "wall_s")}
+    record = {k: v for k, v in record.items() if k not in ("inputs_hash", "wall_s", "rekeyed")}
     return {**record, "pairs_file": str(directory / "pairs.jsonl"), "copied_from": str(shared)}
 
 

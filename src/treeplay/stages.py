@@ -197,7 +197,8 @@ def superseded_note(planned: Sequence[PlannedStage], fingerprint: str, archive: 
     if others:
         judged = sum(r.get("oracle") not in (None, fingerprint) for r in records)
         note += (f"; {judged} of them were judged by another oracle (fingerprint {', '.join(others)}; installed "
-                 f"{fingerprint}): its rules, settings or analyzers changed")  # fmt: skip
+                 f"{fingerprint}): its rules, settings or analyzers changed; if the change keeps every verdict, "
+                 "`treeplay rekey CONFIG` keeps them instead (it re-judges their stored programs first)")  # fmt: skip
     return note
 
 

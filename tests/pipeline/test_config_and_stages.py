@@ -145,7 +145,9 @@ def test_superseded_note_names_the_count_and_the_other_oracle(tmp_path):
     note = superseded_note(planned, "fp-2", tmp_path / "superseded")
     assert note == (f"3 finished stage(s) have other inputs now and will be redone; their results move to "
                     f"{tmp_path / 'superseded'}/<old inputs hash>/ (nothing is deleted); 1 of them were judged by "
-                    "another oracle (fingerprint fp-1; installed fp-2): its rules, settings or analyzers changed")
+                    "another oracle (fingerprint fp-1; installed fp-2): its rules, settings or analyzers changed; "
+                    "if the change keeps every verdict, `treeplay rekey CONFIG` keeps them instead (it re-judges "
+                    "their stored programs first)")
     assert superseded_note([PlannedStage(finished("done", "fp-1"), True)], "fp-2", tmp_path) is None
 
 
