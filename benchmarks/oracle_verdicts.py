@@ -51,17 +51,17 @@ def verdict_row(source: str, lang: str, cwe: str, code: str, verdict: Verdict) -
 def dump(out: Path, data: Path, workers: int, languages: str) -> None:
     rows = safecoder_rows(data) + securityeval_rows(data) + fixture_rows()
     if languages:
-        rows = [r for r in rows if r[1] in set(languages.split(","))]
-    items = [(code, lang, Task(id=f"r{i}", language=lang, cwe=(cwe,), instruction="", prefix=""))
-             for i, (_, lang, cwe, code, _) in enumerate(rows)]
+        rows = [r for r in rows if r.lang in set(languages.split(","))]
+    items = [(r.code, r.lang, Task(id=f"r{i}", language=r.lang, cwe=(r.cwe,), instruction="", prefix=""))
+             for i, r in enumerate(rows)]
     oracle = Oracle(OracleConfig(use_cache=False, workers=workers))
     start = time.perf_counter()
     verdicts = oracle.judge_many(items)
     elapsed = time.perf_counter() - start
     oracle.close()
     with out.open("w") as fh:
-        for (source, lang, cwe, code, _), v in zip(rows, verdicts, strict=True):
-            fh.write(json.dumps(verdict_row(source, lang, cwe, code, v)) + "\n")
+        for r, v in zip(rows, verdicts, strict=True):  # Row has more fields since the label audit
+            fh.write(json.dumps(verdict_row(r.source, r.lang, r.cwe, r.code, v)) + "\n")
     print(f"judged {len(rows)} snippets in {elapsed:.1f}s; wrote {out}")
 
 
