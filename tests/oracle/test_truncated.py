@@ -86,6 +86,19 @@ def test_cut_tail_closes_an_unterminated_docstring_and_drops_an_open_call() -> N
     assert "dict(" not in call.text  # the open call was dropped, not invented
 
 
+def test_cut_tail_fillers_add_no_finding() -> None:
+    # with every rule on (bandit B110 try-except-pass included) the appended handler body and the
+    # body of the cut `except` header must not be flagged: only the AutoAddPolicy line is
+    everything = Oracle(OracleConfig(use_cache=False, disabled_rules=frozenset()))
+    try:
+        verdict = everything.judge(CUT_AFTER_AUTOADD, "py")
+        assert sorted({f.line for f in verdict.findings}) == [5]
+        cut_in_try = "import os\n\ndef f(p):\n    try:\n        os.remove(p)\n"
+        assert everything.judge(cut_in_try, "py").findings == ()
+    finally:
+        everything.close()
+
+
 def test_complete_programs_are_not_cut() -> None:
     assert prepare_python("import os\n\ndef f(p):\n    return os.path.exists(p)\n").repair == ""
     assert prepare_python("def f(:\n    pass\n").repair == ""  # a line-1 error leaves nothing to keep

@@ -97,7 +97,8 @@ _PY_HANDLER = re.compile(r"^(except\b|finally\s*:|else\s*:)")
 
 def _py_close_tail(text: str) -> str:
     """`text` with what a truncation left open closed: an unterminated triple-quoted string, a block
-    header with no body (`pass`), `try:` blocks with no handler. Lines are appended, never changed."""
+    header with no body (`...`), `try:` blocks with no handler (`except BaseException: raise`). Lines are
+    appended, never changed; the fillers are ones no rule flags (`pass` in a handler is bandit B110)."""
     for quote in ('"""', "'''"):
         if text.count(quote) % 2:
             text += quote
@@ -106,7 +107,7 @@ def _py_close_tail(text: str) -> str:
     last = next((line for line in reversed(lines) if line.strip()), "")
     indent = len(last) - len(last.lstrip())
     if _PY_BLOCK_OPENER.search(last):
-        text += "\n" + " " * (indent + 4) + "pass"
+        text += "\n" + " " * (indent + 4) + "..."
     open_tries: list[int] = []
     for line in lines:
         stripped = line.lstrip()
@@ -120,7 +121,7 @@ def _py_close_tail(text: str) -> str:
         if re.match(r"try\s*:", stripped):
             open_tries.append(col)
     for col in reversed(open_tries):
-        text += "\n" + " " * col + "except BaseException:\n" + " " * (col + 4) + "pass"
+        text += "\n" + " " * col + "except BaseException:\n" + " " * (col + 4) + "raise"
     return text + "\n"
 
 
