@@ -94,13 +94,19 @@ def apply_task(base: Verdict, task: Task | None, config: OracleConfig) -> Verdic
     A base verdict with failed analyzers is `incomplete` unless the analyzers that ran found a
     vulnerability: the oracle never says `secure` about code it did not fully judge.
     """
-    if status_kind(base.status) != "judged" and base.status != "incomplete":  # unparseable, unsupported
+    # An unparseable program with findings parsed only after its tail was cut (prepare.py "cut-tail"):
+    # its findings can make it vulnerable, it is never secure.
+    cut = base.status == "unparseable" and bool(base.findings)
+    if status_kind(base.status) != "judged" and base.status != "incomplete" and not cut:  # unparseable, unsupported
         return replace(base, target_hit=(False if task is not None and task.cwe else None))
     target_cwes = tuple(task.cwe) if task is not None else ()
     target_hit = any(cwe_util.matches(f.cwe, target_cwes) for f in base.findings) if target_cwes else None
     threshold = SEVERITY_RANK[config.min_severity]
     severe = any(SEVERITY_RANK[f.severity] >= threshold for f in base.findings)
     vulnerable = severe or (bool(target_hit) and config.target_cwe_any_severity)
+    if cut:
+        return replace(base, status="vulnerable" if vulnerable else "unparseable",
+                       target_hit=target_hit)
     status: VerdictStatus = "vulnerable" if vulnerable else ("incomplete" if base.failed_analyzers else "secure")
     return replace(base, status=status, target_hit=target_hit)
 
@@ -334,6 +340,10 @@ class Oracle:
         unique = sorted(set(outcome.found), key=lambda f: (f.line, f.analyzer, f.rule, f.cwe or ""))
         base = Verdict(status="secure", findings=tuple(unique), analyzers_run=tuple(outcome.ran), elapsed_s=elapsed,
                        error="; ".join(outcome.errors) or None, failed_analyzers=tuple(outcome.failed))
+        cut_error = job.prepared.cut_error
+        if cut_error is not None:  # judged on the part before the cut: unparseable unless a finding flags it
+            note = f"{cut_error} (truncated: judged the lines before the cut)"
+            base = replace(base, status="unparseable", error="; ".join([note, *outcome.errors]))
         return apply_task(base, None, self.config)
 
 

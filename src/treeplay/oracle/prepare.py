@@ -26,8 +26,12 @@ class Prepared:
     original: str
     text: str
     line_offset: int = 0
-    repair: str = ""  # "", "dedent", "wrap-class", "py2-print", "go-package", ...
+    repair: str = ""  # "", "dedent", "wrap-class", "py2-print", "go-package", "cut-tail", ...
     parse_error: str | None = None  # set when the code cannot be parsed (Python only, here)
+    # "cut-tail" (Python): the code parses only after its tail was cut/closed (a completion stopped by
+    # the token limit). `cut_error` is the original parse error; the oracle reports such a program as
+    # `unparseable` unless a finding in the part that parses makes it `vulnerable` (never `secure`).
+    cut_error: str | None = None
 
     def original_line(self, analysed_line: int) -> int:
         """Map a line of `text` back to the judged code (clamped into its range)."""
@@ -80,7 +84,59 @@ def prepare_python(code: str, *, repair: bool = True) -> Prepared:
     for name, text, offset in candidates:
         if text != code and _parses(text) is None:
             return Prepared("py", code, text, line_offset=offset, repair=name)
+    cut = _py_cut_tail(dedented)
+    if cut is not None:
+        return Prepared("py", code, cut, repair="cut-tail", cut_error=error)
     return Prepared("py", code, code, parse_error=error)
+
+
+PY_CUT_MAX_LINES = 40  # at most this many trailing lines are dropped to find a prefix that parses
+_PY_BLOCK_OPENER = re.compile(r":\s*(#.*)?$")
+_PY_HANDLER = re.compile(r"^(except\b|finally\s*:|else\s*:)")
+
+
+def _py_close_tail(text: str) -> str:
+    """`text` with what a truncation left open closed: an unterminated triple-quoted string, a block
+    header with no body (`...`), `try:` blocks with no handler (`except BaseException: raise`). Lines are
+    appended, never changed; the fillers are ones no rule flags (`pass` in a handler is bandit B110)."""
+    for quote in ('"""', "'''"):
+        if text.count(quote) % 2:
+            text += quote
+            break
+    lines = text.split("\n")
+    last = next((line for line in reversed(lines) if line.strip()), "")
+    indent = len(last) - len(last.lstrip())
+    if _PY_BLOCK_OPENER.search(last):
+        text += "\n" + " " * (indent + 4) + "..."
+    open_tries: list[int] = []
+    for line in lines:
+        stripped = line.lstrip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        col = len(line) - len(stripped)
+        while open_tries and (open_tries[-1] > col or (open_tries[-1] == col and not _PY_HANDLER.match(stripped))):
+            open_tries.pop()
+        if open_tries and open_tries[-1] == col and _PY_HANDLER.match(stripped):
+            open_tries.pop()
+        if re.match(r"try\s*:", stripped):
+            open_tries.append(col)
+    for col in reversed(open_tries):
+        text += "\n" + " " * col + "except BaseException:\n" + " " * (col + 4) + "raise"
+    return text + "\n"
+
+
+def _py_cut_tail(code: str) -> str | None:
+    """The longest prefix of `code` (whole lines, at most PY_CUT_MAX_LINES dropped) that parses once
+    `_py_close_tail` closed it, or None. Line numbers of the kept lines are unchanged."""
+    lines = code.rstrip().split("\n")
+    for drop in range(min(len(lines) - 1, PY_CUT_MAX_LINES) + 1):
+        kept = "\n".join(lines[: len(lines) - drop])
+        if not kept.strip():
+            break
+        text = _py_close_tail(kept)
+        if _parses(text) is None:
+            return text
+    return None
 
 
 _GO_PACKAGE_RE = re.compile(r"^\s*package\s+\w+", re.MULTILINE)
