@@ -66,24 +66,26 @@ def dump(out: Path, data: Path, workers: int, languages: str) -> None:
 
 
 def run_programs(run_dirs: list[Path], languages: str) -> list[tuple[str, str, str, tuple[str, ...], str]]:
-    """(key, language, task prefix, task CWEs, program) of every stored tree branch and eval generation."""
+    """(key, language, task prefix, task CWEs, program) of every stored tree branch and eval generation,
+    read with the stages' own typed readers (a bad record names file, line and field)."""
+    from treeplay.eval.records import iter_generations
+    from treeplay.tree.records import read_trees
+
     wanted = set(languages.split(",")) if languages else None
     out = []
     for run_dir in run_dirs:
         for path in sorted(run_dir.glob("seed-*/*/round-*/data/trees.jsonl")):
             where = f"{run_dir.name}/{path.relative_to(run_dir)}"
-            for number, line in enumerate(path.read_text().splitlines(), 1):
-                tree = json.loads(line)
-                task = tree.get("task") or {}
+            for number, tree in enumerate(read_trees(path), 1):
+                task = tree.task or {}
                 lang = task.get("language", "py")
-                for index, b in enumerate(tree["branches"]):
+                for index, b in enumerate(tree.branches):
                     out.append((f"{where}:{number}:{index}", lang, task.get("prefix", ""),
-                                tuple(task.get("cwe") or ()), b["prefix"] + b["completion"]))
+                                tuple(task.get("cwe") or ()), b.prefix + b.completion))
         for path in sorted(run_dir.glob("seed-*/*/eval/*/generations.jsonl")):
             where = f"{run_dir.name}/{path.relative_to(run_dir)}"
-            for number, line in enumerate(path.read_text().splitlines(), 1):
-                g = json.loads(line)
-                out.append((f"{where}:{number}:0", g["language"], "", tuple(g["cwe"]), g["program"]))
+            for number, g in enumerate(iter_generations(path), 1):
+                out.append((f"{where}:{number}:0", g.language, "", tuple(g.cwe), g.program))
     return [row for row in out if wanted is None or row[1] in wanted]
 
 
