@@ -91,6 +91,13 @@ def repair_truncated_tail(path: Path | str) -> bool:
     return True
 
 
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write `text` to `path` through a temp file and a rename, so readers never see half a file."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
 def write_jsonl(path: Path | str, records: Iterable[Any]) -> int:
     """Write records atomically (temp file + rename), so readers never see half a file."""
     path = Path(path)

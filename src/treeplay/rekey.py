@@ -28,12 +28,12 @@ import dataclasses
 import datetime as dt
 import itertools
 import json
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from treeplay.jsonl import write_text_atomic
 from treeplay.pipeline import Pipeline
 from treeplay.pipeline_stages import oracle_fingerprint
 from treeplay.rekey_lineage import Lineage, LineageBuilder
@@ -123,12 +123,6 @@ class _Ledger:
 def _history(record: dict[str, Any]) -> set[str]:
     """The hashes a stage had before it was re-keyed (its `rekeyed` entries)."""
     return {str(e["from_hash"]) for e in record.get("rekeyed") or [] if isinstance(e, dict) and e.get("from_hash")}
-
-
-def write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 class Rekey:
@@ -384,8 +378,8 @@ class Rekey:
             updated["oracle"] = self.new
         updated["rekeyed"] = [*(record.get("rekeyed") or []), entry]
         inputs = read_record(stage.directory / INPUTS_FILE) or {}
-        write_atomic(stage.directory / INPUTS_FILE, json.dumps({**inputs, "inputs_hash": stage.inputs_hash}))
-        write_atomic(marker, json.dumps(updated, indent=2, default=str))
+        write_text_atomic(stage.directory / INPUTS_FILE, json.dumps({**inputs, "inputs_hash": stage.inputs_hash}))
+        write_text_atomic(marker, json.dumps(updated, indent=2, default=str))
 
     def _write_log(self, result: RekeyResult, *, finished: bool) -> None:
         if self.dry_run or not result.outcomes:
@@ -394,4 +388,4 @@ class Rekey:
                "new_oracle": self.new, "old_oracles": sorted({o.old_oracle for o in result.outcomes if o.old_oracle}),
                "programs_judged": result.judged, "judge_s": result.judge_s,
                "stages": [o.to_json() for o in result.outcomes]}  # fmt: skip
-        write_atomic(self.log_path, json.dumps(log, indent=1))
+        write_text_atomic(self.log_path, json.dumps(log, indent=1))

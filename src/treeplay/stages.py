@@ -17,7 +17,6 @@ import contextlib
 import dataclasses
 import hashlib
 import json
-import os
 import shutil
 import time
 from collections.abc import Callable, Generator, Iterator, Sequence
@@ -25,6 +24,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from rich.console import Console
+
+from treeplay.jsonl import write_text_atomic
 
 STAGE_FILE = "stage.json"
 INPUTS_FILE = "inputs.json"
@@ -137,9 +138,7 @@ def run_stage(stage: Stage, archive: Path | None = None) -> dict[str, Any]:
     started = time.monotonic()
     result = stage.run()
     record = {"inputs_hash": stage.inputs_hash, "wall_s": round(time.monotonic() - started, 2), **result}
-    tmp = stage.directory / (STAGE_FILE + ".tmp")
-    tmp.write_text(json.dumps(record, indent=2, default=str), encoding="utf-8")
-    os.replace(tmp, stage.directory / STAGE_FILE)
+    write_text_atomic(stage.directory / STAGE_FILE, json.dumps(record, indent=2, default=str))
     return record
 
 

@@ -20,7 +20,7 @@ from typing import Any
 from treeplay.eval.config import EvalConfig
 from treeplay.eval.metrics import Outcome, summarise
 from treeplay.eval.records import Generation, read_generations
-from treeplay.jsonl import append_jsonl, to_jsonable, write_jsonl
+from treeplay.jsonl import append_jsonl, to_jsonable, write_jsonl, write_text_atomic
 from treeplay.oracle.records import TestCaseOutcome, TestResult, Verdict
 from treeplay.policy.records import Completion, Policy, SampleRequest, SamplingParams
 from treeplay.tasks.records import Task
@@ -385,8 +385,5 @@ def write_metrics(
         "timings_this_run": timings or {},
     }
     metrics.update(compute_metrics(records, humaneval=is_humaneval(tasks)))
-    path = out_dir / METRICS_FILE
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    write_text_atomic(out_dir / METRICS_FILE, json.dumps(metrics, indent=2) + "\n")
     return metrics
