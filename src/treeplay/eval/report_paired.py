@@ -65,9 +65,9 @@ def seed_resampling_note(n_seeds: int) -> str:
         f"(together {k}/{k**k} = {100 * k / k**k:.0f}% of the resamples, each one seed's result alone), and "
         "for a given task draw a resample cannot leave the range of the seeds' own means. The bootstrap "
         f"variance of a mean over {k} seeds is ({k}-1)/{k} = {(k - 1) / k:.2f} of the usual estimate s²/{k}, "
-        "and the percentile interval has no small-sample widening (a Student-t interval over the seeds "
-        f"uses {k - 1} degrees of freedom): with few seeds the two-level CI still understates the seed variance "
-        "(the mean ± t-interval over seeds of the main table is the more cautious seed-level view)."
+        "and the percentile interval has no small-sample widening (a Student-t interval over the per-seed "
+        f"differences would use {k - 1} degrees of freedom): with few seeds the two-level CI still "
+        "understates the seed variance; read it as a floor on the uncertainty, not as an exact 95%."
     )
 
 
