@@ -157,7 +157,7 @@ def paired_section(data: RunData) -> Section | None:
     reference = "sft" if any(d.reference == "sft" for d in diffs) else "base"
     groups = forest_groups(diffs, arms, reference)
     if groups:
-        svg = forest_svg(groups, axis_label=f"difference vs {reference} (percentage points, 95% paired bootstrap CI)",
+        svg = forest_svg(groups, axis_label=f"difference vs {reference} (percentage points, 95% paired bootstrap CI over tasks)",
                          title=f"Forest plot: headline metrics, each arm vs {reference}")  # fmt: skip
         blocks.append(
             Block("svg", image=svg.encode("utf-8"), name=FOREST_FILE, text=f"forest plot vs {reference}")
