@@ -17,7 +17,13 @@ a small run separate methods. Definitions (also in docs/eval.md):
 - only tasks scored in both arms are paired (a task missing in one arm is dropped from the pair);
 - mean of d_t in percentage points, percentile bootstrap 95% CI over tasks (2000 resamples, tasks
   drawn with replacement, fixed RNG seed), tasks with A > R and A < R, and the mean difference of
-  every seed on its own (seed-level view).
+  every seed on its own (seed-level view);
+- with two or more seeds also a two-level CI (`two_level_bootstrap_ci`, the paired Multi-Bootstrap
+  of Sellam et al., ICLR 2022): each resample draws the seeds with replacement (arm and reference
+  of a seed stay together) and the tasks with replacement (one draw shared by all seeds and both
+  arms), so the CI also covers "another training seed gives another model". A seed that only one
+  of the two arms has cannot be paired: it is left out of the two-level CI and named in
+  `TwoLevelCI.excluded` (the report prints it).
 """
 
 from __future__ import annotations
@@ -134,6 +140,20 @@ def mean_over_seeds(per_seed: Mapping[int, TaskScores]) -> TaskScores:
 
 
 @dataclass(frozen=True)
+class TwoLevelCI:
+    """95% CI (pp) of the mean per-seed difference with seeds and tasks resampled (see module doc)."""
+
+    low_pp: float
+    high_pp: float
+    seeds: tuple[int, ...]  # the seeds both arms have: the ones resampled
+    excluded: tuple[tuple[str, int], ...] = ()  # (arm, seed) of seeds only one of the two arms has
+
+    @property
+    def excludes_zero(self) -> bool:
+        return self.low_pp > 0 or self.high_pp < 0
+
+
+@dataclass(frozen=True)
 class PairedDiff:
     """Arm vs reference on one bench and metric; differences in percentage points."""
 
@@ -148,6 +168,7 @@ class PairedDiff:
     wins: int  # tasks with arm score > reference score
     losses: int  # tasks with arm score < reference score
     per_seed_pp: tuple[tuple[int, float], ...] = ()
+    two_level: TwoLevelCI | None = None  # runs where the two arms have >= 2 seeds between them
 
     @property
     def excludes_zero(self) -> bool:
@@ -159,6 +180,13 @@ class PairedDiff:
         if not self.excludes_zero:
             return None
         return (self.mean_pp < 0) if self.metric in LOWER_IS_BETTER else (self.mean_pp > 0)
+
+    @property
+    def better_two_level(self) -> bool | None:
+        """As `better`, for the two-level CI (None also when there is none)."""
+        if self.two_level is None or not self.two_level.excludes_zero:
+            return None
+        return (self.two_level.high_pp < 0) if self.metric in LOWER_IS_BETTER else (self.two_level.low_pp > 0)
 
 
 def paired_bootstrap_ci(
@@ -177,6 +205,92 @@ def paired_bootstrap_ci(
     alpha = (1.0 - level) / 2.0
     low, high = float(np.quantile(means, alpha)), float(np.quantile(means, 1.0 - alpha))
     return min(low, high), max(low, high)
+
+
+def two_level_bootstrap_ci(
+    diffs: np.ndarray,
+    *,
+    samples: int = BOOTSTRAP_SAMPLES,
+    seed: int = BOOTSTRAP_SEED,
+    level: float = 0.95,
+) -> tuple[float, float]:
+    """Percentile CI of the mean per-seed difference, seeds and tasks resampled (paired Multi-Bootstrap).
+
+    `diffs[k, t]`: seed k's arm-minus-reference difference on task t, NaN where that seed does not
+    score the task in both arms. Each resample draws the task columns with replacement (one draw for
+    every seed) and the seed rows with replacement; its value is the mean, over the drawn seeds, of
+    each seed's mean difference on the drawn tasks it scores. The task draw comes first from the
+    same RNG as in `paired_bootstrap_ci`, so with one seed both CIs agree (up to float rounding).
+    """
+    data = np.asarray(diffs, dtype=float)
+    if data.ndim != 2 or data.size == 0 or np.isnan(data).all():
+        raise ValueError(
+            f"two_level_bootstrap_ci: need a seeds x tasks matrix with a value, got shape {data.shape}"
+        )
+    k, n = data.shape
+    rng = np.random.default_rng(seed)
+    tasks = rng.integers(0, n, size=(samples, n))
+    seeds = rng.integers(0, k, size=(samples, k))
+    task_counts = _row_counts(tasks, n)  # samples x n: how often each task was drawn
+    seed_counts = _row_counts(seeds, k)  # samples x k
+    scored = ~np.isnan(data)
+    sums = task_counts @ np.where(scored, data, 0.0).T  # samples x k
+    counts = task_counts @ scored.T.astype(float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        seed_means = sums / counts  # NaN: the seed scores none of the drawn tasks
+        weights = np.where(np.isnan(seed_means), 0.0, seed_counts)
+        means = (weights * np.nan_to_num(seed_means)).sum(axis=1) / weights.sum(axis=1)
+    alpha = (1.0 - level) / 2.0
+    low, high = float(np.nanquantile(means, alpha)), float(np.nanquantile(means, 1.0 - alpha))
+    return min(low, high), max(low, high)
+
+
+def _row_counts(draws: np.ndarray, size: int) -> np.ndarray:
+    """rows x size: how often each index occurs in each row of `draws`."""
+    offsets = draws + size * np.arange(draws.shape[0])[:, None]
+    return (
+        np.bincount(offsets.ravel(), minlength=draws.shape[0] * size)
+        .reshape(draws.shape[0], size)
+        .astype(float)
+    )
+
+
+def seed_task_diffs(
+    arm: str, reference: str, arm_seeds: Mapping[int, TaskScores], ref_seeds: Mapping[int, TaskScores]
+) -> tuple[tuple[int, ...], np.ndarray, tuple[tuple[str, int], ...]]:
+    """(paired seeds, seeds x tasks difference matrix with NaN where unpaired, excluded (arm, seed)).
+
+    Only seeds both arms have are paired (both models trained from that seed); a seed of one arm
+    alone is returned in `excluded`. Columns: the tasks some paired seed scores in both arms.
+    """
+    seeds = tuple(sorted(arm_seeds.keys() & ref_seeds.keys()))
+    alone = [(arm, s) for s in arm_seeds.keys() - ref_seeds.keys()]
+    alone += [(reference, s) for s in ref_seeds.keys() - arm_seeds.keys()]
+    excluded = tuple(sorted(alone, key=lambda pair: (pair[1], pair[0])))
+    tasks = sorted({t for s in seeds for t in arm_seeds[s].keys() & ref_seeds[s].keys()})
+    matrix = np.full((len(seeds), len(tasks)), np.nan)
+    for row, s in enumerate(seeds):
+        for col, task in enumerate(tasks):
+            if task in arm_seeds[s] and task in ref_seeds[s]:
+                matrix[row, col] = arm_seeds[s][task] - ref_seeds[s][task]
+    return seeds, matrix, excluded
+
+
+def two_level_ci(
+    arm: str,
+    reference: str,
+    arm_seeds: Mapping[int, TaskScores],
+    ref_seeds: Mapping[int, TaskScores],
+    *,
+    samples: int = BOOTSTRAP_SAMPLES,
+    seed: int = BOOTSTRAP_SEED,
+) -> TwoLevelCI | None:
+    """The two-level CI of `arm` vs `reference` (None: no seed with a task both arms score)."""
+    seeds, matrix, excluded = seed_task_diffs(arm, reference, arm_seeds, ref_seeds)
+    if matrix.size == 0:
+        return None
+    low, high = two_level_bootstrap_ci(matrix, samples=samples, seed=seed)
+    return TwoLevelCI(100.0 * low, 100.0 * high, seeds, excluded)
 
 
 def _task_diffs(arm: TaskScores, ref: TaskScores) -> list[float]:
@@ -205,11 +319,14 @@ def paired_difference(
             seed_diffs = _task_diffs(arm_seeds[s], ref_seeds[s])
             if seed_diffs:
                 per_seed.append((s, 100.0 * float(np.mean(seed_diffs))))
+    two_level = None
+    if len(arm_seeds.keys() | ref_seeds.keys()) >= 2:
+        two_level = two_level_ci(arm, reference, arm_seeds, ref_seeds, samples=samples, seed=seed)
     return PairedDiff(
         arm=arm, reference=reference, bench=bench, metric=metric,
         mean_pp=100.0 * float(np.mean(diffs)), ci_low_pp=100.0 * low, ci_high_pp=100.0 * high,
         n_tasks=len(diffs), wins=sum(d > _TIE for d in diffs), losses=sum(d < -_TIE for d in diffs),
-        per_seed_pp=tuple(per_seed),
+        per_seed_pp=tuple(per_seed), two_level=two_level,
     )  # fmt: skip
 
 

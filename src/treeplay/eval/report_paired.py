@@ -7,11 +7,13 @@ the per-round figures in `treeplay.eval.rounds`, the SVG drawing in `treeplay.ev
 from __future__ import annotations
 
 from collections.abc import Sequence
+from math import comb
 
 from treeplay.eval.paired import (
     LOWER_IS_BETTER,
     REFERENCES,
     PairedDiff,
+    TwoLevelCI,
     collect_scores,
     headline_metrics,
     method_contrasts,
@@ -27,6 +29,10 @@ FOREST_FILE = "forest.svg"
 ROUNDS_FILE = "rounds.svg"
 PAIRED_HEADERS = ["arm vs reference", "bench", "metric", "mean diff (pp)", "95% CI (pp)", "tasks", "A>R / A<R",
                   "per seed (pp)", "CI excludes 0"]  # fmt: skip
+# runs with >= 2 seeds: the task-level CI and the two-level one (seeds and tasks resampled) side by side
+SEEDS_HEADERS = ["arm vs reference", "bench", "metric", "mean diff (pp)", "95% CI, tasks resampled (pp)", "tasks",
+                 "A>R / A<R", "per seed (pp)", "95% CI, seeds and tasks resampled (pp)",
+                 "tasks-CI excludes 0", "seeds-and-tasks-CI excludes 0"]  # fmt: skip
 _EXPLAIN = (
     "Per task: the arm's score minus the reference's (same tasks, same seeds), each score averaged "
     "over the task's samples, then over seeds. Mean in percentage points; 95% CI: paired bootstrap "
@@ -38,17 +44,63 @@ _EXPLAIN = (
 )
 
 
-def _marker(diff: PairedDiff) -> str:
-    better = diff.better
+_SEEDS_EXPLAIN = (
+    "Two CIs per row. **Tasks resampled** (the first, as with one seed): the trained models are held "
+    "fixed, the CI says how much the mean would move on other tasks like these. **Seeds and tasks "
+    "resampled** (two-level, the paired Multi-Bootstrap of Sellam et al., ICLR 2022): each of the 2000 "
+    "resamples draws the seeds with replacement (arm and reference of a drawn seed stay paired) and the "
+    "tasks with replacement (one draw for all drawn seeds and both arms) and takes the mean of the drawn "
+    "seeds' mean differences; it also covers that another training seed gives another model, which is "
+    'what a claim "method A beats method B" needs. A seed only one of the two arms has is left out of '
+    "it and named in the cell; `–` = one seed only (the two-level CI would be the first one). "
+)
+
+
+def seed_resampling_note(n_seeds: int) -> str:
+    """Why the seed level of the two-level CI is coarse with few seeds (worked out in docs/eval.md)."""
+    k = n_seeds
+    return (
+        f"With {k} seeds the seed level is coarse: a resample draws {k} of the {k} seeds with replacement, "
+        f"so there are only {comb(2 * k - 1, k)} distinct seed multisets; {k} of them repeat one seed "
+        f"(together {k}/{k**k} = {100 * k / k**k:.0f}% of the resamples, each one seed's result alone), and "
+        "for a given task draw a resample cannot leave the range of the seeds' own means. The bootstrap "
+        f"variance of a mean over {k} seeds is ({k}-1)/{k} = {(k - 1) / k:.2f} of the usual estimate s²/{k}, "
+        "and the percentile interval has no small-sample widening (a Student-t interval over the per-seed "
+        f"differences would use {k - 1} degrees of freedom): with few seeds the two-level CI still "
+        "understates the seed variance; read it as a floor on the uncertainty, not as an exact 95%."
+    )
+
+
+def _marker(better: bool | None) -> str:
     return "" if better is None else ("* better" if better else "* worse")
 
 
-def paired_row(diff: PairedDiff) -> list[str]:
-    seeds = ", ".join(f"s{s}: {v:+.1f}" for s, v in diff.per_seed_pp) or "–"
+def _two_level_cell(ci: TwoLevelCI | None) -> str:
+    if ci is None or len(ci.seeds) + len(ci.excluded) < 2:
+        return "–"
+    cell = f"[{ci.low_pp:+.1f}, {ci.high_pp:+.1f}]"
+    if ci.excluded:
+        cell += " without " + ", ".join(f"s{s} (only {arm})" for arm, s in ci.excluded)
+    return cell
+
+
+def paired_row(diff: PairedDiff, seeds: bool = False) -> list[str]:
+    """One table row; `seeds`: the multi-seed layout (SEEDS_HEADERS) with the two-level CI."""
+    per_seed = ", ".join(f"s{s}: {v:+.1f}" for s, v in diff.per_seed_pp) or "–"
     metric = diff.metric + (" (↓)" if diff.metric in LOWER_IS_BETTER else "")
-    return [f"{diff.arm} vs {diff.reference}", diff.bench, metric, f"{diff.mean_pp:+.1f}",
-            f"[{diff.ci_low_pp:+.1f}, {diff.ci_high_pp:+.1f}]", str(diff.n_tasks), f"{diff.wins} / {diff.losses}",
-            seeds, _marker(diff)]  # fmt: skip
+    row = [f"{diff.arm} vs {diff.reference}", diff.bench, metric, f"{diff.mean_pp:+.1f}",
+           f"[{diff.ci_low_pp:+.1f}, {diff.ci_high_pp:+.1f}]", str(diff.n_tasks), f"{diff.wins} / {diff.losses}",
+           per_seed]  # fmt: skip
+    if not seeds:
+        return [*row, _marker(diff.better)]
+    return [*row, _two_level_cell(diff.two_level), _marker(diff.better), _marker(diff.better_two_level)]
+
+
+def paired_table(diffs: Sequence[PairedDiff], n_seeds: int) -> Block:
+    """The table of paired differences; with >= 2 seeds in the run, the two-level CI columns too."""
+    seeds = n_seeds >= 2
+    return Block("table", headers=SEEDS_HEADERS if seeds else PAIRED_HEADERS,
+                 rows=[paired_row(d, seeds) for d in diffs])  # fmt: skip
 
 
 def _sorted(diffs: Sequence[PairedDiff], arms: Sequence[str]) -> list[PairedDiff]:
@@ -62,10 +114,13 @@ def _sorted(diffs: Sequence[PairedDiff], arms: Sequence[str]) -> list[PairedDiff
 
 def flipped(diff: PairedDiff) -> PairedDiff:
     """Reference vs arm: the same task differences negated (mean, CI ends swapped, wins <-> losses)."""
+    two = diff.two_level
+    if two is not None:
+        two = TwoLevelCI(-two.high_pp, -two.low_pp, two.seeds, two.excluded)
     return PairedDiff(
         arm=diff.reference, reference=diff.arm, bench=diff.bench, metric=diff.metric, mean_pp=-diff.mean_pp,
         ci_low_pp=-diff.ci_high_pp, ci_high_pp=-diff.ci_low_pp, n_tasks=diff.n_tasks, wins=diff.losses,
-        losses=diff.wins, per_seed_pp=tuple((s, -v) for s, v in diff.per_seed_pp),
+        losses=diff.wins, per_seed_pp=tuple((s, -v) for s, v in diff.per_seed_pp), two_level=two,
     )  # fmt: skip
 
 
@@ -95,12 +150,14 @@ def paired_section(data: RunData) -> Section | None:
     diffs = _sorted(paired_differences(table, arms), arms)
     if not diffs:
         return None
-    blocks = [Block("text", text=_EXPLAIN),
-              Block("table", headers=PAIRED_HEADERS, rows=[paired_row(d) for d in diffs])]  # fmt: skip
+    explain = _EXPLAIN
+    if len(data.seeds) >= 2:
+        explain += " " + _SEEDS_EXPLAIN + seed_resampling_note(len(data.seeds))
+    blocks = [Block("text", text=explain), paired_table(diffs, len(data.seeds))]
     reference = "sft" if any(d.reference == "sft" for d in diffs) else "base"
     groups = forest_groups(diffs, arms, reference)
     if groups:
-        svg = forest_svg(groups, axis_label=f"difference vs {reference} (percentage points, 95% paired bootstrap CI)",
+        svg = forest_svg(groups, axis_label=f"difference vs {reference} (percentage points, 95% paired bootstrap CI over tasks)",
                          title=f"Forest plot: headline metrics, each arm vs {reference}")  # fmt: skip
         blocks.append(
             Block("svg", image=svg.encode("utf-8"), name=FOREST_FILE, text=f"forest plot vs {reference}")
@@ -127,9 +184,8 @@ def contrast_section(data: RunData) -> Section | None:
              if d.metric in headline_metrics(d.bench, table[d.bench], HELDOUT_BENCH) or d.metric == "func"]  # fmt: skip
     if not diffs:
         return None
-    rows = [paired_row(d) for d in _sorted(diffs, arms)]
     return Section("Contrasts: tree vs self-play, ablations vs TSP",
-                   [Block("text", text=_CONTRAST_EXPLAIN), Block("table", headers=PAIRED_HEADERS, rows=rows)])
+                   [Block("text", text=_CONTRAST_EXPLAIN), paired_table(_sorted(diffs, arms), len(data.seeds))])  # fmt: skip
 
 
 def _num(value: float | None, fmt: str) -> str:
