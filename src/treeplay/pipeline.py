@@ -35,6 +35,7 @@ from treeplay.run_config import (  # noqa: F401  (re-exported: `from treeplay.pi
     resolve_data_path,
 )
 from treeplay.run_layout import RunLayout
+from treeplay.run_lock import RunDirBusy, default_run_dir, hold_run_dir
 from treeplay.stages import (  # noqa: F401  (STAGE_FILE, Stage, StageError, run_stage: re-exported, their old home)
     STAGE_FILE,
     ArmBudget,
@@ -164,7 +165,7 @@ class _Budget:
 
 def run_pipeline(config_path: Path | str, run_dir: Path | str | None = None) -> Path:
     config = load_config(config_path)
-    directory = Path(run_dir) if run_dir else Path("runs") / config.name
+    directory = Path(run_dir) if run_dir else default_run_dir(config.name)
     return run_config(config, directory, source=str(config_path))
 
 
@@ -181,6 +182,9 @@ def run_config(config: RunConfig, run_dir: Path, *, source: str = "config") -> P
 
         torch.set_num_threads(config.threads)
     try:
-        return Pipeline(config, run_dir).run()
+        with hold_run_dir(run_dir, f"treeplay run {source}"):
+            return Pipeline(config, run_dir).run()
+    except RunDirBusy as exc:
+        raise ConfigError(str(exc)) from None
     except TaskFormatError as exc:
         raise ConfigError(f"{source}: field train_tasks: {exc}") from None

@@ -47,13 +47,14 @@ def _check_only(config_path: Path, run_dir: Path | None) -> None:
     """`--check`: print the plan and the blockers; exit 1 when there is any."""
     from treeplay.pipeline import ConfigError, load_config
     from treeplay.run_check import check_run
+    from treeplay.run_lock import default_run_dir
 
     try:
         config = load_config(config_path)
     except ConfigError as exc:
         typer.echo(f"blockers:\n  - {exc}", err=True)
         raise typer.Exit(1) from None
-    report = check_run(config, run_dir or Path("runs") / config.name, source=str(config_path))
+    report = check_run(config, run_dir or default_run_dir(config.name), source=str(config_path))
     typer.echo(report.render())
     if not report.ok:
         raise typer.Exit(1)

@@ -46,6 +46,7 @@ from treeplay.rekey_programs import (
     tree_programs,
 )
 from treeplay.run_config import RunConfig, data_root, load_train_tasks
+from treeplay.run_lock import RunDirBusy, hold_run_dir
 from treeplay.stages import INPUTS_FILE, STAGE_FILE, Stage, read_record, walk
 
 # what happened to a stage that was not done
@@ -286,6 +287,16 @@ class Rekey:
         return _history(read_record(stage.directory / STAGE_FILE) or {})
 
     def run(self) -> RekeyResult:
+        """Scan, judge and re-key (holding the run dir's lock unless it is a dry run)."""
+        if self.dry_run:
+            return self._rekey()
+        try:
+            with hold_run_dir(self.run_dir, "treeplay rekey"):
+                return self._rekey()
+        except RunDirBusy as exc:
+            raise RekeyError(str(exc)) from None
+
+    def _rekey(self) -> RekeyResult:
         scanned, done = self.scan()
         candidates = [o for o in scanned if o.outcome == CANDIDATE]
         self.say(f"{self.run_dir}: {done} of {done + len(scanned)} stages done; {len(candidates)} stale only by the "

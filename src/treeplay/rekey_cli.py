@@ -29,10 +29,11 @@ def rekey_command(
     """
     from treeplay.pipeline import ConfigError, load_config
     from treeplay.rekey import DIFFERS, NOT_COMPARED, REKEYED, WOULD_REKEY, Rekey, RekeyError
+    from treeplay.run_lock import default_run_dir
 
     try:
         run_config = load_config(config)
-        directory = run_dir or Path("runs") / run_config.name
+        directory = run_dir or default_run_dir(run_config.name)
         result = Rekey(run_config, directory, say=typer.echo, dry_run=dry_run, assume_oracle=assume_oracle,
                        source=str(config)).run()  # fmt: skip
     except (ConfigError, RekeyError) as exc:

@@ -19,6 +19,7 @@ from typing import Any
 
 from treeplay.run_config import METHOD_ORDER, Arm, RunConfig, data_root, load_train_tasks, resolve_data_path
 from treeplay.run_layout import RunLayout
+from treeplay.run_lock import holder
 from treeplay.stages import PlannedStage, superseded_note
 from treeplay.tasks import Task
 
@@ -129,6 +130,9 @@ def run_dir_blocker(run_dir: Path, source: str) -> str | None:
         existing = existing.parent
     if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
         return f"{source}: run dir {run_dir}: {existing} is not a writable directory"
+    busy = holder(run_dir)
+    if busy:
+        return f"{source}: run dir {run_dir} is being written by another treeplay command ({busy})"
     return None
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -434,3 +435,19 @@ def test_an_arm_with_the_same_data_inputs_keeps_its_own_fate(tmp_path, judged, m
         (names[0], REKEYED), (names[1], DIFFERS), (names[2], UPSTREAM), (names[3], UPSTREAM),
         (names[4], REKEYED), (names[5], REKEYED), (names[6], REKEYED)]  # fmt: skip
     assert result.outcomes[1].differences[0].changes[-1] == "label: 'secure' -> 'vulnerable'"
+
+
+def test_rekey_refuses_a_run_dir_another_command_is_writing_and_a_dry_run_still_reads_it(tmp_path, run_dir, judging):
+    from treeplay.run_lock import hold_run_dir
+
+    before = _digest(run_dir)
+    with hold_run_dir(run_dir, "treeplay run tiny.yaml"):
+        with pytest.raises(RekeyError) as caught:
+            _rekey(_config(tmp_path), run_dir)
+        assert f"run dir {run_dir} is being written by another treeplay command (pid {os.getpid()}, " \
+               "`treeplay run tiny.yaml`, since 20" in str(caught.value)
+        assert judging.judged == []  # refused before any judging
+        dry = _rekey(_config(tmp_path), run_dir, dry_run=True)  # read-only: no lock needed
+        assert [o.outcome for o in dry.outcomes] == [WOULD_REKEY] * 4
+    after = _digest(run_dir)
+    assert after.pop(".treeplay.lock") and after == before  # only the lock file was added
