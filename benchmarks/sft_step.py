@@ -13,6 +13,8 @@ same weights; the losses of the two are printed side by side (they must agree).
 
 `--pairs` is an SFT data stage's pairs.jsonl (golden paths of SafeCoder train tasks). Prints per
 batch: positions through the decoder (padded) and logit rows of each variant, seconds, new/old.
+`--layout-only --method sft|selfplay|tsp --steps 1,2,...,8` prints only those counts, summed over the
+steps (no timing; any method's pairs file), to compare what the methods cost per counted token.
 """
 
 from __future__ import annotations
@@ -61,6 +63,22 @@ def shape_counts(old: types.ModuleType, items: Sequence[tuple[Sequence[int], Seq
     }
 
 
+def batch_items(batch: Sequence[EncodedPair]) -> list[tuple[Sequence[int], Sequence[int]]]:
+    """The sequences the trainer scores: the chosen one (SFT) or chosen and rejected (preference)."""
+    return [(p.prompt_ids, c) for p in batch for c in (p.chosen_ids, p.rejected_ids) if c]
+
+
+def layout_totals(old: types.ModuleType, batches: dict[int, list[EncodedPair]]) -> dict[str, Any]:
+    totals: dict[str, Any] = {"counted_tokens": sum(p.tokens for b in batches.values() for p in b)}
+    for b in batches.values():
+        counts = shape_counts(old, batch_items(b))
+        totals["real_positions"] = totals.get("real_positions", 0) + counts["real_positions"]
+        for variant in ("old", "new"):
+            for key, value in counts[variant].items():
+                totals[f"{variant}_{key}"] = totals.get(f"{variant}_{key}", 0) + value
+    return totals
+
+
 def timed_step(scorer: Any, optimizer: torch.optim.Optimizer, batch: list[EncodedPair], config: TrainConfig) -> tuple[float, float]:
     """(seconds, loss) of forward + backward + AdamW on one micro-batch."""
     started = time.perf_counter()
@@ -81,23 +99,29 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--old-rev", default="e6664e2", help="git revision of the old logprobs.py")
+    parser.add_argument("--layout-only", action="store_true", help="print the batches' layout counts, no timing")
+    parser.add_argument("--method", default="sft", choices=("sft", "selfplay", "tsp"), help="with --layout-only")
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    config = TrainConfig(method="sft", lora=True, seed=args.seed, batch_size=args.batch_size)
+    method = args.method if args.layout_only else "sft"
+    config = TrainConfig(method=method, lora=True, seed=args.seed, batch_size=args.batch_size)  # type: ignore[arg-type]
     bundle = load_bundle(args.model)
-    data = encode_pairs(read_pairs(args.pairs), bundle.encoder, method="sft", max_prompt_tokens=config.max_prompt_tokens,
+    data = encode_pairs(read_pairs(args.pairs), bundle.encoder, method=method, max_prompt_tokens=config.max_prompt_tokens,
                         max_completion_tokens=config.max_completion_tokens).pairs
     plan = BatchPlan(len(data), config.batch_size, 1, 1, config.seed)
+    old = old_logprobs(args.old_rev)
+    batches = {s: [data[i] for i in plan.micro_batch(s, 0, 0)] for s in (int(x) for x in args.steps.split(","))}
+    if args.layout_only:
+        print(json.dumps({"method": method, "pairs": len(data), "steps": list(batches), **layout_totals(old, batches)}))
+        return
     torch.manual_seed(args.seed)
     model = _apply_lora(bundle.model, config)
     model.train()
-    old = old_logprobs(args.old_rev)
     scorers = {"old": old.CompletionScorer(model), "new": new_logprobs.CompletionScorer(model)}
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=0.0)  # lr 0: same weights
-    batches = {s: [data[i] for i in plan.micro_batch(s, 0, 0)] for s in (int(x) for x in args.steps.split(","))}
-    counts = {s: shape_counts(old, [(p.prompt_ids, p.chosen_ids) for p in b]) for s, b in batches.items()}
+    counts = {s: shape_counts(old, batch_items(b)) for s, b in batches.items()}
     print(json.dumps({"layout": counts}), flush=True)
     timed_step(scorers["new"], optimizer, min(batches.values(), key=lambda b: sum(p.tokens for p in b)), config)  # warm-up
     print(f"model={args.model} threads={args.threads} batch={config.batch_size} repeats={args.repeats} "
