@@ -12,7 +12,8 @@ same weights; the losses of the two are printed side by side (they must agree).
         --pairs runs/experiment-seeds/seed-2/sft/round-1/data/pairs.jsonl --steps 1,2 [--model embedded]
 
 `--pairs` is an SFT data stage's pairs.jsonl (golden paths of SafeCoder train tasks). Prints per
-batch: positions through the decoder (padded) and logit rows of each variant, seconds, new/old.
+batch: positions through the decoder (padded) and logit rows of each variant, wall and process-CPU
+seconds (best of `--repeats`), and new/old of the CPU seconds (one thread: robust to load).
 `--layout-only --method sft|selfplay|tsp --steps 1,2,...,8` prints only those counts, summed over the
 steps (no timing; any method's pairs file), to compare what the methods cost per counted token.
 """
@@ -79,14 +80,17 @@ def layout_totals(old: types.ModuleType, batches: dict[int, list[EncodedPair]]) 
     return totals
 
 
-def timed_step(scorer: Any, optimizer: torch.optim.Optimizer, batch: list[EncodedPair], config: TrainConfig) -> tuple[float, float]:
-    """(seconds, loss) of forward + backward + AdamW on one micro-batch."""
-    started = time.perf_counter()
+def timed_step(scorer: Any, optimizer: torch.optim.Optimizer, batch: list[EncodedPair], config: TrainConfig) -> tuple[float, float, float]:
+    """(wall seconds, process CPU seconds, loss) of forward + backward + AdamW on one micro-batch.
+
+    With one thread the CPU seconds are the work done: unlike wall time they do not grow when other
+    jobs on the machine take the core away (the ratio is claimed on them)."""
+    wall, cpu = time.perf_counter(), time.process_time()
     loss, _ = batch_loss(scorer, batch, config)
     loss.backward()
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
-    return time.perf_counter() - started, loss.item()
+    return time.perf_counter() - wall, time.process_time() - cpu, loss.item()
 
 
 def main() -> None:
@@ -126,25 +130,26 @@ def main() -> None:
     timed_step(scorers["new"], optimizer, min(batches.values(), key=lambda b: sum(p.tokens for p in b)), config)  # warm-up
     print(f"model={args.model} threads={args.threads} batch={config.batch_size} repeats={args.repeats} "
           f"torch={torch.__version__}", flush=True)
-    total = {"old": 0.0, "new": 0.0}
-    rows = []
+    total = {"old_s": 0.0, "new_s": 0.0, "old_cpu_s": 0.0, "new_cpu_s": 0.0}
     for step, batch in batches.items():
-        times: dict[str, list[float]] = {"old": [], "new": []}
+        wall: dict[str, list[float]] = {"old": [], "new": []}
+        cpu: dict[str, list[float]] = {"old": [], "new": []}
         losses: dict[str, float] = {}
         for repeat in range(args.repeats):
             for name in ("old", "new") if repeat % 2 == 0 else ("new", "old"):  # alternating: load hits both alike
-                seconds, losses[name] = timed_step(scorers[name], optimizer, batch, config)
-                times[name].append(seconds)
-        best = {k: min(v) for k, v in times.items()}
+                seconds, cpu_seconds, losses[name] = timed_step(scorers[name], optimizer, batch, config)
+                wall[name].append(seconds)
+                cpu[name].append(cpu_seconds)
+        best = {f"{k}_s": min(v) for k, v in wall.items()} | {f"{k}_cpu_s": min(v) for k, v in cpu.items()}
         total = {k: total[k] + best[k] for k in total}
         row = {"step": step, "tokens": sum(p.tokens for p in batch), **counts[step],
-               "old_s": round(best["old"], 2), "new_s": round(best["new"], 2),
-               "new_over_old": round(best["new"] / best["old"], 3), "loss_old": losses["old"], "loss_new": losses["new"]}
-        rows.append(row)
+               **{k: round(v, 2) for k, v in best.items()}, "cpu_new_over_old": round(best["new_cpu_s"] / best["old_cpu_s"], 3),
+               "loss_old": losses["old"], "loss_new": losses["new"]}
         print(json.dumps(row), flush=True)
-    print(json.dumps({"benchmark": "sft_step", "model": args.model, "steps": list(batches),
-                      "old_s": round(total["old"], 2), "new_s": round(total["new"], 2),
-                      "new_over_old": round(total["new"] / total["old"], 3)}))
+    print(json.dumps({"benchmark": "sft_step", "model": args.model, "steps": list(batches), "repeats": args.repeats,
+                      **{k: round(v, 2) for k, v in total.items()},
+                      "wall_new_over_old": round(total["new_s"] / total["old_s"], 3),
+                      "cpu_new_over_old": round(total["new_cpu_s"] / total["old_cpu_s"], 3)}))
 
 
 if __name__ == "__main__":
