@@ -64,7 +64,7 @@ def test_logps_match_full_forward_log_softmax(tiny_model) -> None:  # type: igno
 
 def test_tree_attention_mask_shape() -> None:
     # prompt of 2 tokens, segments [2, 4) and [4, 5), one padding position (width 6)
-    mask = tree_attention_mask([5], [2], [[(2, 4), (4, 5)]], 6)[0, 0].int().tolist()
+    mask = tree_attention_mask([5], [[(0, 2, [(2, 4), (4, 5)])]], 6)[0, 0].int().tolist()
     assert mask == [
         [1, 0, 0, 0, 0, 0],
         [1, 1, 0, 0, 0, 0],

@@ -5,11 +5,13 @@ compute each distinct prompt once per batch. Identical completions of one prompt
 golden continuation that is "chosen" in several pairs of a node) are computed once.
 
 - naive: every (prompt + completion) sequence is its own row of one right-padded batch.
-- packed (default): one row per distinct prompt: `prompt + c1[:-1] + c2[:-1] + ...` with a
+- packed (default): one block per distinct prompt: `prompt + c1[:-1] + c2[:-1] + ...` with a
   tree-shaped 4D attention mask (each completion sees the prompt and its own earlier tokens) and
-  position ids restarting after the prompt for every completion. One forward for the whole
-  batch, so every weight gradient is computed once; logits only at positions that predict
-  completion tokens. Works with gradient checkpointing and DDP/FSDP/DeepSpeed (plain forward).
+  position ids restarting after the prompt for every completion; blocks are packed first-fit
+  into rows (a row never longer than the longest block), so little is padding. One forward for
+  the whole batch, so every weight gradient is computed once; the LM head runs only on the
+  hidden states that predict completion tokens (`predicting_logits`). Works with gradient
+  checkpointing and DDP/FSDP/DeepSpeed (plain forward).
   Needs an attention implementation that accepts a custom 4D mask (sdpa, eager, flex).
 - kv-cache: per distinct prompt, forward the prompt once (batch 1, with gradient,
   `logits_to_keep=1`), repeat its DynamicCache across its completions and forward them on it.
@@ -145,90 +147,155 @@ def shared_prefix_token_logps(model: nn.Module, items: Sequence[Item], *, pad_to
     return ScoredTokens(torch.stack(rows), _completion_mask(items, device))
 
 
-def _tree_rows(items: Sequence[Item]) -> tuple[list[list[int]], list[list[int]], list[list[tuple[int, int]]], list[tuple[int, list[int]]]]:
-    """Pack items by prompt: per row its token ids, position ids, completion segments [start, end),
-    and per item (row, positions whose logits predict its tokens)."""
+Block = tuple[int, int, list[tuple[int, int]]]  # in a row: (start, prompt length, completion segments [start, end))
+
+
+@dataclass(frozen=True)
+class TreeRows:
+    """A batch packed for one forward: rows of prompt blocks, each followed by its completions."""
+
+    ids: list[list[int]]  # token ids per row
+    positions: list[list[int]]  # position ids per row (restarting in every block and after every prompt)
+    blocks: list[list[Block]]  # per row
+    where: list[tuple[int, list[int]]]  # per item: its row, and the positions whose logits predict its tokens
+
+
+def _pack_first_fit(lengths: Sequence[int]) -> list[list[int]]:
+    """First-fit decreasing: indices of the blocks in each row, no row longer than the longest block."""
+    capacity = max(lengths)
+    rows: list[list[int]] = []
+    room: list[int] = []
+    for g in sorted(range(len(lengths)), key=lambda g: -lengths[g]):  # stable: ties keep input order
+        r = next((r for r, free in enumerate(room) if lengths[g] <= free), None)
+        if r is None:
+            rows.append([])
+            room.append(capacity)
+            r = len(rows) - 1
+        rows[r].append(g)
+        room[r] -= lengths[g]
+    return rows
+
+
+def tree_rows(items: Sequence[Item]) -> TreeRows:
+    """One block per distinct prompt: `prompt + c1[:-1] + c2[:-1] + ...` (identical completions once);
+    blocks are packed first-fit into rows no longer than the longest block, so short sequences share
+    a row instead of being padded to the longest one."""
     groups: dict[tuple[int, ...], dict[tuple[int, ...], list[int]]] = {}
     for n, (p, c) in enumerate(items):
         groups.setdefault(tuple(p), {}).setdefault(tuple(c), []).append(n)
-    rows, positions, segments = [], [], []
-    where: list[tuple[int, list[int]]] = [(0, [])] * len(items)
-    for r, (prompt, completions) in enumerate(groups.items()):
-        ids, pos, segs = list(prompt), list(range(len(prompt))), []
-        for completion, members in completions.items():
-            start = len(ids)
-            ids += completion[:-1]
-            pos += range(len(prompt), len(prompt) + len(completion) - 1)
-            segs.append((start, len(ids)))
-            predicting = [len(prompt) - 1, *range(start, len(ids))]
-            for n in members:
-                where[n] = (r, predicting)
-        rows.append(ids)
-        positions.append(pos)
-        segments.append(segs)
-    return rows, positions, segments, where
+    prompts = list(groups)
+    lengths = [len(p) + sum(len(c) - 1 for c in groups[p]) for p in prompts]
+    out = TreeRows([], [], [], [(0, [])] * len(items))
+    for r, members in enumerate(_pack_first_fit(lengths)):
+        ids: list[int] = []
+        pos: list[int] = []
+        blocks: list[Block] = []
+        for g in members:
+            prompt, base = prompts[g], len(ids)
+            ids += prompt
+            pos += range(len(prompt))
+            segs = []
+            for completion, items_of_completion in groups[prompt].items():
+                start = len(ids)
+                ids += completion[:-1]
+                pos += range(len(prompt), len(prompt) + len(completion) - 1)
+                segs.append((start, len(ids)))
+                predicting = [base + len(prompt) - 1, *range(start, len(ids))]
+                for n in items_of_completion:
+                    out.where[n] = (r, predicting)
+            blocks.append((base, len(prompt), segs))
+        out.ids.append(ids)
+        out.positions.append(pos)
+        out.blocks.append(blocks)
+    return out
 
 
-def tree_attention_mask(lengths: Sequence[int], prompt_lengths: Sequence[int], segments: Sequence[Sequence[tuple[int, int]]], width: int) -> torch.Tensor:
-    """Boolean [rows, 1, width, width] mask, True = may attend: causal inside the prompt; each
-    completion segment sees the prompt and itself causally; padding positions see only themselves."""
+def tree_attention_mask(lengths: Sequence[int], blocks: Sequence[Sequence[Block]], width: int) -> torch.Tensor:
+    """Boolean [rows, 1, width, width] mask, True = may attend: causal inside each prompt; each
+    completion segment sees its block's prompt and itself causally; padding positions see only themselves."""
     mask = torch.zeros((len(lengths), 1, width, width), dtype=torch.bool)
     causal = torch.ones((width, width), dtype=torch.bool).tril()
-    for r, (length, plen, segs) in enumerate(zip(lengths, prompt_lengths, segments, strict=True)):
-        mask[r, 0, :plen, :plen] = causal[:plen, :plen]
-        for start, end in segs:
-            mask[r, 0, start:end, :plen] = True
-            mask[r, 0, start:end, start:end] = causal[: end - start, : end - start]
+    for r, (length, row_blocks) in enumerate(zip(lengths, blocks, strict=True)):
+        for base, plen, segs in row_blocks:
+            prompt = slice(base, base + plen)
+            mask[r, 0, prompt, prompt] = causal[:plen, :plen]
+            for start, end in segs:
+                mask[r, 0, start:end, prompt] = True
+                mask[r, 0, start:end, start:end] = causal[: end - start, : end - start]
         pad = torch.arange(length, width)
         mask[r, 0, pad, pad] = True
     return mask
 
 
-def packed_prefix_token_logps(model: nn.Module, items: Sequence[Item], *, pad_token_id: int = 0) -> ScoredTokens:
-    """One forward over rows `prompt + completions` with a tree attention mask (see module doc)."""
-    _validate(items)
-    device = _device_of(model)
-    rows, positions, segments, where = _tree_rows(items)
-    width = max(len(r) for r in rows)
-    prompt_lengths = [len(next(p for p, _ in items if tuple(p) == key)) for key in _row_prompts(items)]
-    mask = tree_attention_mask([len(r) for r in rows], prompt_lengths, segments, width).to(device)
+# Architectures whose causal-LM forward is exactly `lm_head(decoder(...).last_hidden_state)` (no logit
+# scaling or soft-capping; checked in transformers' modeling_llama.py / modeling_qwen2.py): for them the
+# LM head runs only on the hidden states that predict completion tokens.
+PLAIN_HEAD_MODEL_TYPES = frozenset({"llama", "qwen2"})
+
+
+def _decoder_and_head(model: nn.Module) -> tuple[nn.Module, nn.Module] | None:
+    if getattr(getattr(model, "config", None), "model_type", None) not in PLAIN_HEAD_MODEL_TYPES:
+        return None
+    get_decoder = getattr(model, "get_decoder", None)
+    get_head = getattr(model, "get_output_embeddings", None)
+    decoder = get_decoder() if callable(get_decoder) else None
+    head = get_head() if callable(get_head) else None
+    return (decoder, head) if isinstance(decoder, nn.Module) and isinstance(head, nn.Module) else None
+
+
+def predicting_logits(model: nn.Module, inputs: dict[str, torch.Tensor], rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+    """Logits [K, vocab] at positions (rows[k], cols[k]) of one forward over `inputs`.
+
+    With a plain-head architecture the LM head (hidden x vocab, the largest matmul per position) runs on
+    those K hidden states only; otherwise the model's own forward keeps the union of `cols` in every row.
+    """
+    split = _decoder_and_head(model)
+    if split is not None:
+        decoder, head = split
+        hidden = decoder(**inputs, use_cache=False).last_hidden_state  # [rows, width, hidden]
+        return head(hidden[rows, cols])  # type: ignore[no-any-return]
+    keep, col_in_keep = torch.unique(cols, return_inverse=True)
+    logits = model(**inputs, use_cache=False, logits_to_keep=keep).logits  # [rows, len(keep), vocab]
+    return logits[rows, col_in_keep]  # type: ignore[no-any-return]
+
+
+def _attention_input(model: nn.Module, mask: torch.Tensor) -> torch.Tensor:
     attn_impl = getattr(getattr(model, "config", None), "_attn_implementation", "sdpa")
-    attention: torch.Tensor = mask
     if attn_impl == "eager":
-        attention = torch.zeros(mask.shape, dtype=torch.float32, device=device).masked_fill(
+        return torch.zeros(mask.shape, dtype=torch.float32, device=mask.device).masked_fill(
             ~mask, torch.finfo(torch.float32).min
         )
-    elif attn_impl not in ("sdpa", "flex_attention"):
+    if attn_impl not in ("sdpa", "flex_attention"):
         raise ValueError(f"packed prefix sharing needs sdpa/eager/flex attention, not {attn_impl!r}; use kv-cache")
-    keep = sorted({p for _, predicting in where for p in predicting})
-    column = {p: i for i, p in enumerate(keep)}
-    logits = model(
-        input_ids=_pad(rows, pad_token_id, device),
-        position_ids=_pad(positions, 0, device),
-        attention_mask=attention,
-        use_cache=False,
-        logits_to_keep=torch.tensor(keep, dtype=torch.long, device=device),
-    ).logits  # [rows, len(keep), vocab]
+    return mask
+
+
+def packed_prefix_token_logps(model: nn.Module, items: Sequence[Item], *, pad_token_id: int = 0) -> ScoredTokens:
+    """One forward over packed rows with a tree attention mask (see module doc); logits only at the
+    distinct positions that predict completion tokens."""
+    _validate(items)
+    device = _device_of(model)
+    packed = tree_rows(items)
+    width = max(len(r) for r in packed.ids)
+    mask = tree_attention_mask([len(r) for r in packed.ids], packed.blocks, width).to(device)
+    inputs = {
+        "input_ids": _pad(packed.ids, pad_token_id, device),
+        "position_ids": _pad(packed.positions, 0, device),
+        "attention_mask": _attention_input(model, mask),
+    }
+    keep: dict[tuple[int, int], int] = {}  # (row, position) -> index into the computed logits
     t_max = max(len(c) for _, c in items)
-    row_idx = torch.zeros((len(items), t_max), dtype=torch.long)
-    col_idx = torch.zeros((len(items), t_max), dtype=torch.long)
+    logit_idx = torch.zeros((len(items), t_max), dtype=torch.long)
     targets = torch.zeros((len(items), t_max), dtype=torch.long)
     for n, (_, completion) in enumerate(items):
-        r, predicting = where[n]
-        row_idx[n, :] = r
-        col_idx[n, : len(completion)] = torch.tensor([column[p] for p in predicting])
+        r, predicting = packed.where[n]
+        logit_idx[n, : len(completion)] = torch.tensor([keep.setdefault((r, p), len(keep)) for p in predicting])
         targets[n, : len(completion)] = torch.tensor(list(completion))
-    logp = torch.log_softmax(logits.float(), dim=-1)
-    token_logps = logp[row_idx.to(device), col_idx.to(device), targets.to(device)]
+    at = torch.tensor(list(keep), dtype=torch.long, device=device)  # [K, 2]
+    logp = torch.log_softmax(predicting_logits(model, inputs, at[:, 0], at[:, 1]).float(), dim=-1)  # [K, vocab]
+    token_logps = logp[logit_idx.to(device), targets.to(device)]
     completion_mask = _completion_mask(items, device)
     return ScoredTokens(token_logps * completion_mask, completion_mask)
-
-
-def _row_prompts(items: Sequence[Item]) -> list[tuple[int, ...]]:
-    seen: dict[tuple[int, ...], None] = {}
-    for p, _ in items:
-        seen.setdefault(tuple(p), None)
-    return list(seen)
 
 
 PREFIX_SHARING_MODES = ("packed", "kv-cache", "off")
