@@ -286,7 +286,11 @@ def two_level_ci(
     seed: int = BOOTSTRAP_SEED,
 ) -> TwoLevelCI | None:
     """The two-level CI of `arm` vs `reference` (None: no seed with a task both arms score)."""
-    seeds, matrix, excluded = seed_task_diffs(arm, reference, arm_seeds, ref_seeds)
+    return _two_level(*seed_task_diffs(arm, reference, arm_seeds, ref_seeds), samples=samples, seed=seed)
+
+
+def _two_level(seeds: tuple[int, ...], matrix: np.ndarray, excluded: tuple[tuple[str, int], ...], *,
+               samples: int, seed: int) -> TwoLevelCI | None:  # fmt: skip
     if matrix.size == 0:
         return None
     low, high = two_level_bootstrap_ci(matrix, samples=samples, seed=seed)
@@ -313,15 +317,14 @@ def paired_difference(
     if not diffs:
         return None
     low, high = paired_bootstrap_ci(diffs, samples=samples, seed=seed)
+    seeds, matrix, excluded = seed_task_diffs(arm, reference, arm_seeds, ref_seeds)  # one row per paired seed
     per_seed = []
-    if len(arm_seeds.keys() & ref_seeds.keys()) >= 2:
-        for s in sorted(arm_seeds.keys() & ref_seeds.keys()):
-            seed_diffs = _task_diffs(arm_seeds[s], ref_seeds[s])
-            if seed_diffs:
-                per_seed.append((s, 100.0 * float(np.mean(seed_diffs))))
+    if len(seeds) >= 2:
+        per_seed = [(s, 100.0 * float(np.nanmean(row))) for s, row in zip(seeds, matrix, strict=True)
+                    if not np.isnan(row).all()]  # fmt: skip
     two_level = None
     if len(arm_seeds.keys() | ref_seeds.keys()) >= 2:
-        two_level = two_level_ci(arm, reference, arm_seeds, ref_seeds, samples=samples, seed=seed)
+        two_level = _two_level(seeds, matrix, excluded, samples=samples, seed=seed)
     return PairedDiff(
         arm=arm, reference=reference, bench=bench, metric=metric,
         mean_pp=100.0 * float(np.mean(diffs)), ci_low_pp=100.0 * low, ci_high_pp=100.0 * high,
