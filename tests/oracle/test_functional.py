@@ -23,12 +23,38 @@ def test_python_unknown_import_and_undefined_name() -> None:
     assert check_python("import json\n\ndef f(s):\n    return json.loads(s)\n") is None
     assert check_python("import fastsecurejson\n\ndef f(s):\n    return fastsecurejson.loads(s)\n") == (
         "line 1: import of unknown module 'fastsecurejson'")
-    assert check_python("from flask_safe_utils import clean\n") == "line 1: import of unknown module 'flask_safe_utils'"
+    assert check_python("from flask_safe_utils import clean\n\nclean(input())\n") == (
+        "line 1: import of unknown module 'flask_safe_utils'")
     assert check_python("import os\n\ndef f(p):\n    return sanitize_path(p)\n") == "line 4: undefined name 'sanitize_path'"
     # a partial function (no imports of its own) is not expected to define its helpers
     assert check_python("def f(self, p):\n    return sanitize_path(p)\n") is None
     # optional dependency with a fallback
     assert check_python("try:\n    import ujson as json\nexcept ImportError:\n    import json\n") is None
+
+
+STUB_REASON = "no implementation (only imports, pass, ..., docstrings or raise NotImplementedError)"
+
+
+def test_python_programs_that_do_nothing_are_nonfunctional() -> None:
+    """Both 'secure' root samples that TSP's round 2 chose over real programs in the 2026-11-26
+    experiment (runs/experiment, task sec-new-desc.train:129): a stub and a bare return."""
+    assert check_python("def get_user_errors_logger_html(submission_id):\n    pass\n") == STUB_REASON
+    assert check_python("return '<pre>%s</pre>' % errors_log\n") == "line 1: 'return' outside function"
+    assert check_python("") == STUB_REASON
+    assert check_python("import os\n\nclass Store:\n    \"\"\"Keeps things.\"\"\"\n\n    def load(self):\n"
+                        "        ...\n\n    def save(self, x):\n        raise NotImplementedError('later')\n") == STUB_REASON
+    # one real statement anywhere is an implementation
+    assert check_python("def f(x):\n    pass\n\ndef g(x):\n    return x + 1\n") is None
+    assert check_python("class C:\n    def m(self):\n        pass\n    limit = 3\n") is None
+    assert check_python("def f(x):\n    if x:\n        pass\n") is None
+    # a NotImplementedError raised only under a condition is code
+    assert check_python("def f(x):\n    if not x:\n        raise NotImplementedError\n") is None
+
+
+def test_python_compiler_errors_the_parser_lets_through() -> None:
+    assert check_python("for x in range(3):\n    pass\nbreak\n") == "line 3: 'break' outside loop"
+    assert check_python("def f():\n    x = 1\n\nyield 2\n") == "line 4: 'yield' outside function"
+    assert check_python("def f():\n    return 1 is 1\n") is None  # a SyntaxWarning is not an error
 
 
 def test_signatures() -> None:
@@ -52,6 +78,8 @@ def test_oracle_verdict_carries_functional_status(oracle: Oracle) -> None:
     assert js_ok.functional == "unchecked"  # eslint's parse check only (node --check rejects fragments)
     assert go.functional == "unchecked"
     assert oracle.judge("def f(:\n", "py").functional == "unchecked"
+    stub = oracle.judge("def get_user_errors_logger_html(submission_id):\n    pass\n", "py")
+    assert (stub.status, stub.functional, stub.functional_error) == ("secure", "nonfunctional", STUB_REASON)
 
 
 def test_task_signature_dropped_is_nonfunctional(oracle: Oracle) -> None:

@@ -7,7 +7,10 @@ not exist, a call of a name defined nowhere) would otherwise be judged `secure` 
 - Python: every module-level import must be importable by the sandbox's interpreter (the running
   one: `treeplay.oracle.sandbox` mounts it); pyflakes undefined names count only for
   self-contained programs (code with its own module-level imports: a partial function cut from a
-  file cannot be expected to define its helpers).
+  file cannot be expected to define its helpers). The program must compile (the compiler's own
+  errors, which `ast.parse` lets through: `return` outside a function, `break` outside a loop...)
+  and must do something: a program of only imports, `pass`, `...`, docstrings and
+  `raise NotImplementedError` bodies is secure by doing nothing, never a chosen example.
 - C/C++: `gcc/g++ -fsyntax-only` for self-contained programs (code with its own `#include`s).
 - JavaScript: no extra check. `node --check` rejects the fragments the eslint worker repairs (64 of
   the 226 SafeCoder JS snippets), and eslint's parse check already makes broken scripts
@@ -30,6 +33,7 @@ import re
 import shutil
 import subprocess
 import sys
+import warnings
 from dataclasses import replace
 from functools import lru_cache
 from pathlib import Path
@@ -104,7 +108,53 @@ def check_python(text: str) -> str | None:
                if line not in guarded and not importable(module)]
     if any(isinstance(n, ast.Import | ast.ImportFrom) for n in tree.body):  # self-contained program
         reasons += _undefined_names(tree)
+    compile_error = _compile_error(tree)
+    if compile_error is not None:
+        reasons.append(compile_error)
+    if not _does_something(tree.body):
+        reasons.append(NO_IMPLEMENTATION)
     return "; ".join(reasons) or None
+
+
+NO_IMPLEMENTATION = "no implementation (only imports, pass, ..., docstrings or raise NotImplementedError)"
+
+
+def _compile_error(tree: ast.Module) -> str | None:
+    """A SyntaxError of the compiler's symbol-table pass, which `ast.parse` does not raise: `return`,
+    `yield` or `await` outside a function, `break` outside a loop, `nonlocal` at module level... Compiling
+    runs none of the code (constant folding is size-capped by CPython)."""
+    try:
+        with warnings.catch_warnings():  # SyntaxWarning ("is" with a literal...) is not an error
+            warnings.simplefilter("ignore")
+            compile(tree, "snippet.py", "exec", dont_inherit=True)
+    except SyntaxError as exc:
+        return f"line {exc.lineno}: {exc.msg}"
+    except (ValueError, RecursionError, MemoryError):
+        return None  # not a verdict on the program: the parse check has already accepted it
+    return None
+
+
+def _is_placeholder(stmt: ast.stmt) -> bool:
+    """`pass`, `...`, a docstring (any bare constant), an import, `raise NotImplementedError[(...)]`."""
+    if isinstance(stmt, ast.Pass | ast.Import | ast.ImportFrom):
+        return True
+    if isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant):
+        return True
+    if isinstance(stmt, ast.Raise) and stmt.exc is not None:
+        raised = stmt.exc.func if isinstance(stmt.exc, ast.Call) else stmt.exc
+        return isinstance(raised, ast.Name) and raised.id == "NotImplementedError"
+    return False
+
+
+def _does_something(body: list[ast.stmt]) -> bool:
+    """Whether any statement, here or inside a def or class, is more than a placeholder."""
+    for stmt in body:
+        if isinstance(stmt, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            if _does_something(stmt.body):
+                return True
+        elif not _is_placeholder(stmt):
+            return True
+    return False
 
 
 def _undefined_names(tree: ast.Module) -> list[str]:
