@@ -94,3 +94,24 @@ def test_tsp_loss_hand_value_with_weights_and_sft_regulariser() -> None:
     assert out.preference.loss.item() == pytest.approx(math.log1p(math.exp(-1.0)), rel=1e-6)
     assert out.sft.item() == pytest.approx(1.5)
     assert out.loss.item() == pytest.approx(math.log1p(math.exp(-1.0)) + 0.75, rel=1e-6)
+
+
+def test_a_token_chosen_and_rejected_share_gets_no_preference_gradient() -> None:
+    """TSP weights start at the first *differing* token; a shared first token x has weight 1 on both
+    sides and the same log-prob (same context), so DPO's gradient on it is exactly 0 and only the SFT
+    regulariser moves it (upwards: d/dx of alpha * -(x + a) / 2 = -alpha / 2)."""
+    x = torch.tensor(-0.7, dtype=torch.float64, requires_grad=True)  # log p(shared token)
+    a, b = torch.tensor(-1.2, dtype=torch.float64), torch.tensor(-0.4, dtype=torch.float64)
+    chosen, rejected = [5, 9], [5, 11]  # token ids: same first token, then different
+    start = divergence_index(chosen, rejected)
+    assert start == 1
+    w = torch.tensor([first_divergent_weights(2, start, window=4, extra_weight=1.0)], dtype=torch.float64)
+    assert w.tolist() == [[1.0, 2.0]]
+    mask = torch.ones(1, 2, dtype=torch.float64)
+    ref = torch.tensor([[-0.5, -1.0]], dtype=torch.float64)
+    for alpha, expected in ((0.0, 0.0), (0.4, -0.2)):
+        x.grad = None
+        pc, pr = torch.stack([x, a]).unsqueeze(0), torch.stack([x, b]).unsqueeze(0)
+        out = tsp_loss(pc, pr, ref, ref, mask, mask, chosen_weights=w, rejected_weights=w, beta=0.1, alpha=alpha)
+        out.loss.backward()
+        assert x.grad is not None and x.grad.item() == pytest.approx(expected, abs=1e-12)
