@@ -198,11 +198,12 @@ def parse_svg(text: str) -> ET.Element:
 
 
 def add_rounds(run: Path) -> None:
-    """tsp, seed 0: round 1 trees (4 branches, 1 vulnerable), 3 pairs, last accuracy .75 / margin .4;
-    round 2 without trees.jsonl: stage.json counts (3 vulnerable of 4), 5 pairs, accuracy 1.0 / margin .9."""
+    """tsp, seed 0: round 1 trees (5 branches, 1 vulnerable, 1 nonfunctional), 3 pairs, last accuracy .75 /
+    margin .4; round 2 without trees.jsonl: stage.json counts (3 vulnerable of 6, 2 nonfunctional), 5 pairs,
+    accuracy 1.0 / margin .9."""
     r1, r2 = run / "seed-0" / "tsp" / "round-1", run / "seed-0" / "tsp" / "round-2"
     branches = [{"node_id": "n0", "prefix": "", "completion": "x\n", "label": lab}
-                for lab in ("vulnerable", "secure", "secure", "unparseable")]
+                for lab in ("vulnerable", "secure", "secure", "unparseable", "nonfunctional")]
     node = {"id": "n0", "parent": None, "char_offset": 0, "strategy": "diff", "prefix_hash": "h"}
     write_jsonl(r1 / "data" / "trees.jsonl",
                 [{"task_id": "t1", "golden_source": "none", "branches": branches, "nodes": [node]}])  # fmt: skip
@@ -211,7 +212,7 @@ def add_rounds(run: Path) -> None:
                 "rewards/margin": 0.1}, {"step": 2, "loss": 0.6, "rewards/accuracy": 0.75, "rewards/margin": 0.4}])  # fmt: skip
     (r2 / "data").mkdir(parents=True)
     (r2 / "data" / "stage.json").write_text(
-        json.dumps({"pairs": 5, "branches": {"vulnerable": 3, "secure": 1}})
+        json.dumps({"pairs": 5, "branches": {"vulnerable": 3, "secure": 1, "nonfunctional": 2}})
     )
     write_jsonl(r2 / "train" / "metrics.jsonl", [{"step": 1, "loss": 0.5, "rewards/accuracy": 1.0,
                                                   "rewards/margin": 0.9}])  # fmt: skip
@@ -233,8 +234,8 @@ def test_report_has_paired_section_forest_plot_and_round_chart(run: Path) -> Non
     assert len(forest.findall(f".//{SVG}rect[@width='8']")) == 2  # one mean marker per headline row
     # Per round: round 1 from trees.jsonl, round 2 from stage.json's label counts.
     assert "## Per round" in md
-    assert "| tsp | 1 | 1 | 4 | 1 | 25.0 | 3 | 0.750 | 0.400 |" in md
-    assert "| tsp | 2 | 1 | 4 | 3 | 75.0 | 5 | 1.000 | 0.900 |" in md
+    assert "| tsp | 1 | 1 | 5 | 1 | 20.0 | 1 | 3 | 0.750 | 0.400 |" in md
+    assert "| tsp | 2 | 1 | 6 | 3 | 50.0 | 2 | 5 | 1.000 | 0.900 |" in md
     rounds = parse_svg((run / "report-assets" / "rounds.svg").read_text())
     assert len(rounds.findall(f".//{SVG}polyline")) == 4  # vulnerable share, pairs, accuracy, margin
     page = html_path.read_text()

@@ -193,10 +193,11 @@ def _num(value: float | None, fmt: str) -> str:
 
 
 def rounds_table(rows: Sequence[RoundRow]) -> Block:
-    headers = ["arm", "round", "seeds", "branches", "verified vulnerable", "vulnerable share (%)", "pairs",
-               "final pref acc", "final reward margin"]  # fmt: skip
+    headers = ["arm", "round", "seeds", "branches", "verified vulnerable", "vulnerable share (%)", "nonfunctional",
+               "pairs", "final pref acc", "final reward margin"]  # fmt: skip
     body = [[r.arm, str(r.round), str(len(r.seeds)), str(r.branches), str(r.labels["vulnerable"]),
              _num(None if r.vulnerable_share is None else 100 * r.vulnerable_share, ".1f"),
+             str(r.labels["nonfunctional"]),
              "–" if r.pairs is None else str(r.pairs), _num(r.pref_accuracy, ".3f"), _num(r.reward_margin, ".3f")]
             for r in rows]  # fmt: skip
     return Block("table", headers=headers, rows=body)
@@ -235,8 +236,9 @@ def rounds_section(data: RunData) -> Section | None:
     order = {arm: i for i, arm in enumerate(data.methods)}
     rows = sorted(rows, key=lambda r: (order.get(r.arm, len(order)), r.round))
     note = ("Branches the round's opponent sampled (all trees of the round, summed over seeds), the share "
-            "the oracle verified as vulnerable, the training pairs, and the last logged preference accuracy "
-            "and reward margin of the round's training (mean over seeds).")  # fmt: skip
+            "the oracle verified as vulnerable, the branches it labelled nonfunctional (do not compile, use unknown "
+            "names or do nothing; neither chosen nor rejected), the training pairs, and the last logged "
+            "preference accuracy and reward margin of the round's training (mean over seeds).")  # fmt: skip
     blocks = [Block("text", text=note), rounds_table(rows)]
     if any(r.branches or r.pairs or r.accuracies or r.margins for r in rows):
         blocks.append(
