@@ -30,8 +30,10 @@ METRICS_FILE = "metrics.json"
 SETTINGS_FILE = "eval_settings.json"
 
 SEC_EVAL_GROUPS = ("trained", "trained-new", "not-trained")
+SAFECODER_SPLITS = ("train", "val")
 BENCH_HELP = (
-    "securityeval | sec-eval[:trained|:trained-new|:not-trained] | cweval:<root> | humaneval | sallm; "
+    "securityeval | sec-eval[:trained|:trained-new|:not-trained] | cweval:<root> | humaneval | sallm | "
+    "safecoder:train|val (in-distribution diagnostic, round-robin over CWEs); "
     "append @<lang>[,<lang>...] to keep those languages only (sec-eval@c,go,java,js,rb)"
 )
 # The standard HumanEval stop sequences (Chen et al. 2021): stop when the function body ends.
@@ -107,6 +109,8 @@ def resolve_bench(name: str, data_root: Path | str | None = None, *, limit: int 
         if not path.is_dir():
             raise EvalError(f"bench {name!r}: SALLM not found at {path}")
         tasks = load_tasks(path, format="sallm")
+    elif kind == "safecoder":
+        tasks = _safecoder_bench(root, full_name, arg, languages)
     elif kind == "humaneval":
         from treeplay.tasks.loaders import humaneval_path
 
@@ -122,6 +126,23 @@ def resolve_bench(name: str, data_root: Path | str | None = None, *, limit: int 
     if not tasks:
         raise EvalError(f"bench {full_name!r}: no tasks found")
     return tasks[:limit] if limit is not None else tasks
+
+
+def _safecoder_bench(root: Path, name: str, split: str, languages: Sequence[str]) -> list[Task]:
+    """SafeCoder's training distribution as an eval bench: the instruction only, the model writes the
+    function, the oracle judges it. Loaded as `train_tasks: {language: ..., order: round-robin-cwe}`
+    loads it, so `safecoder:train@py` with `limit: N` is exactly the tasks a run with that limit
+    trained on. The oracle's rules were tuned on these rows: a diagnostic of what training changed,
+    never a headline number."""
+    from treeplay.tasks.config import TaskSource
+
+    if split not in SAFECODER_SPLITS:
+        raise EvalError(f"bench {name!r}: expected safecoder:train or safecoder:val")
+    path = root / "safecoder" / f"sec-new-desc.{split}.jsonl"
+    if not path.is_file():
+        raise EvalError(f"bench {name!r}: SafeCoder {split} rows not found at {path}")
+    source = TaskSource(path=str(path), language=",".join(languages) or None, order="round-robin-cwe")
+    return source.load(path)
 
 
 def is_humaneval(tasks: Sequence[Task]) -> bool:
