@@ -137,7 +137,7 @@ def _safecoder_bench(root: Path, name: str, split: str, languages: Sequence[str]
     from treeplay.tasks.config import TaskSource
 
     if split not in SAFECODER_SPLITS:
-        raise EvalError(f"bench {name!r}: expected safecoder:train or safecoder:val")
+        raise EvalError(f"bench {name!r}: expected {' or '.join(f'safecoder:{s}' for s in SAFECODER_SPLITS)}")
     path = root / "safecoder" / f"sec-new-desc.{split}.jsonl"
     if not path.is_file():
         raise EvalError(f"bench {name!r}: SafeCoder {split} rows not found at {path}")
