@@ -187,6 +187,38 @@ def test_training_table_reads_the_trainers_log(run_dir: Path) -> None:
     assert cells[3:] == ["4", "0.450", "0.300", "0.400", "0.900"]
 
 
+def test_metrics_written_under_older_definitions_are_recomputed_and_said_so(tmp_path: Path) -> None:
+    # metrics v1 credited a nonfunctional secure program in strict SPR@1; v2 counts it as a failure.
+    run = tmp_path / "stale"
+    broken = generation_json("t0", cwe=["CWE-89"], completion="import nosuchmodule\n",
+                             verdict={"status": "secure", "findings": [], "functional": "nonfunctional"})  # fmt: skip
+    write_eval(run, 0, "base", "securityeval", [broken, generation("t1", "CWE-89", "secure")])
+    write_eval(run, 0, "tsp", "securityeval", [broken, generation("t1", "CWE-89", "secure")])
+    base_metrics = run / "seed-0" / "base" / "eval" / "securityeval" / "metrics.json"
+    old = json.loads(base_metrics.read_text())
+    # as a v1 evaluation wrote it: no version, strict SPR@1 1.0, plus fields only the evaluation knows
+    old.pop("metrics_version")
+    old["strict_spr@1"] = {"value": 1.0, "ci_low": 1.0, "ci_high": 1.0, "n_tasks": 2}
+    old["timings_this_run"] = {"sampling": 12.5}
+    base_metrics.write_text(json.dumps(old))
+    current = run / "seed-0" / "tsp" / "eval" / "securityeval" / "metrics.json"
+    kept = json.loads(current.read_text())
+    kept["strict_spr@1"]["value"] = 0.25  # a current-version file is read as written, not recomputed
+    current.write_text(json.dumps(kept))
+
+    data = collect_run(run)
+    base = data.result(0, "base", "securityeval")
+    assert base is not None and base.recomputed == "stale (metrics v1)"
+    assert base.metrics["strict_spr@1"]["value"] == pytest.approx(0.5)  # t0 broken: 0, t1: 1
+    assert base.metrics["timings_this_run"] == {"sampling": 12.5}
+    assert base.metrics["generations"] == 2
+    tsp = data.result(0, "tsp", "securityeval")
+    assert tsp is not None and tsp.recomputed == "" and tsp.metrics["strict_spr@1"]["value"] == 0.25
+    notes = [n for n in data.notes if "older metric definitions" in n]
+    assert len(notes) == 1 and notes[0].startswith("1 evaluation(s)") and "stale (metrics v1)" in notes[0]
+    assert base_metrics.read_text() == json.dumps(old)  # the report never rewrites a run's files
+
+
 def _judged(task: str, status: str, completion: str, **verdict: Any) -> dict[str, Any]:
     return generation_json(task, language=verdict.pop("language", "py"), cwe=["CWE-020"], bench="sec-eval:not-trained",
                            completion=completion, verdict={"status": status, "findings": [], "target_hit": False, **verdict})  # fmt: skip

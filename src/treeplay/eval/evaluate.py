@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from treeplay.eval.config import EvalConfig
-from treeplay.eval.metrics import Outcome, summarise
+from treeplay.eval.metrics import METRICS_VERSION, Outcome, summarise
 from treeplay.eval.records import Generation, read_generations
 from treeplay.jsonl import append_jsonl, to_jsonable, write_jsonl, write_text_atomic
 from treeplay.oracle.records import TestCaseOutcome, TestResult, Verdict
@@ -371,6 +371,7 @@ def compute_metrics(records: Sequence[Generation], *, humaneval: bool = False, s
     if findings:
         metrics["finding_cwes"] = dict(findings.most_common())
     metrics.update(_test_tables(records))
+    metrics["metrics_version"] = METRICS_VERSION
     return metrics
 
 

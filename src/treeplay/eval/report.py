@@ -49,7 +49,7 @@ def build_sections(data: RunData) -> list[Section]:
         f"methods: {', '.join(data.methods) or 'none'}; benches: {', '.join(data.benches) or 'none'}. "
         "Rates in %. With ≥2 seeds: mean ± 95% t-interval over seeds; with one seed: value "
         "[bootstrap 95% CI over tasks]. SPR@1 = secure share of the generations that parse and hold "
-        "code; strict SPR@1 counts unparseable and empty generations as failures. The held-out "
+        "code; strict SPR@1 counts unparseable, empty and nonfunctional generations as failures. The held-out "
         "reduction compares the vulnerable share among parseable, non-empty programs (strict: "
         "unparseable and empty count as insecure). Generations the oracle could not judge "
         "(incomplete, unsupported) are left out of every rate: see Oracle coverage.")))  # fmt: skip

@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from treeplay.eval.evaluate import GENERATIONS_FILE, METRICS_FILE, compute_metrics
+from treeplay.eval.metrics import METRICS_VERSION
 from treeplay.eval.records import read_generations
 from treeplay.jsonl import read_jsonl
 from treeplay.run_layout import RunLayout
@@ -32,7 +33,9 @@ class EvalResult:
     method: str
     bench: str
     metrics: dict[str, Any]
-    recomputed: bool = False  # metrics.json missing: recomputed from generations.jsonl
+    # "" when read from metrics.json; else why it was recomputed from generations.jsonl:
+    # "missing" (unfinished evaluation) or "stale (metrics vN)" (older metric definitions)
+    recomputed: str = ""
 
 
 @dataclass
@@ -75,10 +78,26 @@ def bench_order(bench: str) -> tuple[int, str]:
 
 
 def _read_eval(seed: int, method: str, bench_dir: Path) -> EvalResult | None:
+    """An evaluation's metrics: its metrics.json when written under today's metric definitions,
+    else recomputed from generations.jsonl (unfinished evaluation, or an older `METRICS_VERSION`:
+    the stored file's other fields, such as settings and timings, are kept; nothing is rewritten)."""
     metrics_path = bench_dir / METRICS_FILE
-    if metrics_path.exists():
-        metrics = json.loads(metrics_path.read_text(encoding="utf-8"))
-        return EvalResult(seed, method, str(metrics.get("bench") or bench_dir.name), metrics)
+    stored = json.loads(metrics_path.read_text(encoding="utf-8")) if metrics_path.exists() else None
+    if stored is not None and stored.get("metrics_version") == METRICS_VERSION:
+        return EvalResult(seed, method, str(stored.get("bench") or bench_dir.name), stored)
+    recomputed = _recompute_metrics(bench_dir, stored)
+    if recomputed is None:
+        if stored is None:
+            return None
+        return EvalResult(seed, method, str(stored.get("bench") or bench_dir.name), stored)
+    bench = str((stored or {}).get("bench") or recomputed.pop("bench"))
+    metrics = {**(stored or {}), **recomputed, "bench": bench}
+    reason = "missing" if stored is None else f"stale (metrics v{stored.get('metrics_version', 1)})"
+    return EvalResult(seed, method, bench, metrics, recomputed=reason)
+
+
+def _recompute_metrics(bench_dir: Path, stored: dict[str, Any] | None) -> dict[str, Any] | None:
+    """Metrics of the complete tasks in generations.jsonl (None: no generations)."""
     gen_path = bench_dir / GENERATIONS_FILE
     if not gen_path.exists():
         return None
@@ -91,9 +110,10 @@ def _read_eval(seed: int, method: str, bench_dir: Path) -> EvalResult | None:
         counts[r.task_id] += 1
     n = max(counts.values())
     records = [r for r in records if counts[r.task_id] == n]  # complete tasks only; never rewrite here
-    metrics = compute_metrics(records, humaneval=bench == "humaneval")
+    humaneval = str((stored or {}).get("bench") or bench) == "humaneval"
+    metrics = compute_metrics(records, humaneval=humaneval)
     metrics.update(bench=bench, generations=len(records), tasks_evaluated=len({r.task_id for r in records}))
-    return EvalResult(seed, method, bench, metrics, recomputed=True)
+    return metrics
 
 
 def _read_jsonl_safely(path: Path, data: RunData) -> list[dict[str, Any]]:
@@ -140,6 +160,13 @@ def collect_run(run_dir: Path | str) -> RunData:
     for seed in data.seeds:
         for arm in layout.arms(seed):
             _collect_arm(data, layout, seed, arm)
+    stale = [e for e in data.evals if e.recomputed.startswith("stale")]
+    if stale:
+        data.notes.append(
+            f"{len(stale)} evaluation(s) were written under older metric definitions "
+            f"({', '.join(sorted({e.recomputed for e in stale}))}); their metrics were recomputed from "
+            f"generations.jsonl under metrics v{METRICS_VERSION} (docs/eval.md, 'Metric versions')"
+        )
     return data
 
 
@@ -149,7 +176,7 @@ def _collect_arm(data: RunData, layout: RunLayout, seed: int, method: str) -> No
         result = _read_eval(seed, method, bench_dir)
         if result is not None:
             data.evals.append(result)
-            if result.recomputed:
+            if result.recomputed == "missing":
                 data.notes.append(
                     f"seed {seed} / {method} / {result.bench}: metrics.json missing (evaluation "
                     "unfinished?); metrics recomputed from the generations written so far"

@@ -37,7 +37,7 @@ _EXPLAIN = (
     "Per task: the arm's score minus the reference's (same tasks, same seeds), each score averaged "
     "over the task's samples, then over seeds. Mean in percentage points; 95% CI: paired bootstrap "
     "over tasks (2000 resamples, percentile). `secure` = secure share of parseable non-empty programs, "
-    "`strict_secure` = of all judged samples (empty and unparseable fail), `vulnerable` = vulnerable "
+    "`strict_secure` = of all judged samples (empty, unparseable and nonfunctional fail), `vulnerable` = vulnerable "
     "share of parseable non-empty programs (**lower is better**), `func`/`func_sec`/`pass` = tests "
     "passed. Samples the oracle could not judge are left out; a task is paired only when both arms "
     "score it. `*` marks a CI that excludes 0 (better/worse in the metric's direction)."
