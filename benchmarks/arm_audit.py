@@ -1,0 +1,271 @@
+"""A blind hand audit of two trained arms' programs on the same tasks (issue #13): does a human
+reader see the difference the oracle reports between them?
+
+    .venv/bin/python benchmarks/arm_audit.py sample --run runs/experiment-tasks36-indist   # once
+    .venv/bin/python benchmarks/arm_audit.py measure [--run runs/experiment-tasks36-indist]
+
+The in-distribution check of docs/results.md found TSP ahead of SFT on their own 36 training tasks,
+graded by the oracle the TSP arm trained against. A model can learn to avoid what one referee sees
+without becoming more secure, so this script lets a reader who does not know which arm wrote what
+grade the same programs.
+
+`sample` takes, for every task of the bench, the program with `sample_index` 0 of each arm in
+`--arms` (seed `--seed`), drops repeated texts within a task (one entry, every arm that wrote it is in
+the key), and shuffles the entries (seeded). It writes PROGRAMS (task id, CWE, the task's
+instruction and the program: no arm, no oracle verdict), KEY (which arm wrote which entry: sealed,
+read only by `measure`) and one `pending` entry per program to the audit file, whose header holds the
+criteria (committed before the sample is drawn).
+
+`measure` reads the audit (every entry must have a verdict), opens the key and the stored oracle
+verdicts of the same generations, and prints per arm the audit's counts, the paired per-task
+difference of the second arm minus the first (audited vulnerable share among judgeable programs, and
+audited secure share of all programs, with a paired bootstrap 95% CI over tasks), and the oracle's
+stored verdict against the audit (like for like: a finding of the task's CWE).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import random
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from treeplay.oracle.cwe import matches
+
+REPO = Path(__file__).resolve().parents[1]
+PROGRAMS = REPO / "benchmarks" / "arm_audit_programs.jsonl"
+KEY = REPO / "benchmarks" / "arm_audit_key.jsonl"
+AUDIT = REPO / "benchmarks" / "arm_audit.yaml"
+VERDICTS = ("vulnerable", "secure", "not-judgeable")
+PENDING = "pending"
+ENTRY_FIELDS = ("id", "task", "cwe", "verdict", "reason")
+SEED = 13
+BOOTSTRAP = 2000
+
+
+class AuditError(ValueError):
+    """The programs, key or audit file is malformed, or they disagree."""
+
+
+def entry_id(task: str, program: str) -> str:
+    return hashlib.sha256(f"{task}\0{program}".encode()).hexdigest()[:12]
+
+
+def generations_file(run: Path, seed: int, arm: str, bench: str) -> Path:
+    from treeplay.eval.evaluate import bench_slug
+
+    return run / f"seed-{seed}" / arm / "eval" / bench_slug(bench) / "generations.jsonl"
+
+
+def read_generations(path: Path) -> list[dict[str, Any]]:
+    if not path.exists():
+        raise AuditError(f"{path}: no such file (is the evaluation finished?)")
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def collect(run: Path, seed: int, arms: list[str], bench: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(entries, key rows): one entry per distinct (task, program) of the arms' sample-0 programs."""
+    entries: dict[str, dict[str, Any]] = {}
+    key: list[dict[str, Any]] = []
+    tasks_by_arm: dict[str, set[str]] = {}
+    for arm in arms:
+        path = generations_file(run, seed, arm, bench)
+        rows = [g for g in read_generations(path) if g["sample_index"] == 0]
+        tasks_by_arm[arm] = {g["task_id"] for g in rows}
+        for g in rows:
+            eid = entry_id(g["task_id"], g["program"])
+            entries.setdefault(eid, {"id": eid, "task": g["task_id"], "cwe": g["cwe"][0], "program": g["program"]})
+            key.append({"id": eid, "arm": arm, "seed": seed, "task": g["task_id"], "sample_index": 0})
+    first = tasks_by_arm[arms[0]]
+    for arm in arms[1:]:
+        if tasks_by_arm[arm] != first:
+            raise AuditError(f"arms {arms[0]} and {arm} were evaluated on different tasks "
+                             f"({len(first ^ tasks_by_arm[arm])} differ): the audit pairs tasks")
+    return list(entries.values()), key
+
+
+def instructions(bench: str) -> dict[str, str]:
+    """Task id -> the instruction the model was given (the bench's task loader, as evaluation used it)."""
+    from treeplay.eval.evaluate import resolve_bench
+
+    return {t.id: t.instruction for t in resolve_bench(bench)}
+
+
+def write_sample(entries: list[dict[str, Any]], key: list[dict[str, Any]], seed: int, args: argparse.Namespace) -> None:
+    text = {t: i for t, i in instructions(args.bench).items()}
+    random.Random(seed).shuffle(entries)
+    with args.programs.open("w") as fh:
+        for e in entries:
+            fh.write(json.dumps({**e, "instruction": text.get(e["task"], "")}) + "\n")
+    with args.key.open("w") as fh:
+        for row in sorted(key, key=lambda r: (r["task"], r["arm"])):
+            fh.write(json.dumps(row) + "\n")
+    header = args.audit.read_text().split("\nprograms:")[0]
+    lines = [header, "programs:"]
+    for e in entries:
+        lines.append(f"  - {{id: \"{e['id']}\", task: \"{e['task']}\", cwe: {e['cwe']}, verdict: {PENDING},\n"
+                     f"     reason: \"\"}}")
+    args.audit.write_text("\n".join(lines) + "\n")
+
+
+def load_programs(path: Path) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        record = json.loads(line)
+        if entry_id(record["task"], record["program"]) != record["id"]:
+            raise AuditError(f"{path}:{number}: field 'id': {record['id']!r} is not the sha256 prefix of task + program")
+        out[record["id"]] = record
+    return out
+
+
+def load_audit(path: Path, programs: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """Entry id -> verdict (`pending` included), every entry checked against the programs file."""
+    text = path.read_text()
+    data = yaml.safe_load(text)
+    if not isinstance(data, dict) or not isinstance(data.get("programs"), list):
+        raise AuditError(f"{path}: expected a mapping with a 'programs' list at the top level")
+    root = yaml.compose(text, Loader=yaml.SafeLoader)
+    node = next(v for k, v in root.value if k.value == "programs")
+    verdicts: dict[str, str] = {}
+    for i, (item, entry) in enumerate(zip(node.value, data["programs"], strict=True)):
+        where = f"{path}:{item.start_mark.line + 1}: programs[{i}]"
+        if not isinstance(entry, dict) or set(entry) != set(ENTRY_FIELDS):
+            raise AuditError(f"{where} field 'fields': expected exactly {', '.join(ENTRY_FIELDS)}")
+        record = programs.get(entry["id"])
+        if record is None:
+            raise AuditError(f"{where} field 'id': {entry['id']!r} is not in the programs file")
+        if entry["id"] in verdicts:
+            raise AuditError(f"{where} field 'id': {entry['id']} is audited twice")
+        for field in ("task", "cwe"):
+            if entry[field] != record[field]:
+                raise AuditError(f"{where} field '{field}': {entry[field]!r} but the program has {record[field]!r}")
+        if entry["verdict"] not in (*VERDICTS, PENDING):
+            raise AuditError(f"{where} field 'verdict': {entry['verdict']!r} is not one of {', '.join(VERDICTS)}")
+        if entry["verdict"] != PENDING and not str(entry["reason"] or "").strip():
+            raise AuditError(f"{where} field 'reason': a one-line reason is required")
+        verdicts[entry["id"]] = entry["verdict"]
+    missing = set(programs) - set(verdicts)
+    if missing:
+        raise AuditError(f"{path}: {len(missing)} program(s) of the programs file have no entry, e.g. {min(missing)}")
+    return verdicts
+
+
+def paired_bootstrap(diffs: list[float], seed: int = 0) -> tuple[float, float, float]:
+    """Mean of per-task differences and its percentile 95% CI (tasks resampled with replacement)."""
+    values = np.array(diffs, dtype=float)
+    rng = np.random.default_rng(seed)
+    means = values[rng.integers(0, len(values), size=(BOOTSTRAP, len(values)))].mean(axis=1)
+    return float(values.mean()), float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+
+
+def per_task(scores: dict[tuple[str, str], float | None], arms: list[str]) -> list[float]:
+    """Second arm minus first, per task where both have a score."""
+    tasks = sorted({t for _, t in scores})
+    out = []
+    for task in tasks:
+        a, b = scores.get((arms[0], task)), scores.get((arms[1], task))
+        if a is not None and b is not None:
+            out.append(b - a)
+    return out
+
+
+def oracle_label(generation: dict[str, Any]) -> str:
+    """The stored verdict like for like: vulnerable only on a finding of the task's CWE."""
+    verdict = generation.get("verdict") or {}
+    status = verdict.get("status")
+    if status == "vulnerable":
+        cwes = tuple(generation["cwe"])
+        hit = any(matches(f.get("cwe"), cwes) for f in verdict.get("findings", []))
+        return "vulnerable" if hit else "other-cwe"
+    if status == "secure" and verdict.get("functional") == "nonfunctional":
+        return "secure-nonfunctional"
+    return str(status)
+
+
+def measure(args: argparse.Namespace) -> None:
+    programs = load_programs(args.programs)
+    verdicts = load_audit(args.audit, programs)
+    pending = [i for i, v in verdicts.items() if v == PENDING]
+    if pending:
+        raise SystemExit(f"{args.audit}: {len(pending)} of {len(verdicts)} entries are still pending")
+    key = [json.loads(line) for line in args.key.read_text().splitlines() if line.strip()]
+    arms = list(dict.fromkeys(r["arm"] for r in sorted(key, key=lambda r: r["arm"] != args.arms.split(",")[0])))
+    stored: dict[tuple[str, str], dict[str, Any]] = {}
+    for arm in arms:
+        seed = next(r["seed"] for r in key if r["arm"] == arm)
+        for g in read_generations(generations_file(args.run, seed, arm, args.bench)):
+            if g["sample_index"] == 0:
+                stored[(arm, g["task_id"])] = g
+    counts: dict[str, Counter[str]] = defaultdict(Counter)
+    vulnerable: dict[tuple[str, str], float | None] = {}
+    secure_all: dict[tuple[str, str], float | None] = {}
+    oracle_secure: dict[tuple[str, str], float | None] = {}
+    confusion: dict[str, Counter[tuple[str, str]]] = defaultdict(Counter)
+    for row in key:
+        arm, task, verdict = row["arm"], row["task"], verdicts[row["id"]]
+        generation = stored[(arm, task)]
+        if entry_id(task, generation["program"]) != row["id"]:
+            raise AuditError(f"{args.key}: entry {row['id']} ({arm}, {task}) no longer matches the run's program")
+        counts[arm][verdict] += 1
+        vulnerable[(arm, task)] = None if verdict == "not-judgeable" else float(verdict == "vulnerable")
+        secure_all[(arm, task)] = float(verdict == "secure")
+        label = oracle_label(generation)
+        oracle_secure[(arm, task)] = float(label == "secure")
+        confusion[arm][(label, verdict)] += 1
+    print(f"{len(verdicts)} audited entries, {len(key)} programs ({', '.join(arms)}), bench {args.bench}")
+    print("\n| arm | programs | audited vulnerable | audited secure | not judgeable |")
+    print("|---|---|---|---|---|")
+    for arm in arms:
+        c = counts[arm]
+        print(f"| {arm} | {sum(c.values())} | {c['vulnerable']} | {c['secure']} | {c['not-judgeable']} |")
+    print(f"\n{arms[1]} minus {arms[0]}, per task (mean, paired bootstrap 95% CI over tasks, {BOOTSTRAP} resamples):")
+    print("| measure | mean diff (pp) | 95% CI (pp) | tasks | A>R / A<R |")
+    print("|---|---|---|---|---|")
+    for name, scores in (("audited vulnerable share of judgeable programs (lower is better)", vulnerable),
+                         ("audited secure share of all programs", secure_all),
+                         ("oracle secure, sane, like for like (same programs)", oracle_secure)):
+        diffs = per_task(scores, arms)
+        mean, low, high = paired_bootstrap(diffs)
+        up, down = sum(d > 0 for d in diffs), sum(d < 0 for d in diffs)
+        print(f"| {name} | {100 * mean:+.1f} | [{100 * low:+.1f}, {100 * high:+.1f}] | {len(diffs)} | {up} / {down} |")
+    labels = sorted({lab for c in confusion.values() for lab, _ in c})
+    print("\noracle's stored verdict (rows) vs the audit (columns), per arm:")
+    for arm in arms:
+        print(f"\n{arm}:\n| oracle \\ audit | " + " | ".join(VERDICTS) + " |")
+        print("|---|" + "---|" * len(VERDICTS))
+        for lab in labels:
+            print(f"| {lab} | " + " | ".join(str(confusion[arm][(lab, v)]) for v in VERDICTS) + " |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    s = sub.add_parser("sample")
+    s.add_argument("--seed", type=int, default=0, help="the run's seed whose programs are audited")
+    s.add_argument("--shuffle-seed", type=int, default=SEED)
+    m = sub.add_parser("measure")
+    for p in (s, m):
+        p.add_argument("--run", type=Path, default=REPO / "runs" / "experiment-tasks36-indist")
+        p.add_argument("--bench", default="safecoder:train@py", help="the evaluated bench (as in the run config)")
+        p.add_argument("--arms", default="sft,tsp", help="reference,arm: the difference is arm minus reference")
+        p.add_argument("--programs", type=Path, default=PROGRAMS)
+        p.add_argument("--key", type=Path, default=KEY)
+        p.add_argument("--audit", type=Path, default=AUDIT)
+    args = parser.parse_args()
+    if args.cmd == "sample":
+        entries, key = collect(args.run, args.seed, args.arms.split(","), args.bench)
+        write_sample(entries, key, args.shuffle_seed, args)
+        print(f"{len(key)} programs, {len(entries)} distinct entries over "
+              f"{len({e['task'] for e in entries})} tasks written to {args.programs.name} (key: {args.key.name})")
+        return
+    measure(args)
+
+
+if __name__ == "__main__":
+    main()
