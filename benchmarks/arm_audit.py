@@ -69,19 +69,21 @@ def read_generations(path: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def collect(run: Path, seed: int, arms: list[str], bench: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(entries, key rows): one entry per distinct (task, program) of the arms' sample-0 programs."""
+def collect(run: Path, seed: int, arms: list[str], bench: str,
+            sample_index: int = 0) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(entries, key rows): one entry per distinct (task, program) of the arms' programs with the
+    given sample index."""
     entries: dict[str, dict[str, Any]] = {}
     key: list[dict[str, Any]] = []
     tasks_by_arm: dict[str, set[str]] = {}
     for arm in arms:
         path = generations_file(run, seed, arm, bench)
-        rows = [g for g in read_generations(path) if g["sample_index"] == 0]
+        rows = [g for g in read_generations(path) if g["sample_index"] == sample_index]
         tasks_by_arm[arm] = {g["task_id"] for g in rows}
         for g in rows:
             eid = entry_id(g["task_id"], g["program"])
             entries.setdefault(eid, {"id": eid, "task": g["task_id"], "cwe": g["cwe"][0], "program": g["program"]})
-            key.append({"id": eid, "arm": arm, "seed": seed, "task": g["task_id"], "sample_index": 0})
+            key.append({"id": eid, "arm": arm, "seed": seed, "task": g["task_id"], "sample_index": sample_index})
     first = tasks_by_arm[arms[0]]
     for arm in arms[1:]:
         if tasks_by_arm[arm] != first:
@@ -97,21 +99,39 @@ def instructions(bench: str) -> dict[str, str]:
     return {t.id: t.instruction for t in resolve_bench(bench)}
 
 
-def write_sample(entries: list[dict[str, Any]], key: list[dict[str, Any]], seed: int, args: argparse.Namespace) -> None:
-    text = {t: i for t, i in instructions(args.bench).items()}
-    random.Random(seed).shuffle(entries)
-    with args.programs.open("w") as fh:
-        for e in entries:
+def write_sample(entries: list[dict[str, Any]], key: list[dict[str, Any]], seed: int, args: argparse.Namespace) -> int:
+    """Write (or, with --append, add to) the programs, key and audit files; returns the new entries.
+    Appending keeps every earlier entry and verdict: a program already in the files is not added
+    again, its new key rows point at the audited entry."""
+    text = dict(instructions(args.bench).items())
+    known = set(load_programs(args.programs)) if args.append else set()
+    if args.append:
+        old_key = {(r["arm"], r["seed"], r["task"], r["sample_index"]) for r in read_key(args.key)}
+        clash = [r for r in key if (r["arm"], r["seed"], r["task"], r["sample_index"]) in old_key]
+        if clash:
+            raise AuditError(f"{args.key}: sample {clash[0]['sample_index']} of seed {clash[0]['seed']} is already in the key")
+    new = [e for e in entries if e["id"] not in known]
+    random.Random(seed).shuffle(new)
+    mode = "a" if args.append else "w"
+    with args.programs.open(mode) as fh:
+        for e in new:
             fh.write(json.dumps({**e, "instruction": text.get(e["task"], "")}) + "\n")
-    with args.key.open("w") as fh:
+    with args.key.open(mode) as fh:
         for row in sorted(key, key=lambda r: (r["task"], r["arm"])):
             fh.write(json.dumps(row) + "\n")
-    header = args.audit.read_text().split("\nprograms:")[0]
-    lines = [header, "programs:"]
-    for e in entries:
+    audit = args.audit.read_text()
+    lines = [audit.rstrip("\n")] if args.append else [audit.split("\nprograms:")[0], "programs:"]
+    if args.append:
+        lines.append(f"  # added by `sample --append --sample-index {key[0]['sample_index']}`: {len(new)} new entries")
+    for e in new:
         lines.append(f"  - {{id: \"{e['id']}\", task: \"{e['task']}\", cwe: {e['cwe']}, verdict: {PENDING},\n"
                      f"     reason: \"\"}}")
     args.audit.write_text("\n".join(lines) + "\n")
+    return len(new)
+
+
+def read_key(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def load_programs(path: Path) -> dict[str, dict[str, Any]]:
@@ -175,6 +195,12 @@ def per_task(scores: dict[tuple[str, str], float | None], arms: list[str]) -> li
     return out
 
 
+def mean_or_none(values: list[float | None]) -> float | None:
+    """Mean of a task's per-sample scores, leaving out samples without one (None: none has one)."""
+    known = [v for v in values if v is not None]
+    return sum(known) / len(known) if known else None
+
+
 def oracle_label(generation: dict[str, Any]) -> str:
     """The stored verdict like for like: vulnerable only on a finding of the task's CWE."""
     verdict = generation.get("verdict") or {}
@@ -194,30 +220,33 @@ def measure(args: argparse.Namespace) -> None:
     pending = [i for i, v in verdicts.items() if v == PENDING]
     if pending:
         raise SystemExit(f"{args.audit}: {len(pending)} of {len(verdicts)} entries are still pending")
-    key = [json.loads(line) for line in args.key.read_text().splitlines() if line.strip()]
-    arms = list(dict.fromkeys(r["arm"] for r in sorted(key, key=lambda r: r["arm"] != args.arms.split(",")[0])))
-    stored: dict[tuple[str, str], dict[str, Any]] = {}
+    key = read_key(args.key)
+    arms = args.arms.split(",")
+    if {r["arm"] for r in key} != set(arms):
+        raise AuditError(f"{args.key}: holds arms {sorted({r['arm'] for r in key})}, not {arms}")
+    stored: dict[tuple[str, str, int], dict[str, Any]] = {}
     for arm in arms:
-        seed = next(r["seed"] for r in key if r["arm"] == arm)
-        for g in read_generations(generations_file(args.run, seed, arm, args.bench)):
-            if g["sample_index"] == 0:
-                stored[(arm, g["task_id"])] = g
+        for seed in sorted({r["seed"] for r in key if r["arm"] == arm}):
+            for g in read_generations(generations_file(args.run, seed, arm, args.bench)):
+                stored[(arm, g["task_id"], g["sample_index"])] = g
     counts: dict[str, Counter[str]] = defaultdict(Counter)
-    vulnerable: dict[tuple[str, str], float | None] = {}
-    secure_all: dict[tuple[str, str], float | None] = {}
-    oracle_secure: dict[tuple[str, str], float | None] = {}
+    samples: dict[str, dict[tuple[str, str], list[float | None]]] = defaultdict(lambda: defaultdict(list))
     confusion: dict[str, Counter[tuple[str, str]]] = defaultdict(Counter)
     for row in key:
         arm, task, verdict = row["arm"], row["task"], verdicts[row["id"]]
-        generation = stored[(arm, task)]
+        generation = stored[(arm, task, row["sample_index"])]
         if entry_id(task, generation["program"]) != row["id"]:
             raise AuditError(f"{args.key}: entry {row['id']} ({arm}, {task}) no longer matches the run's program")
         counts[arm][verdict] += 1
-        vulnerable[(arm, task)] = None if verdict == "not-judgeable" else float(verdict == "vulnerable")
-        secure_all[(arm, task)] = float(verdict == "secure")
         label = oracle_label(generation)
-        oracle_secure[(arm, task)] = float(label == "secure")
+        samples["vulnerable"][(arm, task)].append(None if verdict == "not-judgeable" else float(verdict == "vulnerable"))
+        samples["secure_all"][(arm, task)].append(float(verdict == "secure"))
+        samples["oracle_secure"][(arm, task)].append(float(label == "secure"))
+        samples["oracle_strict"][(arm, task)].append(float(label in ("secure", "secure-nonfunctional")))
         confusion[arm][(label, verdict)] += 1
+    vulnerable, secure_all, oracle_secure, oracle_strict = (
+        {k: mean_or_none(v) for k, v in samples[name].items()}
+        for name in ("vulnerable", "secure_all", "oracle_secure", "oracle_strict"))
     print(f"{len(verdicts)} audited entries, {len(key)} programs ({', '.join(arms)}), bench {args.bench}")
     print("\n| arm | programs | audited vulnerable | audited secure | not judgeable |")
     print("|---|---|---|---|---|")
@@ -229,7 +258,8 @@ def measure(args: argparse.Namespace) -> None:
     print("|---|---|---|---|---|")
     for name, scores in (("audited vulnerable share of judgeable programs (lower is better)", vulnerable),
                          ("audited secure share of all programs", secure_all),
-                         ("oracle secure, sane, like for like (same programs)", oracle_secure)):
+                         ("oracle: secure and sane (same programs)", oracle_secure),
+                         ("oracle: secure, nonfunctional counted secure (strict SPR@1 of metrics v1)", oracle_strict)):
         diffs = per_task(scores, arms)
         mean, low, high = paired_bootstrap(diffs)
         up, down = sum(d > 0 for d in diffs), sum(d < 0 for d in diffs)
@@ -249,6 +279,8 @@ def main() -> None:
     s = sub.add_parser("sample")
     s.add_argument("--seed", type=int, default=0, help="the run's seed whose programs are audited")
     s.add_argument("--shuffle-seed", type=int, default=SEED)
+    s.add_argument("--sample-index", type=int, default=0, help="which of each task's samples to take")
+    s.add_argument("--append", action="store_true", help="add to the existing files (keeps every verdict)")
     m = sub.add_parser("measure")
     for p in (s, m):
         p.add_argument("--run", type=Path, default=REPO / "runs" / "experiment-tasks36-indist")
@@ -259,9 +291,9 @@ def main() -> None:
         p.add_argument("--audit", type=Path, default=AUDIT)
     args = parser.parse_args()
     if args.cmd == "sample":
-        entries, key = collect(args.run, args.seed, args.arms.split(","), args.bench)
-        write_sample(entries, key, args.shuffle_seed, args)
-        print(f"{len(key)} programs, {len(entries)} distinct entries over "
+        entries, key = collect(args.run, args.seed, args.arms.split(","), args.bench, args.sample_index)
+        added = write_sample(entries, key, args.shuffle_seed + args.sample_index, args)
+        print(f"{len(key)} programs, {len(entries)} distinct entries ({added} new) over "
               f"{len({e['task'] for e in entries})} tasks written to {args.programs.name} (key: {args.key.name})")
         return
     measure(args)
