@@ -14,7 +14,6 @@ from treeplay.oracle.cwe import matches
 from treeplay.oracle.prepare import js_repair_candidates, prepare_python
 from treeplay.oracle.records import Verdict
 from treeplay.tasks.records import Task
-from treeplay.tasks.records import Task
 
 FIXTURE_LANG = {"python": "py", "python_taint": "py", "c": "c", "javascript": "js", "go": "go", "java": "java",
                 "ruby": "rb"}
