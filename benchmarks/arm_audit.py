@@ -214,6 +214,25 @@ def oracle_label(generation: dict[str, Any]) -> str:
     return str(status)
 
 
+def rejudge(stored: dict[tuple[str, str, int], dict[str, Any]], key: list[dict[str, Any]]) -> None:
+    """Replace the stored verdicts of the audited programs with the installed oracle's (task = the
+    program's task CWE, empty prefix, as the bench gives it)."""
+    from treeplay.oracle import Oracle, OracleConfig
+    from treeplay.tasks.records import Task
+
+    rows = [(r["arm"], r["task"], r["sample_index"]) for r in key]
+    items = [(stored[row]["program"], "py", Task(id=row[1], language="py", cwe=tuple(stored[row]["cwe"]),
+                                                 instruction="", prefix="")) for row in rows]
+    oracle = Oracle(OracleConfig(use_cache=False))
+    verdicts = oracle.judge_many(items)
+    oracle.close()
+    for row, verdict in zip(rows, verdicts, strict=True):
+        stored[row] = {**stored[row], "verdict": {
+            "status": verdict.status, "functional": verdict.functional,
+            "findings": [{"cwe": f.cwe, "rule": f.rule, "line": f.line} for f in verdict.findings]}}
+    print(f"re-judged {len(rows)} programs with the installed oracle")
+
+
 def measure(args: argparse.Namespace) -> None:
     programs = load_programs(args.programs)
     verdicts = load_audit(args.audit, programs)
@@ -229,6 +248,8 @@ def measure(args: argparse.Namespace) -> None:
         for seed in sorted({r["seed"] for r in key if r["arm"] == arm}):
             for g in read_generations(generations_file(args.run, seed, arm, args.bench)):
                 stored[(arm, g["task_id"], g["sample_index"])] = g
+    if args.rejudge:
+        rejudge(stored, key)
     counts: dict[str, Counter[str]] = defaultdict(Counter)
     samples: dict[str, dict[tuple[str, str], list[float | None]]] = defaultdict(lambda: defaultdict(list))
     confusion: dict[str, Counter[tuple[str, str]]] = defaultdict(Counter)
@@ -282,6 +303,8 @@ def main() -> None:
     s.add_argument("--sample-index", type=int, default=0, help="which of each task's samples to take")
     s.add_argument("--append", action="store_true", help="add to the existing files (keeps every verdict)")
     m = sub.add_parser("measure")
+    m.add_argument("--rejudge", action="store_true",
+                   help="judge the programs with the installed oracle instead of reading the run's verdicts")
     for p in (s, m):
         p.add_argument("--run", type=Path, default=REPO / "runs" / "experiment-tasks36-indist")
         p.add_argument("--bench", default="safecoder:train@py", help="the evaluated bench (as in the run config)")

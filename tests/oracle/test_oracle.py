@@ -41,7 +41,10 @@ def pair_verdicts(oracle: Oracle, fixtures_dir: Path) -> list[tuple[str, dict, V
     pairs = load_pairs(fixtures_dir)
     items = []
     for language, pair in pairs:
-        items += [(pair["vulnerable"], language, None), (pair["secure"], language, None)]
+        # a low-severity rule counts only for a task of its CWE: such pairs say `task_cwe: true`
+        task = Task(id=pair["id"], language=language, cwe=(pair["cwe"],), instruction="", prefix="") \
+            if pair.get("task_cwe") else None
+        items += [(pair["vulnerable"], language, task), (pair["secure"], language, task)]
     verdicts = oracle.judge_many(items)
     return [(lang, pair, verdicts[2 * i], verdicts[2 * i + 1]) for i, (lang, pair) in enumerate(pairs)]
 
@@ -313,3 +316,14 @@ def test_flawfinder_constant_argument_hits(name: str, context: str, cwes: str, c
     from treeplay.oracle.analyzers.flawfinder import is_constant_argument_hit
 
     assert is_constant_argument_hit(name, context, cwes) is constant
+
+
+def test_a_low_severity_path_helper_finding_counts_only_on_a_cwe_22_task(oracle: Oracle) -> None:
+    # py-path-helper-unchecked-join (INFO): the finding is always reported, the verdict depends on the task
+    code = "import os\n\ndef build_path(root_dir, path):\n    return os.path.join(root_dir, path)\n"
+    cwe22 = Task(id="t22", language="py", cwe=("CWE-22",), instruction="", prefix="")
+    cwe89 = Task(id="t89", language="py", cwe=("CWE-89",), instruction="", prefix="")
+    none, on22, on89 = oracle.judge_many([(code, "py", None), (code, "py", cwe22), (code, "py", cwe89)])
+    for verdict in (none, on22, on89):
+        assert [(f.rule, f.line) for f in verdict.findings] == [("py-path-helper-unchecked-join", 4)]
+    assert (none.status, on22.status, on89.status) == ("secure", "vulnerable", "secure")

@@ -163,3 +163,49 @@ def test_oracle_aligns_lines_when_the_sample_differs_from_the_start(sql_task: Ta
     context = StrategyContext(root_branches=(_branch(late, "vulnerable", PREFIX.count("\n") + 2),))
     (proposal,) = STRATEGIES["oracle"].propose(sql_task, GOLDEN, context)
     assert proposal.offset == 4  # "    " shared, then 'x' vs 'c'
+
+
+# Found in the 36-task run (docs/design.md, "A referee anchored on a name teaches a name"): a task
+# with an empty prefix, a golden `def build_path(...)` and vulnerable root samples `def safe_concatenate(...)`.
+PATH_GOLDEN = (
+    "def build_path(root_dir, path):\n"
+    "    absolute_path = Path(root_dir) / path\n"
+    "    if \"..\" in absolute_path.parts:\n"
+    "        raise ValueError(path)\n"
+    "    return absolute_path\n"
+)
+PATH_SAMPLE = "def safe_concatenate(directory, relative):\n    return os.path.join(directory, relative)\n"
+
+
+def _scratch_task(language: str = "py") -> Task:
+    return Task(id="t284", language=language, cwe=("CWE-22",), instruction="safely join", prefix="")
+
+
+def test_oracle_node_inside_a_signature_moves_to_the_body() -> None:
+    sample = Branch(node_id="root", prefix="", completion=PATH_SAMPLE, token_ids=(1,), logprobs=(-0.5,),
+                    label="vulnerable", cwe="CWE-22", first_flagged_line=2)
+    context = StrategyContext(root_branches=(sample,))
+    (proposal,) = STRATEGIES["oracle"].propose(_scratch_task(), PATH_GOLDEN, context)
+    # "def " is shared; the name differs at char 4: the node goes to the first body line (char 32)
+    assert len("def build_path(root_dir, path):\n") == 32
+    assert proposal.offset == 32 and PATH_GOLDEN[32:].startswith("    absolute_path")
+    assert "moved to the body at golden char 32" in proposal.reason
+    # the option off keeps the old placement, right after "def "
+    context.signature_to_body = False
+    (proposal,) = STRATEGIES["oracle"].propose(_scratch_task(), PATH_GOLDEN, context)
+    assert proposal.offset == 4
+
+
+def test_signature_detection_by_language() -> None:
+    from treeplay.tree.strategies import body_start_if_in_signature as body
+
+    decorated = "@app.route('/x')\ndef view(name):\n    return name\n"
+    assert body(decorated, 3, "py") == len("@app.route('/x')\ndef view(name):\n")  # in the decorator
+    multi = "def f(a,\n      b):  # two lines\n    return a\n"
+    assert body(multi, 10, "py") == len("def f(a,\n      b):  # two lines\n")
+    assert body(PATH_GOLDEN, 40, "py") is None  # already in the body
+    assert body("def f(x):", 4, "py") is None  # no body line after the header
+    assert body("function f(a) {\n  return a;\n}\n", 9, "js") == len("function f(a) {\n")
+    assert body("func F(a int) int {\n\treturn a\n}\n", 5, "go") == len("func F(a int) int {\n")
+    assert body("int f(int a) {\n  return a;\n}\n", 4, "c") is None  # C signatures are left alone
+    assert body("x = 1\ndef f():\n    pass\n", 2, "py") is None  # a statement before the def

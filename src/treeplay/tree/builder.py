@@ -262,6 +262,7 @@ class TreeBuilder:
             entropy_min_spacing=cfg.entropy_min_spacing,
             llm_url=cfg.llm_url,
             llm_model=cfg.llm_model,
+            signature_to_body=cfg.signature_to_body,
         )
         proposed = propose_nodes(task, golden, context, parse_strategies(cfg.strategies), snap_line=cfg.snap_line)
         grow.nodes, placed = merge_root(grow.nodes, [p for p in proposed if p.char_offset < len(golden)])

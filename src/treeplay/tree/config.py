@@ -32,6 +32,10 @@ class TreeConfig:
     top_p: float = inherit(SamplingParams, "top_p")
     max_new_tokens: int = inherit(SamplingParams, "max_new_tokens")
     snap_line: bool = field(default=False, metadata={"help": "Move trunk nodes to the start of their line."})
+    signature_to_body: bool = field(default=True, metadata={
+        "help": "Strategy oracle: a node inside a function/class signature (Python, Ruby, JS, Go) moves to the "
+                "first line of the body: a preference taken at the name teaches naming (docs/design.md).",
+        "flag_off": "--keep-signature-nodes"})
     max_nodes: int = field(default=8, metadata={"help": "Nodes per task, root and deeper nodes included.", "ge": 1})
     max_branches: int = field(default=64, metadata={"help": "Branches per task, root samples included.", "ge": 1})
     entropy_top_m: int = field(default=3, metadata={"help": "Strategy entropy: nodes at the top-m entropy tokens."})

@@ -68,6 +68,7 @@ class StrategyContext:
     llm_model: str = "gpt-4o"
     llm_api_key_env: str = "OPENAI_API_KEY"
     llm_timeout_s: float = 60.0
+    signature_to_body: bool = True  # `oracle`: a node inside a def/class signature moves into the body
     notes: list[str] = field(default_factory=list)
 
 
@@ -124,8 +125,59 @@ class OracleStrategy:
             if aligned is not None and aligned > offset:
                 offset = aligned
                 reason += f", last shared line before it ends at golden char {aligned}"
+            body = body_start_if_in_signature(golden, offset, task.language) if context.signature_to_body else None
+            if body is not None:
+                offset = body
+                reason += f", inside the signature: moved to the body at golden char {body}"
             proposals.append(NodeProposal(offset, self.name, reason, branch.cwe))
         return proposals
+
+
+# A line that opens a function or class (decorators included), per language; the header ends at the
+# first line ending in ':' (Python) or holding '{' (JS, Go), or at its own line (Ruby).
+_HEADER_START = {
+    "py": re.compile(r"\s*(@|(async\s+)?def\b|class\b)"),
+    "rb": re.compile(r"\s*(def|class|module)\b"),
+    "js": re.compile(r"\s*(export\s+)?(default\s+)?(async\s+)?(function\b|class\b)"),
+    "go": re.compile(r"\s*func\b"),
+}
+
+
+_HEADER_LINES = 8  # a signature (decorators included) longer than this is not looked for
+
+
+def body_start_if_in_signature(golden: str, offset: int, language: str) -> int | None:
+    """The start of the body's first line when `offset` falls in a function/class header of the
+    golden completion (the name, the parameters, a decorator): a sample that leaves the golden path
+    there differs first in what it is called, and a preference taken at that point would teach a
+    name. None when `offset` is not in a header, or the header has no body line after it."""
+    pattern = _HEADER_START.get(language)
+    if pattern is None:
+        return None
+    line_start = golden.rfind("\n", 0, offset) + 1
+    for _ in range(_HEADER_LINES):  # the header may span lines: look back for where it starts
+        if pattern.match(golden, line_start):
+            end = _header_end(golden, line_start, language)
+            return end if end is not None and offset < end < len(golden) else None
+        if line_start == 0:
+            return None
+        line_start = golden.rfind("\n", 0, line_start - 1) + 1
+    return None
+
+
+def _header_end(golden: str, start: int, language: str) -> int | None:
+    """Offset just past the newline of the header's last line (None: the header never ends)."""
+    position = start
+    while position < len(golden):
+        newline = golden.find("\n", position)
+        line = golden[position:] if newline < 0 else golden[position:newline]
+        code = line.split("#", 1)[0].rstrip() if language in ("py", "rb") else line.rstrip()
+        if language == "rb" or (language == "py" and code.endswith(":")) or (language in ("js", "go") and "{" in code):
+            return len(golden) if newline < 0 else newline + 1
+        if newline < 0:
+            return None
+        position = newline + 1
+    return None
 
 
 def aligned_divergence(path: str, golden: str, flagged_in_path: int) -> int | None:
