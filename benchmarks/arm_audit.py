@@ -34,7 +34,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
 from treeplay.oracle.cwe import matches
 
@@ -44,7 +43,6 @@ KEY = REPO / "benchmarks" / "arm_audit_key.jsonl"
 AUDIT = REPO / "benchmarks" / "arm_audit.yaml"
 VERDICTS = ("vulnerable", "secure", "not-judgeable")
 PENDING = "pending"
-ENTRY_FIELDS = ("id", "task", "cwe", "verdict", "reason")
 SEED = 13
 BOOTSTRAP = 2000
 
@@ -145,31 +143,11 @@ def load_programs(path: Path) -> dict[str, dict[str, Any]]:
 
 
 def load_audit(path: Path, programs: dict[str, dict[str, Any]]) -> dict[str, str]:
-    """Entry id -> verdict (`pending` included), every entry checked against the programs file."""
-    text = path.read_text()
-    data = yaml.safe_load(text)
-    if not isinstance(data, dict) or not isinstance(data.get("programs"), list):
-        raise AuditError(f"{path}: expected a mapping with a 'programs' list at the top level")
-    root = yaml.compose(text, Loader=yaml.SafeLoader)
-    node = next(v for k, v in root.value if k.value == "programs")
-    verdicts: dict[str, str] = {}
-    for i, (item, entry) in enumerate(zip(node.value, data["programs"], strict=True)):
-        where = f"{path}:{item.start_mark.line + 1}: programs[{i}]"
-        if not isinstance(entry, dict) or set(entry) != set(ENTRY_FIELDS):
-            raise AuditError(f"{where} field 'fields': expected exactly {', '.join(ENTRY_FIELDS)}")
-        record = programs.get(entry["id"])
-        if record is None:
-            raise AuditError(f"{where} field 'id': {entry['id']!r} is not in the programs file")
-        if entry["id"] in verdicts:
-            raise AuditError(f"{where} field 'id': {entry['id']} is audited twice")
-        for field in ("task", "cwe"):
-            if entry[field] != record[field]:
-                raise AuditError(f"{where} field '{field}': {entry[field]!r} but the program has {record[field]!r}")
-        if entry["verdict"] not in (*VERDICTS, PENDING):
-            raise AuditError(f"{where} field 'verdict': {entry['verdict']!r} is not one of {', '.join(VERDICTS)}")
-        if entry["verdict"] != PENDING and not str(entry["reason"] or "").strip():
-            raise AuditError(f"{where} field 'reason': a one-line reason is required")
-        verdicts[entry["id"]] = entry["verdict"]
+    """Entry id -> verdict (`pending` included), every entry checked against the programs file (the
+    real-output audit's loader and format), and every program of the file audited or pending."""
+    from oracle_realout import load_audit as load_entries  # this directory is on sys.path
+
+    verdicts = load_entries(path, programs, AuditError)
     missing = set(programs) - set(verdicts)
     if missing:
         raise AuditError(f"{path}: {len(missing)} program(s) of the programs file have no entry, e.g. {min(missing)}")

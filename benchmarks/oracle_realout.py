@@ -123,32 +123,34 @@ def load_programs(path: Path) -> dict[str, dict[str, Any]]:
     return out
 
 
-def load_audit(path: Path, programs: dict[str, dict[str, Any]]) -> dict[str, str]:
-    """Program id -> verdict (`pending` included), every entry checked against the programs file."""
+def load_audit(path: Path, programs: dict[str, dict[str, Any]],
+               error: type[ValueError] = RealoutError) -> dict[str, str]:
+    """Program id -> verdict (`pending` included), every entry checked against the programs file;
+    a malformed entry raises `error` naming the file, the entry's line and the field."""
     text = path.read_text()
     data = yaml.safe_load(text)
     if not isinstance(data, dict) or not isinstance(data.get("programs"), list):
-        raise RealoutError(f"{path}: expected a mapping with a 'programs' list at the top level")
+        raise error(f"{path}: expected a mapping with a 'programs' list at the top level")
     root = yaml.compose(text, Loader=yaml.SafeLoader)
     node = next(v for k, v in root.value if k.value == "programs")
     verdicts: dict[str, str] = {}
     for i, (item, entry) in enumerate(zip(node.value, data["programs"], strict=True)):
         where = f"{path}:{item.start_mark.line + 1}: programs[{i}]"
         if not isinstance(entry, dict) or set(entry) != set(ENTRY_FIELDS):
-            raise RealoutError(f"{where} field 'fields': expected exactly {', '.join(ENTRY_FIELDS)}")
+            raise error(f"{where} field 'fields': expected exactly {', '.join(ENTRY_FIELDS)}")
         record = programs.get(entry["id"])
         if record is None:
-            raise RealoutError(f"{where} field 'id': {entry['id']!r} is not in the programs file")
+            raise error(f"{where} field 'id': {entry['id']!r} is not in the programs file")
         if entry["id"] in verdicts:
-            raise RealoutError(f"{where} field 'id': {entry['id']} is audited twice")
+            raise error(f"{where} field 'id': {entry['id']} is audited twice")
         for field in ("task", "cwe"):
             if entry[field] != record[field]:
-                raise RealoutError(f"{where} field '{field}': {entry[field]!r} but the program has {record[field]!r}")
+                raise error(f"{where} field '{field}': {entry[field]!r} but the program has {record[field]!r}")
         if entry["verdict"] not in (*VERDICTS, PENDING):
-            raise RealoutError(f"{where} field 'verdict': {entry['verdict']!r} is not one of "
+            raise error(f"{where} field 'verdict': {entry['verdict']!r} is not one of "
                                f"{', '.join(VERDICTS)} (or {PENDING})")
         if entry["verdict"] != PENDING and not str(entry["reason"] or "").strip():
-            raise RealoutError(f"{where} field 'reason': a one-line reason is required")
+            raise error(f"{where} field 'reason': a one-line reason is required")
         verdicts[entry["id"]] = entry["verdict"]
     return verdicts
 
