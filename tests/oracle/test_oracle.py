@@ -327,3 +327,7 @@ def test_a_low_severity_path_helper_finding_counts_only_on_a_cwe_22_task(oracle:
     for verdict in (none, on22, on89):
         assert [(f.rule, f.line) for f in verdict.findings] == [("py-path-helper-unchecked-join", 4)]
     assert (none.status, on22.status, on89.status) == ("secure", "vulnerable", "secure")
+    # without a name saying "path", only visible path joins count: arithmetic is not a path helper
+    arithmetic = "def add(a, b):\n    return a + b\n\ndef scale(x, factor):\n    return x / factor\n"
+    (plain,) = oracle.judge_many([(arithmetic, "py", cwe22)])
+    assert (plain.status, plain.findings) == ("secure", ())
