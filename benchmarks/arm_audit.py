@@ -35,7 +35,10 @@ from typing import Any
 
 import numpy as np
 
+from treeplay.eval.evaluate import GENERATIONS_FILE
+from treeplay.eval.paired import BOOTSTRAP_SAMPLES, paired_bootstrap_ci
 from treeplay.oracle.cwe import matches
+from treeplay.run_layout import RunLayout
 
 REPO = Path(__file__).resolve().parents[1]
 PROGRAMS = REPO / "benchmarks" / "arm_audit_programs.jsonl"
@@ -44,7 +47,6 @@ AUDIT = REPO / "benchmarks" / "arm_audit.yaml"
 VERDICTS = ("vulnerable", "secure", "not-judgeable")
 PENDING = "pending"
 SEED = 13
-BOOTSTRAP = 2000
 
 
 class AuditError(ValueError):
@@ -56,9 +58,7 @@ def entry_id(task: str, program: str) -> str:
 
 
 def generations_file(run: Path, seed: int, arm: str, bench: str) -> Path:
-    from treeplay.eval.evaluate import bench_slug
-
-    return run / f"seed-{seed}" / arm / "eval" / bench_slug(bench) / "generations.jsonl"
+    return RunLayout(run).eval_dir(seed, arm, bench) / GENERATIONS_FILE
 
 
 def read_generations(path: Path) -> list[dict[str, Any]]:
@@ -154,12 +154,11 @@ def load_audit(path: Path, programs: dict[str, dict[str, Any]]) -> dict[str, str
     return verdicts
 
 
-def paired_bootstrap(diffs: list[float], seed: int = 0) -> tuple[float, float, float]:
-    """Mean of per-task differences and its percentile 95% CI (tasks resampled with replacement)."""
-    values = np.array(diffs, dtype=float)
-    rng = np.random.default_rng(seed)
-    means = values[rng.integers(0, len(values), size=(BOOTSTRAP, len(values)))].mean(axis=1)
-    return float(values.mean()), float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+def paired_bootstrap(diffs: list[float]) -> tuple[float, float, float]:
+    """Mean of per-task differences and its percentile 95% CI: the report's paired bootstrap
+    (`treeplay.eval.paired`, same resamples and seed)."""
+    low, high = paired_bootstrap_ci(diffs)
+    return float(np.mean(diffs)), low, high
 
 
 def per_task(scores: dict[tuple[str, str], float | None], arms: list[str]) -> list[float]:
@@ -252,7 +251,7 @@ def measure(args: argparse.Namespace) -> None:
     for arm in arms:
         c = counts[arm]
         print(f"| {arm} | {sum(c.values())} | {c['vulnerable']} | {c['secure']} | {c['not-judgeable']} |")
-    print(f"\n{arms[1]} minus {arms[0]}, per task (mean, paired bootstrap 95% CI over tasks, {BOOTSTRAP} resamples):")
+    print(f"\n{arms[1]} minus {arms[0]}, per task (mean, paired bootstrap 95% CI over tasks, {BOOTSTRAP_SAMPLES} resamples):")
     print("| measure | mean diff (pp) | 95% CI (pp) | tasks | A>R / A<R |")
     print("|---|---|---|---|---|")
     for name, scores in (("audited vulnerable share of judgeable programs (lower is better)", vulnerable),

@@ -83,35 +83,32 @@ def _read_eval(seed: int, method: str, bench_dir: Path) -> EvalResult | None:
     the stored file's other fields, such as settings and timings, are kept; nothing is rewritten)."""
     metrics_path = bench_dir / METRICS_FILE
     stored = json.loads(metrics_path.read_text(encoding="utf-8")) if metrics_path.exists() else None
-    if stored is not None and stored.get("metrics_version") == METRICS_VERSION:
-        return EvalResult(seed, method, str(stored.get("bench") or bench_dir.name), stored)
-    recomputed = _recompute_metrics(bench_dir, stored)
+    current = stored is not None and stored.get("metrics_version") == METRICS_VERSION
+    recomputed = None if current else _recompute_metrics(bench_dir, (stored or {}).get("bench"))
     if recomputed is None:
         if stored is None:
             return None
         return EvalResult(seed, method, str(stored.get("bench") or bench_dir.name), stored)
-    bench = str((stored or {}).get("bench") or recomputed.pop("bench"))
-    metrics = {**(stored or {}), **recomputed, "bench": bench}
     reason = "missing" if stored is None else f"stale (metrics v{stored.get('metrics_version', 1)})"
-    return EvalResult(seed, method, bench, metrics, recomputed=reason)
+    return EvalResult(seed, method, recomputed["bench"], {**(stored or {}), **recomputed}, recomputed=reason)
 
 
-def _recompute_metrics(bench_dir: Path, stored: dict[str, Any] | None) -> dict[str, Any] | None:
-    """Metrics of the complete tasks in generations.jsonl (None: no generations)."""
+def _recompute_metrics(bench_dir: Path, bench: str | None) -> dict[str, Any] | None:
+    """Metrics of the complete tasks in generations.jsonl (None: no generations); `bench` is the
+    name metrics.json gave, else the records' own."""
     gen_path = bench_dir / GENERATIONS_FILE
     if not gen_path.exists():
         return None
     records = read_generations(gen_path)
     if not records:
         return None
-    bench = records[0].bench or bench_dir.name
+    bench = bench or records[0].bench or bench_dir.name
     counts: dict[str, int] = defaultdict(int)
     for r in records:
         counts[r.task_id] += 1
     n = max(counts.values())
     records = [r for r in records if counts[r.task_id] == n]  # complete tasks only; never rewrite here
-    humaneval = str((stored or {}).get("bench") or bench) == "humaneval"
-    metrics = compute_metrics(records, humaneval=humaneval)
+    metrics = compute_metrics(records, humaneval=bench == "humaneval")
     metrics.update(bench=bench, generations=len(records), tasks_evaluated=len({r.task_id for r in records}))
     return metrics
 
