@@ -160,6 +160,24 @@ def test_a_variant_left_off_a_bench_by_design_is_said_so(tmp_path: Path) -> None
     assert "seed 0 / tsp-dpo: no evaluation on securityeval" in missing_parts(collect_run(run))
 
 
+def test_benches_the_config_does_not_name_are_left_out_with_a_note(tmp_path: Path) -> None:
+    """A run dir seeded by `cp -al` from another run carries that run's base evaluations; the report
+    shows only the benches of this run's own config and says what it left out."""
+    run = tmp_path / "run"
+    write_eval(run, 0, "base", "sallm", [generation("t0", "CWE-89", "secure", bench="sallm")])
+    write_eval(run, 0, "base", "securityeval", [generation("t0", "CWE-89", "vulnerable")])
+    write_eval(run, 0, "base", "sec-eval:not-trained",
+               [generation("h0", "CWE-020", "vulnerable", bench="sec-eval:not-trained")])  # fmt: skip
+    (run / "config.yaml").write_text("name: x\neval:\n  benches: [sallm]\n")
+    data = collect_run(run)
+    assert data.benches == ["sallm"]
+    assert ("2 evaluation(s) on benches this run's config does not name (securityeval, sec-eval:not-trained) "
+            "were left out: they come from another run whose directories this one was seeded from") in data.notes
+    assert "seed 0 / base: no evaluation on securityeval" not in missing_parts(data)
+    (run / "config.yaml").write_text("name: x\n")  # a config without eval.benches keeps everything
+    assert sorted(collect_run(run).benches) == ["sallm", "sec-eval:not-trained", "securityeval"]
+
+
 def test_golden_markers_follow_node_offsets() -> None:
     marked = golden_with_markers(tree_from_dict(TREE))
     assert marked.startswith("«n0»cur.execute(q, (name,))\n«n1»return")

@@ -157,6 +157,7 @@ def collect_run(run_dir: Path | str) -> RunData:
     for seed in data.seeds:
         for arm in layout.arms(seed):
             _collect_arm(data, layout, seed, arm)
+    _drop_unconfigured_benches(data)
     stale = [e for e in data.evals if e.recomputed.startswith("stale")]
     if stale:
         data.notes.append(
@@ -165,6 +166,35 @@ def collect_run(run_dir: Path | str) -> RunData:
             f"generations.jsonl under metrics v{METRICS_VERSION} (docs/eval.md, 'Metric versions')"
         )
     return data
+
+
+def configured_benches(config_text: str | None) -> list[str] | None:
+    """The run config's `eval.benches`, or None when there is no readable config to say."""
+    if not config_text:
+        return None
+    try:
+        config = yaml.safe_load(config_text) or {}
+    except yaml.YAMLError:
+        return None
+    benches = (config.get("eval") or {}).get("benches") if isinstance(config, dict) else None
+    return [str(b) for b in benches] if isinstance(benches, list) else None
+
+
+def _drop_unconfigured_benches(data: RunData) -> None:
+    """Evaluations of benches the run's config does not name (a run dir seeded with `cp -al` from
+    another run carries that run's eval dirs) are left out of the report, with one note."""
+    wanted = configured_benches(data.config_text)
+    if wanted is None:
+        return
+    foreign = [e for e in data.evals if e.bench not in wanted]
+    if not foreign:
+        return
+    data.evals = [e for e in data.evals if e.bench in wanted]
+    names = ", ".join(sorted({e.bench for e in foreign}, key=bench_order))
+    data.notes.append(
+        f"{len(foreign)} evaluation(s) on benches this run's config does not name ({names}) were left "
+        "out: they come from another run whose directories this one was seeded from"
+    )
 
 
 def _collect_arm(data: RunData, layout: RunLayout, seed: int, method: str) -> None:
