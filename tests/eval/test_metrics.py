@@ -198,6 +198,9 @@ def test_vulnerability_reduction_and_seed_mean() -> None:
     single = mean_ci_over_seeds([0.25])
     assert single is not None and single.half_width is None and single.format() == "25.0"
     assert mean_ci_over_seeds([]) is None
+    two = mean_ci_over_seeds([0.75, 0.5])  # two seeds: both values, in seed order, not mean ± 12.7 sd/√2
+    assert two is not None and two.format() == "62.5 (75.0, 50.0)"
+    assert two.half_width == pytest.approx(12.706 * 0.1767767 / math.sqrt(2), rel=1e-4)
 
 
 def test_nonfunctional_share_is_over_parseable_non_empty_programs() -> None:

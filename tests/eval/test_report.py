@@ -94,15 +94,15 @@ def test_report_tables_hold_the_computed_metrics(run_dir: Path) -> None:
     headers = table_row(markdown, "Method")
     base, tsp = table_row(markdown, "Base model"), table_row(markdown, "TSP (tree)")
     spr = headers.index("securityeval SPR@1")
-    assert base[spr] == "50.0 ± 0.0"  # 2/4 secure in both seeds
+    assert base[spr] == "50.0 (50.0, 50.0)"  # 2/4 secure in both seeds: two seeds show both values
     # TSP: seed 0 -> 3/3 parseable secure, seed 1 -> 4/4: SPR 100 in both; strict 75 and 100.
-    assert tsp[spr] == "100.0 ± 0.0"
+    assert tsp[spr] == "100.0 (100.0, 100.0)"
     strict = headers.index("securityeval strict SPR@1")
-    # seeds 75 and 100: mean 87.5, sd 17.68, t(1) = 12.706 -> half-width 12.706 * 17.68 / sqrt(2) = 158.8
-    assert tsp[strict] == "87.5 ± 158.8"
+    # seeds 75 and 100: mean 87.5; not the t-interval 87.5 ± 158.8 (t(1) = 12.706)
+    assert tsp[strict] == "87.5 (75.0, 100.0)"
     # held-out: base 4 vulnerable, tsp 1 -> reduction 75% vs base in both seeds; no SFT run.
-    assert tsp[headers.index("held-out vulns (count)")] == "1.0 ± 0.0"
-    assert tsp[headers.index("reduction vs base %")] == "75.0 ± 0.0"
+    assert tsp[headers.index("held-out vulns (count)")] == "1.0 (1.0, 1.0)"
+    assert tsp[headers.index("reduction vs base %")] == "75.0 (75.0, 75.0)"
     assert tsp[headers.index("reduction vs SFT %")] == "–"
     # what is missing is said
     assert "methods not run: sft, selfplay" in markdown

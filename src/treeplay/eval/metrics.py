@@ -332,14 +332,19 @@ def vulnerability_reduction(method_vulnerable: float, reference_vulnerable: floa
 
 @dataclass(frozen=True)
 class SeedStat:
-    """Mean over seeds with a 95% Student-t CI half-width (None with fewer than 2 seeds)."""
+    """Mean over seeds with a 95% Student-t CI half-width (None with fewer than 2 seeds) and the
+    per-seed values. Formatted as 'mean ± half-width' from 3 seeds on; with 2 seeds as 'mean (a, b)',
+    the two values, because a t-interval on 2 seeds (t = 12.7) is too wide to say anything."""
 
     mean: float
     half_width: float | None
     n_seeds: int
+    values: tuple[float, ...] = ()
 
     def format(self, scale: float = 100.0, digits: int = 1) -> str:
         text = f"{self.mean * scale:.{digits}f}"
+        if self.n_seeds == 2 and len(self.values) == 2:
+            return text + " (" + ", ".join(f"{v * scale:.{digits}f}" for v in self.values) + ")"
         if self.half_width is not None:
             text += f" ± {self.half_width * scale:.{digits}f}"
         return text
@@ -351,8 +356,8 @@ def mean_ci_over_seeds(values: Sequence[float]) -> SeedStat | None:
     if data.size == 0:
         return None
     if data.size == 1:
-        return SeedStat(float(data[0]), None, 1)
+        return SeedStat(float(data[0]), None, 1, (float(data[0]),))
     df = int(data.size - 1)
     t = _T95.get(df) or _T95[max(k for k in _T95 if k <= df)]
     half = t * float(data.std(ddof=1)) / math.sqrt(data.size)
-    return SeedStat(float(data.mean()), half, int(data.size))
+    return SeedStat(float(data.mean()), half, int(data.size), tuple(float(v) for v in data))

@@ -47,7 +47,8 @@ def build_sections(data: RunData) -> list[Section]:
     overview.blocks.append(Block("text", text=(
         f"Run dir `{data.run_dir}`; seeds: {', '.join(map(str, data.seeds)) or 'none'}; "
         f"methods: {', '.join(data.methods) or 'none'}; benches: {', '.join(data.benches) or 'none'}. "
-        "Rates in %. With ≥2 seeds: mean ± 95% t-interval over seeds; with one seed: value "
+        "Rates in %. With ≥3 seeds: mean ± 95% t-interval over seeds; with 2 seeds: mean (the two seeds' "
+        "values, in seed order: a t-interval on 2 seeds is too wide to read); with one seed: value "
         "[bootstrap 95% CI over tasks]. SPR@1 = secure share of the generations that parse and hold "
         "code; strict SPR@1 counts unparseable, empty and nonfunctional generations as failures. The held-out "
         "reduction compares the vulnerable share among parseable, non-empty programs (strict: "

@@ -31,7 +31,8 @@ def metric_value(metrics: dict[str, Any], key: str) -> float | None:
 
 
 def format_over_seeds(results: Sequence[EvalResult], key: str) -> str:
-    """'mean ± CI' (t over seeds) with ≥2 seeds; one seed: 'value [bootstrap CI]'; '–' if absent."""
+    """'mean ± CI' (t over seeds) with ≥3 seeds, 'mean (a, b)' with 2 (`SeedStat.format`); one seed:
+    'value [bootstrap CI]'; '–' if absent."""
     values = [v for r in results if (v := metric_value(r.metrics, key)) is not None]
     if not values:
         return "–"
