@@ -12,7 +12,8 @@ One table per language. Columns:
                v2 rules, so it is *not* held-out.
 - `own`      = tests/fixtures/oracle/*.yaml twin pairs (regression tests, not a measurement).
 Each snippet is judged with its row's CWE as the task CWE. recall = insecure judged vulnerable;
-FPR = secure judged vulnerable; unparseable snippets count as not flagged (`unp` column).
+FPR = secure judged vulnerable; unparseable snippets count as not flagged (`unp` column). Each rate
+is printed with its Wilson score 95% interval, `71% (10/14) [45-88]`.
 `--dump FILE` writes one JSON line per tuning row (for reading misses on train only).
 
 Label audit (`--audit`, default benchmarks/oracle_label_audit.yaml; criteria in that file and in
@@ -27,6 +28,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import math
 import os
 import time
 from collections import Counter, defaultdict
@@ -195,8 +197,21 @@ def verdict_counts(rows: list[Row], audit: dict[str, str]) -> dict[Key, Counter[
     return out
 
 
+def wilson_interval(hits: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """Wilson score 95% interval of a proportion hits/n (stays inside [0, 1] and is not empty at 0/n
+    or n/n, unlike the normal approximation)."""
+    p, z2 = hits / n, z * z
+    centre = (p + z2 / (2 * n)) / (1 + z2 / n)
+    half = z * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
 def cell(a: int, b: int) -> str:
-    return f"{100 * a / b:.0f}% ({a}/{b})" if b else "-"
+    """'rate (a/b) [Wilson 95% interval]': on held-out sets of 4-14 pairs the interval is the point."""
+    if not b:
+        return "-"
+    low, high = wilson_interval(a, b)
+    return f"{100 * a / b:.0f}% ({a}/{b}) [{100 * low:.0f}-{100 * high:.0f}]"
 
 
 def excluded_cell(verdicts: Counter[str]) -> str:

@@ -140,7 +140,18 @@ def test_the_table_puts_label_ok_columns_next_to_the_raw_held_out_ones(capsys: p
     assert header.startswith("| group | tuning recall | tuning FPR | held-out recall | held-out FPR | "
                              "held-out label-ok recall | held-out label-ok FPR | held-out excluded | seen recall")
     row = next(line for line in lines if line.startswith("| all"))
-    assert row == "| all | - | - | 50% (1/2) | 50% (1/2) | 100% (1/1) | 0% (0/1) | 1 (inv 1) | - | - | - | - | 0 | 0 |"
+    # Wilson 95% intervals, by hand: 1/2 -> 0.5 -/+ 0.405 = [9, 91]; 1/1 -> [0.206, 1]; 0/1 -> [0, 0.794]
+    assert row == ("| all | - | - | 50% (1/2) [9-91] | 50% (1/2) [9-91] | 100% (1/1) [21-100] | 0% (0/1) [0-79] "
+                   "| 1 (inv 1) | - | - | - | - | 0 | 0 |")
+
+
+def test_wilson_interval_of_the_small_held_out_sets() -> None:
+    # by hand (z = 1.96, z^2/n = 0.9604 for n = 4): 1/4 -> centre 0.3725, half 0.3269 -> [0.046, 0.699]
+    low, high = bench.wilson_interval(1, 4)
+    assert low == pytest.approx(0.0456, abs=5e-4) and high == pytest.approx(0.6994, abs=5e-4)
+    low, high = bench.wilson_interval(4, 4)  # even 4 of 4 cannot show recall >= 70%: low end 0.51
+    assert low == pytest.approx(0.5101, abs=5e-4) and high == 1.0
+    assert bench.wilson_interval(0, 4) == (0.0, pytest.approx(0.4899, abs=5e-4))
 
 
 def test_the_audit_summary_counts_pairs_per_verdict_and_skips_unaudited_sources(
