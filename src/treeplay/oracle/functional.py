@@ -5,7 +5,10 @@ not exist, a call of a name defined nowhere) would otherwise be judged `secure` 
 "chosen" example. Each check is cheap and static; none runs the code:
 
 - Python: every module-level import must be importable by the sandbox's interpreter (the running
-  one: `treeplay.oracle.sandbox` mounts it); pyflakes undefined names count only for
+  one: `treeplay.oracle.sandbox` mounts it) or be a known PyPI module (`known_pypi_module`: an
+  import name of the 15,000 most-downloaded distributions, `data/pypi_top.txt`, or
+  `IMPORT_ALIASES`), since `import boto3` for an S3 task is the task's environment, not a
+  hallucination; pyflakes undefined names count only for
   self-contained programs (code with its own module-level imports: a partial function cut from a
   file cannot be expected to define its helpers). The program must compile (the compiler's own
   errors, which `ast.parse` lets through: `return` outside a function, `break` outside a loop...)
@@ -58,6 +61,27 @@ def importable(module: str) -> bool:
         return False
 
 
+PYPI_TOP = Path(__file__).with_name("data") / "pypi_top.txt"
+# Import names that differ from their distribution's beyond the affixes scripts/pypi_top_modules.py
+# strips (PyYAML -> yaml, beautifulsoup4 -> bs4, ...). Case as imported.
+IMPORT_ALIASES = frozenset({
+    "Crypto", "Cryptodome", "Levenshtein", "MySQLdb", "OpenSSL", "PIL", "bs4", "cv2", "dns", "docx", "fitz",
+    "git", "google", "jwt", "kafka", "ldap", "magic", "nacl", "pptx", "serial", "skimage", "sklearn", "yaml",
+    "zmq",
+})
+
+
+@lru_cache(maxsize=1)
+def _pypi_top() -> frozenset[str]:
+    lines = PYPI_TOP.read_text(encoding="utf-8").splitlines()
+    return frozenset(line for line in lines if line and not line.startswith("#"))
+
+
+def known_pypi_module(module: str) -> bool:
+    """A top-level module that a widely used PyPI distribution provides, installed here or not."""
+    return module in IMPORT_ALIASES or module.lower() in _pypi_top()
+
+
 def sandbox_path() -> list[str]:
     """sys.path without its first entry: that is the directory of the script that started this
     process (or the cwd under `python -m`), which the sandboxed program never sees. Keeping it made
@@ -105,7 +129,7 @@ def check_python(text: str) -> str | None:
         return None  # the parse check reports this as `unparseable`
     guarded = _guarded(tree)
     reasons = [f"line {line}: import of unknown module {module!r}" for line, module in _imports(tree)
-               if line not in guarded and not importable(module)]
+               if line not in guarded and not importable(module) and not known_pypi_module(module)]
     if any(isinstance(n, ast.Import | ast.ImportFrom) for n in tree.body):  # self-contained program
         reasons += _undefined_names(tree)
     compile_error = _compile_error(tree)
@@ -208,11 +232,12 @@ def check_js(path: Path) -> str | None:
 @lru_cache(maxsize=8)
 def functional_fingerprint(language: str) -> str:
     """What the language's check depends on outside this module (part of the verdict cache key):
-    Python's version, pyflakes and every installed distribution (the modules `importable` finds);
+    Python's version, pyflakes, every installed distribution (the modules `importable` finds) and the
+    known PyPI module list;
     the C/C++ compiler's version. Installing a module or a compiler invalidates cached verdicts."""
     if language == "py":
         dists = sorted(f"{d.metadata['Name']}=={d.version}" for d in importlib.metadata.distributions())
-        listing = "\n".join([sys.version, *importable_top_level(), *dists])
+        listing = "\n".join([sys.version, *importable_top_level(), *dists, *sorted(_pypi_top())])
         return "py:" + hashlib.sha256(listing.encode()).hexdigest()[:16]
     if language in ("c", "cpp"):
         compiler = shutil.which("g++" if language == "cpp" else "gcc")
