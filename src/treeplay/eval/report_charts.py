@@ -44,8 +44,8 @@ def per_cwe_chart(data: RunData, bench: str, key: str = "spr@1") -> bytes | None
             ]
             stat = mean_ci_over_seeds(values)
             means.append(100 * stat.mean if stat else np.nan)
-            wide = stat is None or stat.half_width is None or stat.n_seeds < 3  # t on 2 seeds: off the chart
-            errs.append(0.0 if wide else 100 * stat.half_width)
+            half = stat.half_width if stat is not None and stat.n_seeds >= 3 else None  # t on 2 seeds: off the chart
+            errs.append(100 * half if half is not None else 0.0)
         ax.bar(x + (i - (len(methods) - 1) / 2) * width, means, width, yerr=errs, capsize=2, label=method)
     ax.set_xticks(x, cwes, rotation=60, ha="right", fontsize=8)
     ax.set_ylabel(f"{key} (%)")
