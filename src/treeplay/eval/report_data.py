@@ -168,15 +168,20 @@ def collect_run(run_dir: Path | str) -> RunData:
     return data
 
 
-def configured_benches(config_text: str | None) -> list[str] | None:
-    """The run config's `eval.benches`, or None when there is no readable config to say."""
+def _config_dict(config_text: str | None) -> dict[str, Any]:
+    """The run's resolved config as a mapping; {} when it is missing or unreadable."""
     if not config_text:
-        return None
+        return {}
     try:
         config = yaml.safe_load(config_text) or {}
     except yaml.YAMLError:
-        return None
-    benches = (config.get("eval") or {}).get("benches") if isinstance(config, dict) else None
+        return {}
+    return config if isinstance(config, dict) else {}
+
+
+def configured_benches(config_text: str | None) -> list[str] | None:
+    """The run config's `eval.benches`, or None when there is no readable config to say."""
+    benches = (_config_dict(config_text).get("eval") or {}).get("benches")
     return [str(b) for b in benches] if isinstance(benches, list) else None
 
 
@@ -226,13 +231,7 @@ def _collect_arm(data: RunData, layout: RunLayout, seed: int, method: str) -> No
 def variant_benches(config_text: str | None) -> dict[str, list[str]]:
     """The benches each variant of the run's resolved config is evaluated on, where it names a
     subset (`variants.NAME.benches`); {} without a config or variants."""
-    if not config_text:
-        return {}
-    try:
-        config = yaml.safe_load(config_text) or {}
-    except yaml.YAMLError:
-        return {}
-    variants = config.get("variants") if isinstance(config, dict) else None
+    variants = _config_dict(config_text).get("variants")
     if not isinstance(variants, dict):
         return {}
     return {name: list(v["benches"]) for name, v in variants.items()
