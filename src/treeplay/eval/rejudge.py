@@ -24,7 +24,9 @@ def rejudge(records: Sequence[Generation], judge_many: JudgeMany | None = None,
     (`Oracle(...).judge_many`; default: the shared oracle's). A task missing from its bench is a
     ValueError naming it."""
     if judge_many is None:
-        from treeplay.oracle import judge_many
+        from treeplay.oracle import judge_many as shared_judge_many
+
+        judge_many = shared_judge_many
     benches = [bench] if bench else sorted({r.bench for r in records})
     tasks = {task.id: task for name in benches for task in resolve_bench(name)}
     missing = sorted({r.task_id for r in records} - tasks.keys())
