@@ -29,8 +29,9 @@ from pathlib import Path
 from typing import Any
 
 from treeplay.eval.agreement import oracle_vs_tests
-from treeplay.eval.evaluate import GENERATIONS_FILE, bench_slug, resolve_bench
+from treeplay.eval.evaluate import GENERATIONS_FILE, bench_slug
 from treeplay.eval.records import Generation, read_generations
+from treeplay.eval.rejudge import rejudge
 from treeplay.run_layout import RunLayout
 
 
@@ -46,18 +47,6 @@ def read_run_generations(run_dirs: Iterable[Path], bench: str) -> dict[str, list
             except ValueError as error:  # names the file, the line and the field
                 raise SystemExit(str(error)) from error
     return dict(by_arm)
-
-
-def rejudge(records: list[Generation], bench: str) -> list[Generation]:
-    """The same records with the verdict of the installed oracle (task CWE from the bench)."""
-    from treeplay.oracle import judge_many
-
-    tasks = {task.id: task for task in resolve_bench(bench)}
-    missing = sorted({r.task_id for r in records} - tasks.keys())
-    if missing:
-        raise SystemExit(f"bench {bench}: tasks {missing[:3]} of the run are not in the bench")
-    verdicts = judge_many([(r.program, tasks[r.task_id].language, tasks[r.task_id]) for r in records])
-    return [replace(r, verdict=v) for r, v in zip(records, verdicts, strict=True)]
 
 
 def task_cwe_only(record: Generation) -> Generation:
@@ -98,7 +87,7 @@ def main() -> None:
         raise SystemExit(f"no {args.bench} generations under {', '.join(map(str, args.run_dirs))}")
     if args.rejudge:
         flat = [(arm, r) for arm, records in by_arm.items() for r in records]
-        judged = rejudge([r for _, r in flat], args.bench)
+        judged = rejudge([r for _, r in flat], bench=args.bench)
         by_arm = defaultdict(list)
         for (arm, _), record in zip(flat, judged, strict=True):
             by_arm[arm].append(record)

@@ -6,7 +6,7 @@
 An oracle change bumps `ORACLE_VERSION`, so `treeplay run` would redo every stage of an old run,
 sampling included. To read an old run's *programs* with a new referee, this script copies the run's
 config, budgets and every evaluation's `generations.jsonl` into OUT, each generation re-judged by the
-installed oracle with its bench's task (as the evaluation judged it; `resolve_bench`), and writes
+installed oracle with its bench's task (as the evaluation judged it; `treeplay.eval.rejudge`), and writes
 OUT's report. metrics.json is not copied: the report recomputes it from the re-judged generations
 (its note says so). Models, trees and training logs stay in RUN; the models were trained on the
 old oracle's labels, which this does not change. OUT must not exist (nothing is overwritten).
@@ -17,25 +17,15 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-from dataclasses import replace
 from pathlib import Path
 
-from treeplay.eval.evaluate import GENERATIONS_FILE, resolve_bench
-from treeplay.eval.records import Generation, read_generations
+from treeplay.eval.evaluate import GENERATIONS_FILE
+from treeplay.eval.records import read_generations
+from treeplay.eval.rejudge import rejudge
 from treeplay.eval.report import write_report
 from treeplay.oracle import Oracle, OracleConfig
 from treeplay.oracle.config import ORACLE_VERSION
 from treeplay.run_layout import RunLayout
-
-
-def rejudge(records: list[Generation], oracle: Oracle) -> list[Generation]:
-    """The records with the installed oracle's verdicts; every bench of the records is resolved."""
-    tasks = {task.id: task for bench in sorted({r.bench for r in records}) for task in resolve_bench(bench)}
-    missing = sorted({r.task_id for r in records} - tasks.keys())
-    if missing:
-        raise SystemExit(f"tasks {missing[:3]} of the run are not in their bench")
-    verdicts = oracle.judge_many([(r.program, tasks[r.task_id].language, tasks[r.task_id]) for r in records])
-    return [replace(r, verdict=v) for r, v in zip(records, verdicts, strict=True)]
 
 
 def copy_rejudged(run: Path, out: Path, oracle: Oracle) -> int:
@@ -49,7 +39,7 @@ def copy_rejudged(run: Path, out: Path, oracle: Oracle) -> int:
         generations = bench_dir / GENERATIONS_FILE
         if not generations.exists():
             continue
-        records = rejudge(read_generations(generations), oracle)
+        records = rejudge(read_generations(generations), oracle.judge_many)
         dest = target.arm_dir(seed, arm) / bench_dir.parent.name / bench_dir.name
         dest.mkdir(parents=True, exist_ok=True)
         with (dest / GENERATIONS_FILE).open("w", encoding="utf-8") as fh:

@@ -30,7 +30,7 @@ def _record(task: str, program: str, verdict: dict) -> dict:
 
 
 def test_stored_verdicts_are_replaced_and_the_run_is_left_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(script, "resolve_bench", lambda bench: TASKS)
+    monkeypatch.setattr("treeplay.eval.rejudge.resolve_bench", lambda bench: TASKS)
     run = tmp_path / "run"
     bench_dir = run / "seed-0" / "tsp" / "eval" / "b"
     bench_dir.mkdir(parents=True)

@@ -7,12 +7,12 @@ import math
 import pytest
 from generation_fixtures import generation
 
+from treeplay.eval.empty import behaviour_lines, is_empty_completion
 from treeplay.eval.metrics import (
     Outcome,
     bootstrap_ci,
     breakdown,
     functional_summary,
-    is_empty_completion,
     mean_ci_over_seeds,
     pass_at_k,
     security_summary,
@@ -107,6 +107,40 @@ def test_empty_code_cannot_look_secure() -> None:
 )
 def test_is_empty_completion(text: str, language: str, empty: bool) -> None:
     assert is_empty_completion(text, language) is empty
+
+
+@pytest.mark.parametrize(
+    ("text", "language", "lines"),
+    [
+        # docstring, comment and blank lines add no behaviour; the assignment and the return do
+        ('    """Load it."""\n    # read the file\n    data = load(path)\n\n    return data\n', "py", 2),
+        # HumanEval's one-line answers (docs/results.md) are one line
+        ("    return max(strings, default=None)\n", "py", 1),
+        ("    pass\n", "py", 0),
+        # closing braces and a bare return are trivial; the condition and both returns count
+        ("  if (n < 0) {\n    return -1;\n  }\n  return n * 2;\n}\n", "c", 3),
+        ("  // only a comment\n  return;\n}\n", "c", 0),
+    ],
+)
+def test_behaviour_lines_count_only_lines_that_do_something(text: str, language: str, lines: int) -> None:
+    assert behaviour_lines(text, language) == lines
+
+
+def test_code_lines_is_the_mean_answer_size_per_task_then_over_tasks() -> None:
+    # A: answers of 2 and 4 lines (mean 3); B: one empty answer (0) and one of 1 line (mean 0.5)
+    outcomes = [Outcome("A", "py", None, "secure", code_lines=2), Outcome("A", "py", None, "secure", code_lines=4),
+                Outcome("B", "py", None, "secure", empty=True, code_lines=0),
+                Outcome("B", "py", None, "vulnerable", code_lines=1)]  # fmt: skip
+    entry = summarise(outcomes)["code_lines"]
+    assert entry["value"] == pytest.approx(1.75)  # (3 + 0.5) / 2: every task weighs the same
+    assert entry["n_tasks"] == 2
+    assert entry["ci_low"] == pytest.approx(0.5) and entry["ci_high"] == pytest.approx(3.0)  # the two task means
+
+
+def test_an_outcome_counts_the_lines_of_its_completion() -> None:
+    record = generation("A", completion="    x = f()\n    # note\n    return x\n")
+    outcome = Outcome.from_generation(record)
+    assert outcome.code_lines == 2 and not outcome.empty
 
 
 def test_incomplete_and_unsupported_are_left_out_of_every_rate() -> None:

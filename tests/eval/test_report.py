@@ -111,6 +111,23 @@ def test_report_tables_hold_the_computed_metrics(run_dir: Path) -> None:
     assert (run_dir / "report-assets" / "training-curves.png").stat().st_size > 1000
 
 
+def test_bench_tables_show_answer_size_in_lines_not_percent(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text("seeds: [0]\nmethods: [base, tsp]\n")
+    # base answers with 3 lines, TSP with 1: the shortening docs/results.md found on HumanEval
+    for method, body in (("base", "    a = f(x)\n    b = g(a)\n    return b\n"), ("tsp", "    return f(x)\n")):
+        write_eval(run, 0, method, "securityeval", [
+            generation_json(f"t{i}", cwe=["CWE-89"], bench="securityeval", completion=body,
+                            verdict={"status": "secure", "findings": []}) for i in range(2)])  # fmt: skip
+    markdown = write_report(run)[0].read_text()
+    section = markdown[markdown.index("Benchmark: securityeval"):]
+    headers = table_row(section, "Method")
+    lines = headers.index("code_lines")
+    assert table_row(section, "Base model")[lines] == "3.0 [3.0, 3.0]"
+    assert table_row(section, "TSP (tree)")[lines] == "1.0 [1.0, 1.0]"
+
+
 def test_html_is_self_contained(run_dir: Path) -> None:
     _, html_path = write_report(run_dir)
     page = html_path.read_text()

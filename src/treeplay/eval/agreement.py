@@ -17,7 +17,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from treeplay.eval.metrics import is_empty_completion
+from treeplay.eval.empty import is_empty_completion
 from treeplay.eval.records import Generation
 from treeplay.oracle.records import TestResult
 

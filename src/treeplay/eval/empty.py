@@ -2,7 +2,8 @@
 
 "Empty" covers blank output and trivial bodies, per language: comments, docstrings (Python),
 `pass` / `...`, a bare `return` or one returning only the language's null, closing brackets and
-a Markdown fence. Anything else is code.
+a Markdown fence. Anything else is code; `behaviour_lines` counts it (the `code_lines` metric,
+which shows a trained model's answers getting shorter, docs/eval.md).
 """
 
 from __future__ import annotations
@@ -76,7 +77,13 @@ def _code_lines(text: str, language: str) -> list[str]:
     return _strip_py_docstrings(lines) if language == "py" else lines
 
 
+def behaviour_lines(text: str, language: str = "") -> int:
+    """How many lines of a completion add behaviour in `language`: code lines that are not
+    comments, docstrings or trivial (see the module docstring). 0 exactly when it is empty."""
+    trivial = _TRIVIAL_RE.get(language, _ANY)
+    return sum(not trivial.match(line) for line in _code_lines(text, language))
+
+
 def is_empty_completion(text: str, language: str = "") -> bool:
     """True when a completion adds no code in `language` (see the module docstring)."""
-    trivial = _TRIVIAL_RE.get(language, _ANY)
-    return all(trivial.match(line) for line in _code_lines(text, language))
+    return behaviour_lines(text, language) == 0

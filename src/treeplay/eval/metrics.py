@@ -23,6 +23,11 @@ Definitions (documented in docs/eval.md):
   A test run the harness could not complete (outcome `error`, e.g. a missing dependency) is
   neither pass nor fail: it is left out (and counted in `test_outcomes`); func-sec@k leaves out
   tasks whose test file has no security test.
+- code lines (`code_lines`): lines per generation that add behaviour (no blank, comment, docstring
+  or trivial lines such as `pass` or a closing brace; 0 for an empty one), per task averaged over
+  its generations, then over tasks. Not a rate: it is the size of the answers, which shows when
+  training makes a model write shorter programs (the utility loss of docs/results.md) on any bench,
+  also the SafeCoder val split where hyper-parameters may be chosen.
 - Every rate carries a seeded bootstrap 95% CI over tasks (tasks resampled with replacement).
 """
 
@@ -36,15 +41,16 @@ from typing import Any
 
 import numpy as np
 
-from treeplay.eval.empty import is_empty_completion
+from treeplay.eval.empty import behaviour_lines
 from treeplay.eval.records import Generation
 from treeplay.oracle.passk import pass_at_k  # the one estimator in the code base
 from treeplay.oracle.records import TestResult, is_unjudged
 
 # Version of the metric definitions written into every metrics.json; a report reading a metrics.json
 # of another version recomputes it from generations.jsonl (the report always shows today's
-# definitions). 1: strict SPR@1 credited nonfunctional programs; 2: it counts them as failures.
-METRICS_VERSION = 2
+# definitions). 1: strict SPR@1 credited nonfunctional programs; 2: it counts them as failures;
+# 3: `code_lines` (answer size).
+METRICS_VERSION = 3
 
 DEFAULT_BOOTSTRAP_SAMPLES = 1000
 DEFAULT_BOOTSTRAP_SEED = 0
@@ -69,6 +75,7 @@ class Outcome:
     security_pass: bool | None = None
     empty: bool = False  # the completion holds no code (see `is_empty_completion`)
     nonfunctional: bool = False  # the oracle's static sanity check failed (unknown import, undefined name...)
+    code_lines: int = 0  # lines that add behaviour (`behaviour_lines`; 0 exactly when `empty`)
 
     @property
     def attempted(self) -> bool:
@@ -80,6 +87,7 @@ class Outcome:
         """Build from a generations.jsonl record (see `treeplay.eval.records`)."""
         verdict = generation.verdict
         tests = generation.tests
+        lines = behaviour_lines(generation.completion, generation.language)
         if tests is not None and tests.outcome == "error":
             tests = None  # the harness could not test it (e.g. a missing dependency): neither pass nor fail
         return cls(
@@ -89,8 +97,9 @@ class Outcome:
             status=None if verdict is None else verdict.status,
             functional_pass=None if tests is None else tests.functional_pass,
             security_pass=None if tests is None or not _has_security_test(tests) else tests.security_pass,
-            empty=is_empty_completion(generation.completion, generation.language),
+            empty=lines == 0,
             nonfunctional=verdict is not None and verdict.functional == "nonfunctional",
+            code_lines=lines,
         )
 
     @property
@@ -181,6 +190,11 @@ def task_unparseable(gens: Sequence[Outcome]) -> float | None:
 
 def task_vulnerable(gens: Sequence[Outcome]) -> float | None:
     return _share(gens, _judged, lambda g: g.status == "vulnerable")
+
+
+def task_code_lines(gens: Sequence[Outcome]) -> float | None:
+    """Mean lines that add behaviour per generation of the task (empty ones count as 0)."""
+    return sum(g.code_lines for g in gens) / len(gens) if gens else None
 
 
 def task_pass_at_k(k: int, *, security: bool) -> TaskMetric:
@@ -311,6 +325,7 @@ def summarise(outcomes: Sequence[Outcome], *, seed: int = DEFAULT_BOOTSTRAP_SEED
         if unsupported:
             summary["unsupported_languages"] = unsupported
     summary.update(functional_summary(outcomes, seed=seed))
+    summary["code_lines"] = rate(outcomes, task_code_lines, seed=seed).to_dict()
     summary["per_cwe"] = breakdown(outcomes, lambda o: o.cwe, seed=seed)
     summary["per_language"] = breakdown(outcomes, lambda o: o.language, seed=seed)
     return summary

@@ -30,20 +30,25 @@ def metric_value(metrics: dict[str, Any], key: str) -> float | None:
     return entry.get("value") if isinstance(entry, dict) else None
 
 
+# metrics that are not rates: shown as they are, not in %
+UNSCALED = frozenset({"code_lines"})
+
+
 def format_over_seeds(results: Sequence[EvalResult], key: str) -> str:
     """'mean ± CI' (t over seeds) with ≥3 seeds, 'mean (a, b)' with 2 (`SeedStat.format`); one seed:
-    'value [bootstrap CI]'; '–' if absent."""
+    'value [bootstrap CI]'; '–' if absent. Rates in %, `UNSCALED` metrics as they are."""
+    scale = 1.0 if key in UNSCALED else 100.0
     values = [v for r in results if (v := metric_value(r.metrics, key)) is not None]
     if not values:
         return "–"
     if len(values) == 1:
         entry = next(r.metrics[key] for r in results if metric_value(r.metrics, key) is not None)
-        text = f"{100 * values[0]:.1f}"
+        text = f"{scale * values[0]:.1f}"
         if entry.get("ci_low") is not None:
-            text += f" [{100 * entry['ci_low']:.1f}, {100 * entry['ci_high']:.1f}]"
+            text += f" [{scale * entry['ci_low']:.1f}, {scale * entry['ci_high']:.1f}]"
         return text
     stat = mean_ci_over_seeds(values)
-    return stat.format() if stat else "–"
+    return stat.format(scale=scale) if stat else "–"
 
 
 def _format_stat(stat: SeedStat | None, *, scale: float = 1.0, digits: int = 1, unit: str = "") -> str:
@@ -125,7 +130,7 @@ def bench_table(data: RunData, bench: str) -> Block:
         "security": ["spr@1", "strict_spr@1", "unparseable_share", "empty_share", "nonfunctional_share", "vulnerable_share"],
         "functional-security": ["func-sec@1", "func@1", "spr@1", "strict_spr@1", "unparseable_share"],
         "utility": ["pass@1"],
-    }[kind]
+    }[kind] + ["code_lines"]  # answer size: a model trained into short answers shows here (docs/eval.md)
     headers = ["Method", "seeds", *keys, "tasks", "generations"]
     rows = []
     for method in data.methods:
