@@ -313,3 +313,40 @@ def test_budget_table_counts_pair_kinds_and_flags_untrained(tmp_path: Path) -> N
     assert table_row(markdown, "sft | 0 | 0")[-5:] == ["–", "–", "0", "0", "untrained"]
     assert ("seed 0 / sft: UNTRAINED, evaluated as the model it started from "
             "(seed 0 / sft / round 1: 0 training pairs)") in markdown
+
+
+def _pair_json(mode: str, chosen: str, rejected: str) -> dict[str, Any]:
+    return {"task_id": "t0", "node_id": "n1", "mode": mode, "language": "py", "cwe": "CWE-89",
+            "instruction": "i", "prefix": "def f(q):\n", "chosen": chosen, "rejected": rejected}  # fmt: skip
+
+
+def test_pair_contrast_table_lists_each_mode_of_each_round(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    write_eval(run, 0, "base", "securityeval", [generation("t0", "CWE-89", "secure")])
+    data_dir = run / "seed-0" / "tsp" / "round-1" / "data"
+    write_jsonl(data_dir / "pairs.jsonl", [
+        _pair_json("golden-vs-branch", "cur.execute(q, (name,))\n", "# run it\ncur.execute(q % name)\n"),  # 24 vs 30
+        _pair_json("golden-vs-branch", "return cur.fetchall()\n", "x\n"),  # 22 vs 2
+        _pair_json("sibling", "a\n", "bb\n"),  # 2 vs 3
+    ])  # fmt: skip
+    write_jsonl(run / "seed-0" / "sft" / "round-1" / "data" / "pairs.jsonl", [_pair_json("sft", "# c\nx = 1\n", "")])
+    markdown = write_report(run)[0].read_text()
+    assert table_row(markdown, "method | seed | round | pair mode")[4:] == [
+        "pairs", "chosen side", "chars chosen", "chars rejected", "chosen longer", "opens with comment: chosen",
+        "rejected"]  # fmt: skip
+    # medians 23 and 16 characters; 1 of 2 chosen sides longer; 1 of 2 rejected sides open with a comment
+    assert table_row(markdown, "tsp | 0 | 1 | golden-vs-branch") == [
+        "tsp", "0", "1", "golden-vs-branch", "2", "dataset", "23", "16", "50", "0", "50"]  # fmt: skip
+    assert table_row(markdown, "tsp | 0 | 1 | sibling")[4:] == ["1", "model", "2", "3", "0", "0", "0"]
+    assert table_row(markdown, "sft | 0 | 1 | sft")[4:] == ["1", "dataset", "10", "–", "–", "100", "–"]
+
+
+def test_a_bad_pair_record_is_a_note_naming_file_line_and_field(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    write_eval(run, 0, "base", "securityeval", [generation("t0", "CWE-89", "secure")])
+    pairs = run / "seed-0" / "tsp" / "round-1" / "data" / "pairs.jsonl"
+    write_jsonl(pairs, [_pair_json("sibling", "a", "b"), dict(_pair_json("sibling", "a", "b"), chosen=3)])
+    data = collect_run(run)
+    assert data.pair_contrasts == {}
+    assert data.notes == [f"could not read seed-0/tsp/round-1/data/pairs.jsonl: {pairs}:2: bad Pair record: "
+                          "field 'chosen': expected str, got int"]  # fmt: skip

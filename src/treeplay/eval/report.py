@@ -29,11 +29,13 @@ from treeplay.eval.report_oracle import COVERAGE_HEADERS, coverage_rows
 from treeplay.eval.report_paired import contrast_section, paired_section, rounds_section
 from treeplay.eval.report_render import render_html, render_markdown, slug
 from treeplay.eval.report_tables import (
+    PAIR_CONTRAST_NOTE,
     agreement_table,
     bench_kind,
     bench_table,
     budget_table,
     main_table,
+    pair_contrast_table,
     per_group_table,
     training_table,
 )
@@ -97,6 +99,9 @@ def build_sections(data: RunData) -> list[Section]:
     if budgets:
         training.blocks.append(Block("text", text="**Budgets** (per method and seed, all rounds):"))
         training.blocks.append(budgets)
+    contrasts = pair_contrast_table(data)
+    if contrasts:
+        training.blocks += [Block("text", text=PAIR_CONTRAST_NOTE), contrasts]
     if training.blocks:
         sections.append(training)
     examples = pick_example_trees(data)

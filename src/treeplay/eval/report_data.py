@@ -20,7 +20,8 @@ from treeplay.eval.metrics import METRICS_VERSION
 from treeplay.eval.records import read_generations
 from treeplay.jsonl import read_jsonl
 from treeplay.run_layout import RunLayout
-from treeplay.tree.records import Tree, read_trees
+from treeplay.tree.pair_contrast import PairContrast, contrast_by_mode
+from treeplay.tree.records import Tree, read_pairs, read_trees
 
 METHODS = ("base", "sft", "selfplay", "tsp")
 METHOD_NAMES = {"base": "Base model", "sft": "SFT (golden)", "selfplay": "Self-play (root pairs)", "tsp": "TSP (tree)"}
@@ -47,6 +48,8 @@ class RunData:
     train_logs: dict[tuple[int, str, int], list[dict[str, Any]]] = field(default_factory=dict)
     budgets: dict[tuple[int, str], dict[str, Any]] = field(default_factory=dict)
     trees: list[tuple[int, str, int, Tree]] = field(default_factory=list)  # seed, method, round, tree
+    # seed, method, round -> what its training pairs contrast besides security, per pair mode
+    pair_contrasts: dict[tuple[int, str, int], list[PairContrast]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -126,6 +129,16 @@ def _read_trees_safely(path: Path, data: RunData) -> list[Tree]:
     file's trees with a note, like unreadable JSON."""
     try:
         return read_trees(path, tolerate_truncated_tail=True)
+    except ValueError as exc:
+        data.notes.append(f"could not read {path.relative_to(data.run_dir)}: {exc}")
+        return []
+
+
+def _read_pair_contrasts(path: Path, data: RunData) -> list[PairContrast]:
+    """What the data stage's pairs contrast besides security; an unreadable file (named with line
+    and field) becomes a note and no contrasts."""
+    try:
+        return contrast_by_mode(read_pairs(path))
     except ValueError as exc:
         data.notes.append(f"could not read {path.relative_to(data.run_dir)}: {exc}")
         return []
@@ -226,6 +239,11 @@ def _collect_arm(data: RunData, layout: RunLayout, seed: int, method: str) -> No
         trees = layout.round_dir(seed, method, round_no, "data") / "trees.jsonl"
         if trees.exists():
             data.trees.extend((seed, method, round_no, t) for t in _read_trees_safely(trees, data))
+        pairs = layout.round_dir(seed, method, round_no, "data") / "pairs.jsonl"
+        if pairs.exists():
+            contrasts = _read_pair_contrasts(pairs, data)
+            if contrasts:
+                data.pair_contrasts[(seed, method, round_no)] = contrasts
 
 
 def variant_benches(config_text: str | None) -> dict[str, list[str]]:

@@ -236,3 +236,39 @@ def agreement_table(data: RunData, bench: str) -> list[Block]:
     note = ("**Static oracle vs executed security test** (generations; only those the oracle judged "
             "and whose security test ran). 'oracle secure / test FAIL' is the oracle's blind spot.")  # fmt: skip
     return [Block("text", text=note), Block("table", headers=headers, rows=rows)]
+
+
+PAIR_CONTRAST_NOTE = (
+    "**What the pairs contrast besides security** (per method, seed, round and pair mode). A pair teaches "
+    "whatever separates its chosen from its rejected side. Where the chosen side is the dataset's golden "
+    "code and the rejected side the model's sample, it also teaches who wrote it: a longer or shorter "
+    "answer, a comment habit. Lengths are median characters; shares in %."
+)
+PAIR_CONTRAST_HEADERS = ["method", "seed", "round", "pair mode", "pairs", "chosen side", "chars chosen",
+                         "chars rejected", "chosen longer", "opens with comment: chosen", "rejected"]  # fmt: skip
+
+
+def pair_contrast_table(data: RunData) -> Block | None:
+    """One row per (method, seed, round, pair mode) of the data stages' pairs (None: no pairs read)."""
+    if not data.pair_contrasts:
+        return None
+
+    def order(key: tuple[int, str, int]) -> tuple[int, int, int]:
+        seed, method, round_no = key
+        return (METHODS.index(method) if method in METHODS else 99, seed, round_no)
+
+    def share(value: float | None) -> str:
+        return "–" if value is None else f"{100 * value:.0f}"
+
+    def chars(value: float | None) -> str:
+        return "–" if value is None else f"{value:.0f}"
+
+    rows = []
+    for key in sorted(data.pair_contrasts, key=order):
+        seed, method, round_no = key
+        for c in data.pair_contrasts[key]:
+            rows.append([method, str(seed), str(round_no), c.mode, str(c.pairs),
+                         "dataset" if c.chosen_by_dataset else "model", chars(c.chosen_chars),
+                         chars(c.rejected_chars), share(c.chosen_longer), share(c.chosen_opens_with_comment),
+                         share(c.rejected_opens_with_comment)])  # fmt: skip
+    return Block("table", headers=PAIR_CONTRAST_HEADERS, rows=rows)

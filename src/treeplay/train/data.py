@@ -14,7 +14,7 @@ from torch import nn
 
 from treeplay.jsonl import append_jsonl, read_jsonl, repair_truncated_tail
 from treeplay.train.logprobs import completion_token_logps, scoring_mode
-from treeplay.tree.records import Pair
+from treeplay.tree.records import Pair, read_pairs  # noqa: F401  (read_pairs: re-exported for train callers)
 
 
 class PairEncoder(Protocol):
@@ -234,20 +234,3 @@ class BatchPlan:
 def steps_for_epochs(n_items: int, epochs: float, batch_size: int, grad_accum: int, world_size: int) -> int:
     per_step = batch_size * grad_accum * world_size
     return max(1, -(-round(epochs * n_items) // per_step))
-
-
-def read_pairs(path: str | Path) -> list[Pair]:
-    """Read Pair records from JSONL; a bad record raises ValueError naming file, line and field."""
-    from treeplay.jsonl import read_jsonl_numbered
-    from treeplay.tree.records import TreeRecordError, pair_from_dict
-
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such pairs file")
-    out = []
-    for number, record in read_jsonl_numbered(path):
-        try:
-            out.append(pair_from_dict(record))
-        except TreeRecordError as exc:
-            raise ValueError(f"{path}:{number}: bad Pair record: {exc}") from None
-    return out

@@ -231,3 +231,17 @@ def pair_from_dict(data: dict[str, Any]) -> Pair:
         reference_model=_get(data, "reference_model", str, type(None), default=None),
         round=_get(data, "round", int, default=0),
     )
+
+
+def read_pairs(path: str | Path) -> list[Pair]:
+    """Read Pair records from JSONL; a bad record raises ValueError naming file, line and field."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such pairs file")
+    out = []
+    for number, record in read_jsonl_numbered(path):
+        try:
+            out.append(pair_from_dict(record))
+        except TreeRecordError as exc:
+            raise ValueError(f"{path}:{number}: bad Pair record: {exc}") from None
+    return out
