@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import re
 
+from treeplay.oracle.languages import HASH_COMMENT
+
 _FENCE = r"```[\w+-]*"
 _BRACKETS = r"[{}();\[\],]*"
 # per language: lines that add no behaviour (after comments and docstrings are removed)
@@ -26,7 +28,6 @@ _TRIVIAL_RE = {lang: re.compile(rf"^(?:{pattern})$") for lang, pattern in _TRIVI
 # any language not listed: the union (a conservative reading: only what is trivial everywhere
 # would be stricter, but an unknown language is never rated anyway, see oracle `unsupported`)
 _ANY = re.compile(rf"^(?:{'|'.join(_TRIVIAL.values())})$")
-_HASH_COMMENT = ("py", "rb")
 _PY_STRING_LINE = re.compile(r"""^[rRuUbBfF]{0,2}("[^"\n]*"|'[^'\n]*')$""")
 _PY_TRIPLE = re.compile(r"""^[rRuUbBfF]{0,2}("{3}|'{3})""")
 
@@ -62,9 +63,9 @@ def _strip_py_docstrings(lines: list[str]) -> list[str]:
 def _code_lines(text: str, language: str) -> list[str]:
     if language == "rb":
         text = re.sub(r"^=begin\b.*?(^=end\b.*?$|\Z)", " ", text, flags=re.DOTALL | re.MULTILINE)
-    if language not in _HASH_COMMENT:
+    if language not in HASH_COMMENT:
         text = _strip_block_comments(text)
-    comments: tuple[str, ...] = ("#",) if language in _HASH_COMMENT else ("//", "*")
+    comments: tuple[str, ...] = ("#",) if language in HASH_COMMENT else ("//", "*")
     if language not in _TRIVIAL:  # unknown language: either comment style
         comments = ("#", "//", "*")
     lines = []

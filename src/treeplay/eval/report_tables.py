@@ -25,6 +25,11 @@ def natural_order(name: str) -> tuple[str, int, str]:
     return (match.group(1), int(match.group(2)), match.group(3)) if match else (name, -1, "")
 
 
+def method_rank(method: str) -> int:
+    """Where a method's rows go: the order of `METHODS`, then variants (any other name)."""
+    return METHODS.index(method) if method in METHODS else len(METHODS)
+
+
 def metric_value(metrics: dict[str, Any], key: str) -> float | None:
     entry = metrics.get(key)
     return entry.get("value") if isinstance(entry, dict) else None
@@ -205,8 +210,7 @@ def budget_table(data: RunData) -> Block | None:
     keys = ["optimizer_steps", "tokens", "pairs", "wall_s"]
     rows = []
     kinds = sorted({k for b in data.budgets.values() for k in (b.get("pairs_by_mode") or {})})
-    for (seed, method), budget in sorted(data.budgets.items(), key=lambda kv: (METHODS.index(kv[0][1])
-                                                                               if kv[0][1] in METHODS else 99, kv[0][0])):  # fmt: skip
+    for (seed, method), budget in sorted(data.budgets.items(), key=lambda kv: (method_rank(kv[0][1]), kv[0][0])):
         cells = []
         for k in keys:
             value = budget.get(k)
@@ -253,10 +257,6 @@ def pair_contrast_table(data: RunData) -> Block | None:
     if not data.pair_contrasts:
         return None
 
-    def order(key: tuple[int, str, int]) -> tuple[int, int, int]:
-        seed, method, round_no = key
-        return (METHODS.index(method) if method in METHODS else 99, seed, round_no)
-
     def share(value: float | None) -> str:
         return "–" if value is None else f"{100 * value:.0f}"
 
@@ -264,7 +264,7 @@ def pair_contrast_table(data: RunData) -> Block | None:
         return "–" if value is None else f"{value:.0f}"
 
     rows = []
-    for key in sorted(data.pair_contrasts, key=order):
+    for key in sorted(data.pair_contrasts, key=lambda k: (method_rank(k[1]), k[0], k[2])):
         seed, method, round_no = key
         for c in data.pair_contrasts[key]:
             rows.append([method, str(seed), str(round_no), c.mode, str(c.pairs),

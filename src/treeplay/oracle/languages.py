@@ -28,6 +28,9 @@ EXTENSION: dict[str, str] = {"py": "py", "c": "c", "cpp": "cpp", "js": "js", "go
 
 SUPPORTED = tuple(EXTENSION)
 
+# languages whose line comments open with `#` (the others use `//` and `/* */`)
+HASH_COMMENT = frozenset({"py", "rb"})
+
 
 def normalise_language(language: str) -> str:
     """'Python' -> 'py', 'C++' -> 'cpp'...; ValueError naming the supported ones otherwise."""

@@ -16,11 +16,11 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+from treeplay.oracle.languages import HASH_COMMENT, try_normalise_language
 from treeplay.tree.records import Pair
 
 # pair modes whose chosen side is the task's golden (dataset) code, not a model sample
 HUMAN_CHOSEN_MODES = frozenset({"golden-vs-branch", "golden-vs-unparseable", "sft"})
-_HASH_COMMENT_LANGUAGES = frozenset({"py", "python", "rb", "ruby"})
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,7 @@ def opens_with_comment(text: str, language: str) -> bool:
     for line in text.splitlines():
         stripped = line.strip()
         if stripped:
-            prefixes = ("#",) if language.lower() in _HASH_COMMENT_LANGUAGES else ("//", "/*")
+            prefixes = ("#",) if try_normalise_language(language) in HASH_COMMENT else ("//", "/*")
             return stripped.startswith(prefixes)
     return False
 
