@@ -55,6 +55,7 @@ class StageBuilder:
         self.console = console
         self.fingerprint = fingerprint  # None: the installed oracle's, computed for every stage
         self.data_done: dict[str, Path] = {}  # data-stage inputs hash -> directory (shared across arms)
+        self.trees_done: dict[str, Path] = {}  # tree inputs hash -> data directory whose trees others reuse
         self._policy_cache: tuple[str, Any] | None = None
 
     def set_train_tasks(self, tasks: Sequence[Task]) -> None:
@@ -121,6 +122,11 @@ class StageBuilder:
             self.config.unparseable_pairs, [t.id for t in self.train_tasks], self.oracle(),
         )
         self.data_done.setdefault(inputs, directory)  # a later arm with the same inputs copies this one
+        # what the trees depend on (the pair mode does not enter a tree): an arm that differs only in
+        # pair mode starts from the finished trees of the first such arm (its builder's resume file)
+        trees_key = digest("trees", arm.method, round_, opponent_hash, seed, dataclasses.asdict(tree_cfg),
+                           [t.id for t in self.train_tasks], self.oracle())  # fmt: skip
+        self.trees_done.setdefault(trees_key, directory)
 
         def run() -> dict[str, Any]:
             shared = self.data_done.get(inputs)
@@ -130,7 +136,9 @@ class StageBuilder:
                 pairs = sft_pairs(self.train_tasks)
                 write_jsonl(directory / "pairs.jsonl", pairs)
                 return {"pairs": len(pairs), "pairs_file": str(directory / "pairs.jsonl"), "oracle": self.oracle()}
-            return {**self._build_tree_data(seed, arm, round_, opponent, tree_cfg, directory), "oracle": self.oracle()}
+            reused = _reuse_trees(self.trees_done.get(trees_key), directory)
+            record = self._build_tree_data(seed, arm, round_, opponent, tree_cfg, directory)
+            return {**record, **({"trees_from": str(reused)} if reused else {}), "oracle": self.oracle()}
 
         return Stage(f"seed {seed} / {arm.name} / round {round_} / data", directory, inputs, run, kind="data",
                      arm=arm.name)  # fmt: skip
@@ -202,6 +210,21 @@ class StageBuilder:
             raise StageError(f"{why}: the method would be evaluated as the untrained model under its own "
                              "name; fix the data settings or set `allow_untrained: true` to report it as untrained")
         return {"untrained": why, "final_model_dir": model_in, "steps": 0, "tokens": 0}
+
+
+def _reuse_trees(shared: Path | None, directory: Path) -> Path | None:
+    """Start `directory`'s tree builder from the trees of another arm's finished data stage (same tree
+    inputs): they become its resume file, so no tree is sampled again and both arms train on the same
+    trees. Not when this stage already has trees of its own (its own resume file) or `shared` is not done."""
+    if shared is None or shared == directory or (directory / "trees.jsonl").exists():
+        return None
+    if not (shared / STAGE_FILE).is_file() or not (shared / "trees.jsonl").is_file():
+        return None
+    directory.mkdir(parents=True, exist_ok=True)
+    partial = directory / "trees.jsonl.copying"  # a kill mid-copy leaves no torn resume file
+    shutil.copyfile(shared / "trees.jsonl", partial)
+    partial.replace(directory / "trees.jsonl")
+    return shared
 
 
 def _copy_data(shared: Path, directory: Path) -> dict[str, Any]:

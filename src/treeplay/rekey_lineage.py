@@ -44,12 +44,12 @@ class LineageBuilder(StageBuilder):
     @contextlib.contextmanager
     def _under(self, fingerprint: str) -> Iterator[None]:
         """Build with another oracle fingerprint (and without touching the shared-data table)."""
-        saved, data_done = self.fingerprint, dict(self.data_done)
+        saved, data_done, trees_done = self.fingerprint, dict(self.data_done), dict(self.trees_done)
         self.fingerprint = fingerprint
         try:
             yield
         finally:
-            self.fingerprint, self.data_done = saved, data_done
+            self.fingerprint, self.data_done, self.trees_done = saved, data_done, trees_done
 
     def eval_stages(self, seed: int, arm: str, model: str, model_hash: str,
                     benches: Sequence[str] | None = None) -> list[Stage]:  # fmt: skip

@@ -254,6 +254,60 @@ def test_an_ablation_reuses_round_one_data_of_its_parent_arm(tmp_path):
     assert other.inputs_hash != first.inputs_hash
 
 
+SIBLING = VARIANTS.replace("variants:\n", "variants:\n  tsp-sibling: {method: tsp, pair_mode: sibling}\n")
+
+
+def test_a_pair_mode_ablation_trains_on_its_parent_arms_trees(tmp_path, monkeypatch):
+    """tsp-sibling differs from tsp only in the pair mode, which does not enter a tree: its data stage
+    has its own inputs (other pairs) but starts its tree builder from tsp's finished trees, so it
+    samples none again and both arms train on the same trees."""
+    from treeplay.pipeline import Pipeline
+
+    config = load_config(write(tmp_path, SIBLING))
+    pipeline = Pipeline(config, tmp_path / "run")
+    arms = {a.name: a for a in config.arms()}
+    seen: dict[str, str] = {}
+
+    def fake_build(seed, arm, round_, opponent, tree_cfg, directory):  # what the builder would resume from
+        trees = directory / "trees.jsonl"
+        seen[arm.name] = trees.read_text() if trees.exists() else "<none>"
+        return {"trees": 1, "pairs": 0}
+
+    monkeypatch.setattr(pipeline.stages, "_build_tree_data", fake_build)
+    tsp = pipeline.stages.data_stage(0, arms["tsp"], 1, "embedded", "h0")
+    sibling = pipeline.stages.data_stage(0, arms["tsp-sibling"], 1, "embedded", "h0")
+    oracle_nodes = pipeline.stages.data_stage(0, arms["tsp-oracle-nodes"], 1, "embedded", "h0")
+    assert sibling.inputs_hash != tsp.inputs_hash
+    run_stage(tsp)
+    assert seen["tsp"] == "<none>"
+    (tsp.directory / "trees.jsonl").write_text('{"task_id": "a"}\n')  # what tsp's builder wrote
+    record = run_stage(sibling)
+    assert seen["tsp-sibling"] == '{"task_id": "a"}\n'
+    assert record["trees_from"] == str(tsp.directory)
+    assert not (sibling.directory / "trees.jsonl.copying").exists()
+    run_stage(oracle_nodes)  # other tree settings: samples its own trees
+    assert seen["tsp-oracle-nodes"] == "<none>"
+
+
+def test_a_pair_mode_ablation_keeps_its_own_partial_trees(tmp_path, monkeypatch):
+    """A killed tsp-sibling data stage resumes from the trees it has, not from a fresh copy."""
+    from treeplay.pipeline import Pipeline
+
+    config = load_config(write(tmp_path, SIBLING))
+    pipeline = Pipeline(config, tmp_path / "run")
+    arms = {a.name: a for a in config.arms()}
+    monkeypatch.setattr(pipeline.stages, "_build_tree_data", lambda *args: {"trees": 1, "pairs": 0})
+    tsp = pipeline.stages.data_stage(0, arms["tsp"], 1, "embedded", "h0")
+    sibling = pipeline.stages.data_stage(0, arms["tsp-sibling"], 1, "embedded", "h0")
+    run_stage(tsp)
+    (tsp.directory / "trees.jsonl").write_text('{"task_id": "a"}\n{"task_id": "b"}\n')
+    sibling.directory.mkdir(parents=True)
+    (sibling.directory / "trees.jsonl").write_text('{"task_id": "own"}\n')
+    record = run_stage(sibling)
+    assert (sibling.directory / "trees.jsonl").read_text() == '{"task_id": "own"}\n'
+    assert "trees_from" not in record
+
+
 def test_a_bench_eval_stage_does_not_depend_on_the_other_benches(tmp_path):
     """Adding a bench to a finished run must not redo the evals it already has."""
     from treeplay.pipeline import Pipeline
