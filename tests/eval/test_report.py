@@ -333,12 +333,13 @@ def test_pair_contrast_table_lists_each_mode_of_each_round(tmp_path: Path) -> No
     markdown = write_report(run)[0].read_text()
     assert table_row(markdown, "method | seed | round | pair mode")[4:] == [
         "pairs", "chosen side", "chars chosen", "chars rejected", "chosen longer", "opens with comment: chosen",
-        "rejected"]  # fmt: skip
-    # medians 23 and 16 characters; 1 of 2 chosen sides longer; 1 of 2 rejected sides open with a comment
+        "rejected", "calls the chosen side adds (net pairs)"]  # fmt: skip
+    # medians 23 and 16 characters; 1 of 2 chosen sides longer; 1 of 2 rejected sides open with a comment;
+    # execute is called on both sides of pair 1 (net 0), fetchall only on the chosen side of pair 2
     assert table_row(markdown, "tsp | 0 | 1 | golden-vs-branch") == [
-        "tsp", "0", "1", "golden-vs-branch", "2", "dataset", "23", "16", "50", "0", "50"]  # fmt: skip
-    assert table_row(markdown, "tsp | 0 | 1 | sibling")[4:] == ["1", "model", "2", "3", "0", "0", "0"]
-    assert table_row(markdown, "sft | 0 | 1 | sft")[4:] == ["1", "dataset", "10", "–", "–", "100", "–"]
+        "tsp", "0", "1", "golden-vs-branch", "2", "dataset", "23", "16", "50", "0", "50", "fetchall +1"]  # fmt: skip
+    assert table_row(markdown, "tsp | 0 | 1 | sibling")[4:] == ["1", "model", "2", "3", "0", "0", "0", "–"]
+    assert table_row(markdown, "sft | 0 | 1 | sft")[4:] == ["1", "dataset", "10", "–", "–", "100", "–", "–"]
 
 
 def test_a_bad_pair_record_is_a_note_naming_file_line_and_field(tmp_path: Path) -> None:
@@ -350,3 +351,30 @@ def test_a_bad_pair_record_is_a_note_naming_file_line_and_field(tmp_path: Path) 
     assert data.pair_contrasts == {}
     assert data.notes == [f"could not read seed-0/tsp/round-1/data/pairs.jsonl: {pairs}:2: bad Pair record: "
                           "field 'chosen': expected str, got int"]  # fmt: skip
+
+
+def _nonfunctional(task: str, error: str | None, functional: str = "nonfunctional") -> dict[str, Any]:
+    return generation_json(task, cwe=["CWE-89"], completion="return jsonify(x)\n",
+                           verdict={"status": "secure", "findings": [], "functional": functional,
+                                    "functional_error": error})  # fmt: skip
+
+
+def test_nonfunctional_table_names_the_reasons_per_method_and_seed(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    write_eval(run, 0, "base", "securityeval", [
+        _nonfunctional("t0", "line 3: undefined name 'jsonify'; line 5: undefined name 'os'"),
+        _nonfunctional("t1", None, functional="ok"),
+    ])  # fmt: skip
+    write_eval(run, 0, "tsp", "securityeval", [
+        _nonfunctional("t0", "line 2: undefined name 'jsonify'"),
+        _nonfunctional("t1", "line 4: undefined name 'jsonify'; line 9: undefined name 'jsonify'"),  # once
+        _nonfunctional("t2", "line 1: import of unknown module 'flask_x'; line 7: undefined name 'jsonify'"),
+    ])  # fmt: skip
+    write_eval(run, 0, "base", "humaneval", [generation_json("h0", bench="humaneval", completion="x\n")])
+    markdown = write_report(run)[0].read_text()
+    assert markdown.count("**Why answers are nonfunctional**") == 1  # HumanEval has no verdicts: no table
+    assert table_row(markdown, "method | seed | judged | nonfunctional")[4:] == ["most frequent reasons (answers)"]
+    assert table_row(markdown, "Base model | 0 | 2") == [
+        "Base model", "0", "2", "1", "undefined name 'jsonify' (1), undefined name 'os' (1)"]  # fmt: skip
+    assert table_row(markdown, "TSP (tree) | 0 | 3") == [
+        "TSP (tree)", "0", "3", "3", "undefined name 'jsonify' (3), import of unknown module 'flask_x' (1)"]  # fmt: skip

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from treeplay.tree.pair_contrast import PairContrast, contrast, contrast_by_mode, opens_with_comment
+from treeplay.tree.pair_contrast import (
+    PairContrast,
+    called_names,
+    chosen_calls,
+    contrast,
+    contrast_by_mode,
+    opens_with_comment,
+)
 from treeplay.tree.records import Pair
 
 
@@ -46,6 +53,9 @@ def test_golden_vs_branch_contrast_counts_characters_and_comment_openers() -> No
         mode="golden-vs-branch", pairs=3, chosen_by_dataset=True,
         chosen_chars=14, rejected_chars=7, chosen_longer=1 / 3,
         chosen_opens_with_comment=0.0, rejected_opens_with_comment=2 / 3,
+        # safe: chosen only in pair 1 (+1); clean: chosen only in pair 2 (+1); open: rejected only in
+        # pair 1 (-1), both sides in pair 2 (0): not listed
+        chosen_calls=(("clean", 1), ("safe", 1)),
     )  # fmt: skip
 
 
@@ -72,3 +82,33 @@ def test_contrast_refuses_mixed_or_empty_input() -> None:
         contrast("golden-vs-branch", [_pair("sibling", "a", "b")])
     with pytest.raises(ValueError, match="no pairs of mode 'sft'"):
         contrast("sft", [])
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("return jsonify({'a': 1}), 400", {"jsonify"}),
+        ("p = os.path.join(a, b)\nif (ok(p)):\n    print (p)", {"join", "ok", "print"}),
+        ("for (i = 0; i < n; i++) { while (x) { f(i); } }", {"f"}),  # C keywords are not calls
+        ("def g(x):\n    return (x)", {"g"}),  # a def's own name is a call site here: harmless, both sides
+        ("$(sel).hide()", {"hide"}),  # `$(` is not an identifier call
+        ("no calls here", set()),
+    ],
+)
+def test_called_names(text: str, expected: set[str]) -> None:
+    assert called_names(text) == expected
+
+
+def test_chosen_calls_nets_pairs_and_keeps_the_top_positive_ones() -> None:
+    pairs = [
+        _pair("sibling", "return jsonify(x)", "return x"),  # jsonify +1
+        _pair("sibling", "return jsonify(escape(x))", "return x"),  # jsonify +1, escape +1
+        _pair("sibling", "return jsonify(x)", "return jsonify(x)"),  # both sides: 0
+        _pair("sibling", "return x", "os.system(x)"),  # system -1
+        _pair("sibling", "quote(x); quote(y)", "x"),  # quote +1 (once per pair, not per call)
+        _pair("sibling", "a(x)", "b(x)"),  # a +1, b -1
+    ]
+    # jsonify 2; a, escape, quote 1 each (ties by name); system, b negative: never listed
+    assert chosen_calls(pairs) == (("jsonify", 2), ("a", 1), ("escape", 1))
+    assert chosen_calls(pairs, top=10) == (("jsonify", 2), ("a", 1), ("escape", 1), ("quote", 1))
+    assert chosen_calls([_pair("sibling", "x", "f(x)")]) == ()

@@ -29,12 +29,14 @@ from treeplay.eval.report_oracle import COVERAGE_HEADERS, coverage_rows
 from treeplay.eval.report_paired import contrast_section, paired_section, rounds_section
 from treeplay.eval.report_render import render_html, render_markdown, slug
 from treeplay.eval.report_tables import (
+    NONFUNCTIONAL_NOTE,
     PAIR_CONTRAST_NOTE,
     agreement_table,
     bench_kind,
     bench_table,
     budget_table,
     main_table,
+    nonfunctional_table,
     pair_contrast_table,
     per_group_table,
     training_table,
@@ -76,6 +78,9 @@ def build_sections(data: RunData) -> list[Section]:
                 table = per_group_table(data, bench, "per_cwe", key)
                 if table:
                     section.blocks.append(table)
+            nonfunctional = nonfunctional_table(data, bench)
+            if nonfunctional:
+                section.blocks += [Block("text", text=NONFUNCTIONAL_NOTE), nonfunctional]
             agreement = agreement_table(data, bench)
             if agreement:
                 section.blocks += agreement

@@ -17,6 +17,7 @@ import yaml
 
 from treeplay.eval.evaluate import GENERATIONS_FILE, METRICS_FILE, compute_metrics
 from treeplay.eval.metrics import METRICS_VERSION
+from treeplay.eval.nonfunctional import NonfunctionalSummary, summarise
 from treeplay.eval.records import read_generations
 from treeplay.jsonl import read_jsonl
 from treeplay.run_layout import RunLayout
@@ -50,6 +51,8 @@ class RunData:
     trees: list[tuple[int, str, int, Tree]] = field(default_factory=list)  # seed, method, round, tree
     # seed, method, round -> what its training pairs contrast besides security, per pair mode
     pair_contrasts: dict[tuple[int, str, int], list[PairContrast]] = field(default_factory=dict)
+    # seed, method, bench -> the evaluation's nonfunctional answers and why (from generations.jsonl)
+    nonfunctional: dict[tuple[int, str, str], NonfunctionalSummary] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -144,6 +147,19 @@ def _read_pair_contrasts(path: Path, data: RunData) -> list[PairContrast]:
         return []
 
 
+def _read_nonfunctional(bench_dir: Path, data: RunData) -> NonfunctionalSummary | None:
+    """Why the evaluation's answers are nonfunctional (None: no generations file); an unreadable file
+    (named with line and field) becomes a note."""
+    path = bench_dir / GENERATIONS_FILE
+    if not path.exists():
+        return None
+    try:
+        return summarise(g.verdict for g in read_generations(path))
+    except ValueError as exc:
+        data.notes.append(f"could not read {path.relative_to(data.run_dir)}: {exc}")
+        return None
+
+
 # The trainer's metrics.jsonl names (TRL-style) -> the report's names.
 _LOG_KEYS = {
     "rewards/margin": "reward_margin",
@@ -221,6 +237,9 @@ def _collect_arm(data: RunData, layout: RunLayout, seed: int, method: str) -> No
         result = _read_eval(seed, method, bench_dir)
         if result is not None:
             data.evals.append(result)
+            summary = _read_nonfunctional(bench_dir, data)
+            if summary is not None:
+                data.nonfunctional[(seed, method, result.bench)] = summary
             if result.recomputed == "missing":
                 data.notes.append(
                     f"seed {seed} / {method} / {result.bench}: metrics.json missing (evaluation "

@@ -133,7 +133,8 @@ def bench_table(data: RunData, bench: str) -> Block:
     kind = bench_kind(results)
     keys = {
         "security": ["spr@1", "strict_spr@1", "unparseable_share", "empty_share", "nonfunctional_share", "vulnerable_share"],
-        "functional-security": ["func-sec@1", "func@1", "spr@1", "strict_spr@1", "unparseable_share"],
+        "functional-security": ["func-sec@1", "func@1", "spr@1", "strict_spr@1", "unparseable_share",
+                                "nonfunctional_share"],
         "utility": ["pass@1"],
     }[kind] + ["code_lines"]  # answer size: a model trained into short answers shows here (docs/eval.md)
     headers = ["Method", "seeds", *keys, "tasks", "generations"]
@@ -246,10 +247,13 @@ PAIR_CONTRAST_NOTE = (
     "**What the pairs contrast besides security** (per method, seed, round and pair mode). A pair teaches "
     "whatever separates its chosen from its rejected side. Where the chosen side is the dataset's golden "
     "code and the rejected side the model's sample, it also teaches who wrote it: a longer or shorter "
-    "answer, a comment habit. Lengths are median characters; shares in %."
+    "answer, a comment habit, a helper it calls. Lengths are median characters; shares in %. The calls "
+    "column lists the names called on the chosen side of more pairs than on the rejected side (net pairs: "
+    "chosen-only minus rejected-only), the top 3: intended ones (a sanitiser) and incidental ones alike."
 )
 PAIR_CONTRAST_HEADERS = ["method", "seed", "round", "pair mode", "pairs", "chosen side", "chars chosen",
-                         "chars rejected", "chosen longer", "opens with comment: chosen", "rejected"]  # fmt: skip
+                         "chars rejected", "chosen longer", "opens with comment: chosen", "rejected",
+                         "calls the chosen side adds (net pairs)"]  # fmt: skip
 
 
 def pair_contrast_table(data: RunData) -> Block | None:
@@ -263,6 +267,9 @@ def pair_contrast_table(data: RunData) -> Block | None:
     def chars(value: float | None) -> str:
         return "–" if value is None else f"{value:.0f}"
 
+    def calls(top: tuple[tuple[str, int], ...]) -> str:
+        return ", ".join(f"{name} +{count}" for name, count in top) or "–"
+
     rows = []
     for key in sorted(data.pair_contrasts, key=lambda k: (method_rank(k[1]), k[0], k[2])):
         seed, method, round_no = key
@@ -270,5 +277,28 @@ def pair_contrast_table(data: RunData) -> Block | None:
             rows.append([method, str(seed), str(round_no), c.mode, str(c.pairs),
                          "dataset" if c.chosen_by_dataset else "model", chars(c.chosen_chars),
                          chars(c.rejected_chars), share(c.chosen_longer), share(c.chosen_opens_with_comment),
-                         share(c.rejected_opens_with_comment)])  # fmt: skip
+                         share(c.rejected_opens_with_comment), calls(c.chosen_calls)])  # fmt: skip
     return Block("table", headers=PAIR_CONTRAST_HEADERS, rows=rows)
+
+
+NONFUNCTIONAL_NOTE = (
+    "**Why answers are nonfunctional** (per method and seed; the oracle's static sanity check: unknown "
+    "import, undefined name, no compiling code, nothing implemented). Reasons without their line number, "
+    "each counted once per answer; an answer may give several (counts of answers: the bench table's "
+    "nonfunctional_share divides by the parseable, non-empty ones). A trained habit the prompts do not "
+    "support, such as calling a helper they never import, shows here by name."
+)
+NONFUNCTIONAL_HEADERS = ["method", "seed", "judged", "nonfunctional", "most frequent reasons (answers)"]
+
+
+def nonfunctional_table(data: RunData, bench: str, top: int = 3) -> Block | None:
+    """One row per method and seed of the bench (None: no answer of the bench judged nonfunctional)."""
+    keys = [k for k in data.nonfunctional if k[2] == bench and data.nonfunctional[k].judged]
+    if not any(data.nonfunctional[k].nonfunctional for k in keys):
+        return None
+    rows = []
+    for seed, method, _ in sorted(keys, key=lambda k: (method_rank(k[1]), k[1], k[0])):
+        summary = data.nonfunctional[(seed, method, bench)]
+        reasons = ", ".join(f"{reason} ({count})" for reason, count in summary.top(top)) or "–"
+        rows.append([METHOD_NAMES.get(method, method), str(seed), str(summary.judged), str(summary.nonfunctional), reasons])
+    return Block("table", headers=NONFUNCTIONAL_HEADERS, rows=rows)

@@ -11,8 +11,9 @@ nothing in training.
 
 from __future__ import annotations
 
+import re
 import statistics
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -35,6 +36,19 @@ class PairContrast:
     chosen_longer: float | None  # share of pairs whose chosen side has more characters than the rejected
     chosen_opens_with_comment: float
     rejected_opens_with_comment: float | None
+    # the names called on the chosen side more often than on the rejected one: (name, net pairs), net =
+    # pairs that call it only on the chosen side minus pairs that call it only on the rejected side;
+    # the top `TOP_CALLS`, positive nets only (empty for `sft`, which has no rejected side)
+    chosen_calls: tuple[tuple[str, int], ...] = ()
+
+
+TOP_CALLS = 3
+# `name(` where name is an identifier, optionally after a dot (`flask.jsonify(` counts as jsonify):
+# every language here calls that way; keywords followed by a parenthesis are dropped
+_CALL = re.compile(r"(?<![\w$])([A-Za-z_][A-Za-z0-9_]*)\s*\(")
+_NOT_CALLS = frozenset({"if", "elif", "while", "for", "return", "and", "or", "not", "in", "with", "assert",
+                        "switch", "catch", "sizeof", "typeof", "function", "def", "class", "lambda", "yield",
+                        "except", "del", "await", "func"})  # fmt: skip
 
 
 def opens_with_comment(text: str, language: str) -> bool:
@@ -47,6 +61,23 @@ def opens_with_comment(text: str, language: str) -> bool:
             prefixes = ("#",) if try_normalise_language(language) in HASH_COMMENT else ("//", "/*")
             return stripped.startswith(prefixes)
     return False
+
+
+def called_names(text: str) -> set[str]:
+    """The names `text` calls (`jsonify(...)`, `os.path.join(...)` -> join), keywords excluded."""
+    return {name for name in _CALL.findall(text) if name not in _NOT_CALLS}
+
+
+def chosen_calls(pairs: Sequence[Pair], top: int = TOP_CALLS) -> tuple[tuple[str, int], ...]:
+    """The `top` names with the largest positive net count of pairs that call them only on the
+    chosen side (ties by name): what the pairs teach to call besides what they teach to avoid."""
+    net: Counter[str] = Counter()
+    for pair in pairs:
+        chosen, rejected = called_names(pair.chosen), called_names(pair.rejected)
+        net.update(chosen - rejected)
+        net.subtract(rejected - chosen)
+    ranked = sorted(((name, count) for name, count in net.items() if count > 0), key=lambda kv: (-kv[1], kv[0]))
+    return tuple(ranked[:top])
 
 
 def contrast(mode: str, pairs: Sequence[Pair]) -> PairContrast:
@@ -73,6 +104,7 @@ def contrast(mode: str, pairs: Sequence[Pair]) -> PairContrast:
         chosen_longer=sum(c > r for c, r in zip(chosen, rejected, strict=True)) / n,
         chosen_opens_with_comment=chosen_comment,
         rejected_opens_with_comment=sum(opens_with_comment(p.rejected, p.language) for p in pairs) / n,
+        chosen_calls=chosen_calls(pairs),
     )
 
 
