@@ -141,7 +141,7 @@ class StageBuilder:
             return {**record, **({"trees_from": str(reused)} if reused else {}), "oracle": self.oracle()}
 
         return Stage(f"seed {seed} / {arm.name} / round {round_} / data", directory, inputs, run, kind="data",
-                     arm=arm.name)  # fmt: skip
+                     arm=arm.name, samples_key=None if arm.method == "sft" else trees_key)  # fmt: skip
 
     def _build_tree_data(self, seed: int, arm: Arm, round_: int, opponent: str, tree_cfg: Any,
                          directory: Path) -> dict[str, Any]:  # fmt: skip

@@ -154,18 +154,24 @@ def plan_lines(config: RunConfig, train: Sequence[Task], benches: dict[str, int]
              f"run dir: {len(planned) - len(pending)} of {len(planned)} stages done (inputs unchanged: skipped), "
              f"{len(pending)} to run"]  # fmt: skip
     hashes_before: set[str] = set()
-    tree_samples = tree_tokens = copied = 0
+    trees_before: set[str] = set()
+    tree_samples = tree_tokens = copied = reused = 0
     for item in planned:
         stage = item.stage
         if stage.kind == "data" and not item.done and arms[stage.arm].method != "sft":
             if stage.inputs_hash in hashes_before:
-                copied += 1  # same inputs as an earlier arm's data stage: its trees are copied
+                copied += 1  # same inputs as an earlier arm's data stage: its trees and pairs are copied
+            elif stage.samples_key in trees_before:
+                reused += 1  # other pairs (pair mode) from the same trees: the trees are reused
             else:
                 samples, max_new_tokens = _sampling_per_tree(config, arms[stage.arm])
                 tree_samples += len(train) * samples
                 tree_tokens += len(train) * samples * max_new_tokens
         hashes_before.add(stage.inputs_hash)
+        if stage.samples_key:
+            trees_before.add(stage.samples_key)
     reuse = f"; {copied} copied from another arm" if copied else ""
+    reuse += f"; {reused} reuse another arm's trees" if reused else ""
     lines.append(f"data: up to {tree_samples} sampled branches in the data stages to run{reuse}")
     trains = sum(s.kind == "train" for s in pending)
     steps = config.train.given().get("max_steps")

@@ -54,6 +54,9 @@ class Stage:
     arm: str = ""
     bench: str | None = None  # eval stages: the bench name
     placeholder: dict[str, Any] = dataclasses.field(default_factory=dict)  # the record a plan assumes
+    # data stages: the hash of what their sampled trees depend on; a later stage with the same key
+    # reuses the first one's trees instead of sampling (None: not a sampling stage)
+    samples_key: str | None = None
 
     def done_record(self) -> dict[str, Any] | None:
         record = read_record(self.directory / STAGE_FILE)

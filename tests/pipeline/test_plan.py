@@ -180,3 +180,25 @@ def test_selfplay_samples_whole_programs_with_its_own_token_budget(tmp_path, sha
     first = next(p.stage for p in data[0] if p.stage.name == "seed 0 / selfplay / round 1 / data")
     second = next(p.stage for p in data[1] if p.stage.name == "seed 0 / selfplay / round 1 / data")
     assert first.inputs_hash != second.inputs_hash
+
+
+def test_check_counts_no_sampling_for_arms_that_reuse_trees(tmp_path, shared_data, monkeypatch):
+    """tsp-dpo has tsp's data inputs (its data is copied); tsp-sibling has other pairs from the same
+    trees (its trees are reused): only tsp's trees are sampled."""
+    from treeplay.run_check import check_run
+
+    monkeypatch.setenv("TREEPLAY_DATA", str(shared_data))
+    raw = json.loads(json.dumps(CONFIG))
+    raw.update(methods=["tsp"], rounds=1, variants={
+        "tsp-dpo": {"method": "tsp", "train": {"sft_alpha": 0.0}},
+        "tsp-sibling": {"method": "tsp", "pair_mode": "sibling"},
+        "tsp-oracle-nodes": {"method": "tsp", "tree": {"strategies": "oracle"}},
+    })  # fmt: skip
+    path = tmp_path / "v.yaml"
+    path.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    report = check_run(load_config(path), tmp_path / "empty", source="v.yaml", fingerprint=FINGERPRINT)
+    # tsp and tsp-oracle-nodes sample: 2 x 2 tasks x min(8, 4 + 4 x 2) branches = 32 branches x 64 tokens
+    # = 2048; five evaluations (base and four arms) of 2 tasks x 128 tokens = 1280: 3328 tokens
+    assert ("data: up to 32 sampled branches in the data stages to run; 1 copied from another arm; "
+            "1 reuse another arm's trees") in report.plan
+    assert report.plan[-1].startswith("estimate (stages to run): <= 3328 generated tokens")
