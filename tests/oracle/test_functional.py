@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from treeplay.oracle import Oracle, OracleConfig
-from treeplay.oracle.functional import check_python, signatures
+from treeplay.oracle.functional import check_python, outside_context, signatures
 from treeplay.tasks.records import Task
 
 
@@ -154,3 +154,58 @@ def test_the_fingerprint_hashes_module_names_not_path_strings(tmp_path, monkeypa
     assert uncached("py") != seen_from_a
     monkeypatch.setattr(sys, "path", [sys.path[0], *rest])
     assert uncached("py") != seen_from_a  # pkg_only_here is gone
+
+
+FLASK_TASK = Task(id="t", language="py", cwe=("CWE-79",), instruction="", golden='''
+  user = db.get(username)
+  if user is None:
+    return apology("User not found.")
+  return render_template("user.html", user=escape(user))
+''', prefix="@app.route('/users/<username>')\ndef show(username):\n")
+
+
+@pytest.mark.parametrize(("completion", "expected"), [
+    # jsonify: used by neither the prefix (app) nor the golden code (db, apology, render_template, escape)
+    ("  return jsonify({'error': 'no user'}), 404\n",
+     ["line 3: name 'jsonify' is not in the task's context (prefix or golden code)"]),
+    # names the golden code uses are the file's context: fine
+    ("  return apology(escape(db.get(username)))\n", []),
+    # builtins are defined; a Python 2 name is not
+    ("  return str(len(username))\n", []),
+    ("  return unicode(username)\n", ["line 3: name 'unicode' is not in the task's context (prefix or golden code)"]),
+    # a local definition is a definition
+    ("  def encrypt_password(p):\n    return p[::-1]\n  return encrypt_password(username)\n", []),
+    # an invented helper, and `os` the task never shows, each named once per use
+    ("  p = os.path.join('/u', username)\n  return encrypt_password(p)\n",
+     ["line 3: name 'os' is not in the task's context (prefix or golden code)",
+      "line 4: name 'encrypt_password' is not in the task's context (prefix or golden code)"]),
+])  # fmt: skip
+def test_a_partial_program_may_use_only_names_its_task_shows(completion: str, expected: list[str]) -> None:
+    assert outside_context(FLASK_TASK.prefix + completion, FLASK_TASK) == expected
+
+
+def test_context_rule_leaves_whole_programs_tasks_without_golden_and_star_imports_alone() -> None:
+    body = "  return jsonify(username)\n"
+    # a module-level import makes it self-contained: check_python's own undefined-name check applies
+    assert outside_context("from flask import Flask\n" + FLASK_TASK.prefix + body, FLASK_TASK) == []
+    bare = Task(id="t", language="py", cwe=("CWE-79",), instruction="", prefix=FLASK_TASK.prefix)
+    assert outside_context(FLASK_TASK.prefix + body, bare) == []  # no golden code: no evidence either way
+    assert outside_context("def f():\n    from flask import *\n    return jsonify(1)\n", FLASK_TASK) == []
+
+
+def test_an_indented_method_body_is_checked_dedented() -> None:
+    task = Task(id="t", language="py", cwe=("CWE-117",), instruction="", prefix="    def variables(self, form):\n",
+                golden="        if not form.validate():\n            return self.render('v.html')\n")  # fmt: skip
+    code = task.prefix + "        if not validate_form(form):\n            return self.render('v.html')\n"
+    assert outside_context(code, task) == [
+        "line 2: name 'validate_form' is not in the task's context (prefix or golden code)"]
+
+
+def test_the_oracle_marks_a_branch_outside_its_tasks_context_nonfunctional(oracle: Oracle) -> None:
+    code = FLASK_TASK.prefix + "  return jsonify({'user': escape(db.get(username))})\n"
+    verdict = oracle.judge(code, "py", task=FLASK_TASK)
+    assert (verdict.functional, verdict.functional_error) == (
+        "nonfunctional", "line 3: name 'jsonify' is not in the task's context (prefix or golden code)")
+    fine = oracle.judge(FLASK_TASK.prefix + "  return apology(escape(db.get(username)))\n", "py", task=FLASK_TASK)
+    assert fine.functional == "ok"
+    assert oracle.judge(code, "py").functional == "ok"  # without a task there is no context to check

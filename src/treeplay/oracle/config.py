@@ -12,7 +12,7 @@ from treeplay.config_fields import option
 from treeplay.oracle.records import Severity
 
 # Bump when the judging logic changes in a way that changes verdicts (invalidates the cache).
-ORACLE_VERSION = "9"  # 9: a `startswith` of only slashes/dots is no CWE-22 containment check (benchmarks/arm_audit_v7.yaml); 8: an import of a widely used PyPI module is not `nonfunctional` (functional.known_pypi_module; benchmarks/arm_audit_v7.yaml); 7: name-independent CWE-22 path-helper rule and archive sinks (benchmarks/arm_audit.yaml); 6: Python functional sanity also needs a compiling program that does something (functional.py); 3: incomplete/unsupported statuses (failearly) or taint rules (oracle3); 4: both merged; 5: Python "cut-tail" repair of truncated programs (prepare.py)
+ORACLE_VERSION = "10"  # 10: a partial Python program may use only names its task shows (prefix or golden code; functional.outside_context); 9: a `startswith` of only slashes/dots is no CWE-22 containment check (benchmarks/arm_audit_v7.yaml); 8: an import of a widely used PyPI module is not `nonfunctional` (functional.known_pypi_module; benchmarks/arm_audit_v7.yaml); 7: name-independent CWE-22 path-helper rule and archive sinks (benchmarks/arm_audit.yaml); 6: Python functional sanity also needs a compiling program that does something (functional.py); 3: incomplete/unsupported statuses (failearly) or taint rules (oracle3); 4: both merged; 5: Python "cut-tail" repair of truncated programs (prepare.py)
 
 SEVERITY_RANK: dict[str, int] = {"low": 1, "medium": 2, "high": 3}
 

@@ -22,6 +22,10 @@ not exist, a call of a name defined nowhere) would otherwise be judged `secure` 
   reported there, not repeated here.
 - Task signature (apply_signature): the task prefix's function definitions must survive; an
   unknown module or undefined name the task prefix itself uses is excused.
+- Task context (outside_context, Python, v10): a partial program may rely on its file's unseen
+  imports and helpers, but only on names the task shows (in its prefix or golden code); a name the
+  task never uses (`jsonify`, an invented `encrypt_password`) makes it `nonfunctional`. On the TSP
+  trees of three 36-task training seeds this marked 90 of 463 `secure` branches (docs/oracle.md).
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ import re
 import shutil
 import subprocess
 import sys
+import textwrap
 import warnings
 from dataclasses import replace
 from functools import lru_cache
@@ -280,12 +285,47 @@ def _excused_by_prefix(verdict: Verdict, prefix: str) -> Verdict:
     return replace(verdict, functional="ok", functional_error=None)
 
 
+def outside_context(code: str, task: Task) -> list[str]:
+    """The names a *partial* Python program (no module-level import: a function cut from a file) uses
+    without defining them that the task shows nowhere: neither its prefix nor its golden code uses
+    them (whole words). Each as "line N: name 'X' is not in the task's context (prefix or golden
+    code)". A partial program cannot be checked against the file it came from, but what the task
+    shows is the only evidence of that file: a branch that calls `jsonify` or an invented
+    `encrypt_password` helper the task never mentions is not a runnable chosen example. Empty: a
+    self-contained program (`check_python` checks its names), a task without golden code, code that
+    does not parse even dedented, or a star import."""
+    if not task.golden:
+        return []
+    tree = None
+    for text in (code, textwrap.dedent(code)):
+        try:
+            tree = ast.parse(text)
+            break
+        except SyntaxError:
+            continue
+    if tree is None or any(isinstance(n, ast.Import | ast.ImportFrom) for n in tree.body):
+        return []
+    context = task.prefix + "\n" + task.golden
+    reasons = []
+    for reason in _undefined_names(tree):
+        name = _NAMED.search(reason)
+        if name and not re.search(rf"\b{re.escape(name.group(1))}\b", context):
+            line = reason.split(":", 1)[0]
+            reasons.append(f"{line}: name {name.group(1)!r} is not in the task's context (prefix or golden code)")
+    return reasons
+
+
 def apply_signature(verdict: Verdict, code: str, task: Task | None) -> Verdict:
-    """`nonfunctional` when the program dropped or changed a function the task's prefix defines."""
+    """`nonfunctional` when the program dropped or changed a function the task's prefix defines, or
+    (partial programs) uses a name outside the task's context (`outside_context`)."""
     if task is None or task.language not in ("py", "python") or verdict.status == "unparseable":
         return verdict
     if verdict.functional == "nonfunctional":
         return _excused_by_prefix(verdict, task.prefix)
+    if verdict.functional == "ok":
+        unknown = outside_context(code, task)
+        if unknown:
+            return replace(verdict, functional="nonfunctional", functional_error="; ".join(unknown))
     wanted = signatures(task.prefix)
     have = signatures(code)
     for name, params in wanted.items():
