@@ -378,3 +378,19 @@ def test_nonfunctional_table_names_the_reasons_per_method_and_seed(tmp_path: Pat
         "Base model", "0", "2", "1", "undefined name 'jsonify' (1), undefined name 'os' (1)"]  # fmt: skip
     assert table_row(markdown, "TSP (tree) | 0 | 3") == [
         "TSP (tree)", "0", "3", "3", "undefined name 'jsonify' (3), import of unknown module 'flask_x' (1)"]  # fmt: skip
+
+
+def test_a_bad_generation_record_is_a_note_naming_file_line_and_field(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    write_eval(run, 0, "base", "securityeval", [_nonfunctional("t0", "line 2: undefined name 'jsonify'")])
+    gens = run / "seed-0" / "base" / "eval" / "securityeval" / "generations.jsonl"
+    bad = _nonfunctional("t1", None)
+    bad["verdict"]["functional_error"] = 7
+    write_jsonl(gens, [_nonfunctional("t0", "line 2: undefined name 'jsonify'"), bad])
+    data = collect_run(run)
+    assert data.nonfunctional == {}  # the metrics.json is read as written; the reasons are dropped
+    assert len(data.notes) == 1
+    note = data.notes[0]
+    assert note.startswith(f"could not read seed-0/base/eval/securityeval/generations.jsonl: {gens}:2: ")
+    assert "verdict.functional_error" in note
+    assert "**Why answers are nonfunctional**" not in write_report(run)[0].read_text()
