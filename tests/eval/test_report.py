@@ -394,3 +394,20 @@ def test_a_bad_generation_record_is_a_note_naming_file_line_and_field(tmp_path: 
     assert note.startswith(f"could not read seed-0/base/eval/securityeval/generations.jsonl: {gens}:2: ")
     assert "verdict.functional_error" in note
     assert "**Why answers are nonfunctional**" not in write_report(run)[0].read_text()
+
+
+def test_metrics_to_recompute_from_a_bad_generation_record_are_a_note_not_a_crash(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    write_eval(run, 0, "base", "securityeval", [generation("t0", "CWE-89", "secure")])
+    write_eval(run, 0, "tsp", "securityeval", [generation("t0", "CWE-89", "secure")])
+    tsp = run / "seed-0" / "tsp" / "eval" / "securityeval"
+    (tsp / "metrics.json").unlink()  # unfinished evaluation: its metrics come from generations.jsonl
+    bad = generation("t1", "CWE-89", "secure")
+    bad["verdict"]["status"] = 3
+    write_jsonl(tsp / "generations.jsonl", [generation("t0", "CWE-89", "secure"), bad])
+    data = collect_run(run)
+    assert [(e.seed, e.method) for e in data.evals] == [(0, "base")]
+    assert len(data.notes) == 1
+    assert data.notes[0].startswith(f"could not read seed-0/tsp/eval/securityeval: {tsp / 'generations.jsonl'}:2: ")
+    assert "verdict.status" in data.notes[0]
+    write_report(run)  # renders with the note

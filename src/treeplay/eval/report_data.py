@@ -234,7 +234,11 @@ def _drop_unconfigured_benches(data: RunData) -> None:
 def _collect_arm(data: RunData, layout: RunLayout, seed: int, method: str) -> None:
     """One arm of one seed: its evaluations, budget, training logs and trees."""
     for bench_dir in layout.eval_dirs(seed, method):
-        result = _read_eval(seed, method, bench_dir)
+        try:
+            result = _read_eval(seed, method, bench_dir)
+        except ValueError as exc:  # metrics to recompute from a generations.jsonl with a bad record
+            data.notes.append(f"could not read {bench_dir.relative_to(data.run_dir)}: {exc}")
+            continue
         if result is not None:
             data.evals.append(result)
             summary = _read_nonfunctional(bench_dir, data)
