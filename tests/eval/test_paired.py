@@ -183,6 +183,25 @@ def test_two_seeds_average_then_pair_and_seed_view(tmp_path: Path) -> None:
     assert [v for _, v in d.per_seed_pp] == pytest.approx([50.0, 0.0])
 
 
+def test_a_seed_only_the_reference_has_is_left_out_of_the_task_means(tmp_path: Path) -> None:
+    # HumanEval, 1 sample. tsp: seeds 0, 1; base: seeds 0, 1, 2 (a variant run on fewer seeds).
+    #   base  seed 0: h1 pass, h2 fail; seed 1: h1 pass, h2 fail; seed 2: h1 fail, h2 fail
+    #   tsp   seed 0: h1 pass, h2 pass; seed 1: h1 fail, h2 pass
+    # Over the common seeds 0, 1: base h1 1, h2 0; tsp h1 .5, h2 1 -> d = -.5, +1 -> +25 pp, 1 win 1 loss.
+    # (Averaging base over all its 3 seeds would give h1 2/3, h2 0 -> d = -1/6, +1 -> +41.7 pp.)
+    he = "humaneval"
+    plan = {("base", 0): (True, False), ("base", 1): (True, False), ("base", 2): (False, False),
+            ("tsp", 0): (True, True), ("tsp", 1): (False, True)}  # fmt: skip
+    for (arm, seed), (h1, h2) in plan.items():
+        write_gens(tmp_path, seed, arm, he, [with_tests("h1", h1, None, bench=he), with_tests("h2", h2, None, bench=he)])
+    d = by_key(paired_differences(collect_scores(tmp_path), ["base", "tsp"]))[("tsp", "humaneval", "pass", "base")]
+    assert d.mean_pp == pytest.approx(25.0)
+    assert (d.n_tasks, d.wins, d.losses) == (2, 1, 1)
+    # bootstrap over the two task differences -.5 and +1: the CI spans both
+    assert (d.ci_low_pp, d.ci_high_pp) == pytest.approx((-50.0, 100.0))
+    assert d.two_level is not None and d.two_level.excluded == (("base", 2),)
+
+
 def test_bad_record_names_file_line_and_field(tmp_path: Path) -> None:
     path = tmp_path / "seed-0" / "sft" / "eval" / "securityeval" / "generations.jsonl"
     path.parent.mkdir(parents=True)

@@ -313,8 +313,14 @@ def paired_difference(
     samples: int = BOOTSTRAP_SAMPLES,
     seed: int = BOOTSTRAP_SEED,
 ) -> PairedDiff | None:
-    """Paired difference of `arm` vs `reference` over the tasks both score (None: no common task)."""
-    diffs = _task_diffs(mean_over_seeds(arm_seeds), mean_over_seeds(ref_seeds))
+    """Paired difference of `arm` vs `reference` over the tasks both score (None: no common task).
+
+    Each task's score is averaged over the seeds both arms have (a seed only one arm has would
+    compare that arm's extra model with nothing: it is left out here, as in the two-level CI, which
+    names it); over all seeds when the arms share none."""
+    common = arm_seeds.keys() & ref_seeds.keys() or arm_seeds.keys() | ref_seeds.keys()
+    diffs = _task_diffs(mean_over_seeds({s: v for s, v in arm_seeds.items() if s in common}),
+                        mean_over_seeds({s: v for s, v in ref_seeds.items() if s in common}))  # fmt: skip
     if not diffs:
         return None
     low, high = paired_bootstrap_ci(diffs, samples=samples, seed=seed)
