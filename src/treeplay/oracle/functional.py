@@ -135,7 +135,7 @@ def check_python(text: str) -> str | None:
     guarded = _guarded(tree)
     reasons = [f"line {line}: import of unknown module {module!r}" for line, module in _imports(tree)
                if line not in guarded and not importable(module) and not known_pypi_module(module)]
-    if any(isinstance(n, ast.Import | ast.ImportFrom) for n in tree.body):  # self-contained program
+    if _self_contained(tree):
         reasons += _undefined_names(tree)
     compile_error = _compile_error(tree)
     if compile_error is not None:
@@ -146,6 +146,16 @@ def check_python(text: str) -> str | None:
 
 
 NO_IMPLEMENTATION = "no implementation (only imports, pass, ..., docstrings or raise NotImplementedError)"
+
+
+def _self_contained(tree: ast.Module) -> bool:
+    """A program with its own module-level imports (not a function cut from a file)."""
+    return any(isinstance(n, ast.Import | ast.ImportFrom) for n in tree.body)
+
+
+def _uses_name(name: str, text: str) -> bool:
+    """`name` occurs in `text` as a whole word."""
+    return re.search(rf"\b{re.escape(name)}\b", text) is not None
 
 
 def _compile_error(tree: ast.Module) -> str | None:
@@ -278,7 +288,7 @@ def _excused_by_prefix(verdict: Verdict, prefix: str) -> Verdict:
     kept = []
     for reason in (verdict.functional_error or "").split("; "):
         match = _NAMED.search(reason)
-        if not (match and re.search(rf"\b{re.escape(match.group(1))}\b", prefix)):
+        if not (match and _uses_name(match.group(1), prefix)):
             kept.append(reason)
     if kept:
         return replace(verdict, functional_error="; ".join(kept))
@@ -303,13 +313,13 @@ def outside_context(code: str, task: Task) -> list[str]:
             break
         except SyntaxError:
             continue
-    if tree is None or any(isinstance(n, ast.Import | ast.ImportFrom) for n in tree.body):
+    if tree is None or _self_contained(tree):
         return []
     context = task.prefix + "\n" + task.golden
     reasons = []
     for reason in _undefined_names(tree):
         name = _NAMED.search(reason)
-        if name and not re.search(rf"\b{re.escape(name.group(1))}\b", context):
+        if name and not _uses_name(name.group(1), context):
             line = reason.split(":", 1)[0]
             reasons.append(f"{line}: name {name.group(1)!r} is not in the task's context (prefix or golden code)")
     return reasons
