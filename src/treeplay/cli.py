@@ -27,6 +27,7 @@ COMMAND_MODULES = (
     "treeplay.eval.cli",
     "treeplay.pipeline_cli",
     "treeplay.rekey_cli",
+    "treeplay.run_bundle_cli",
 )
 
 

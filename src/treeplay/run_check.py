@@ -3,7 +3,8 @@
 Checked (each blocker names the config file and field): the training tasks and every bench
 resolve; every language of the training and evaluation tasks has a judge in the oracle and its
 analyzers can run here; the model and the extras the config asks for (vLLM, CUDA, peft, CodeQL)
-are installed; the run dir is writable. Also run at the start of every `treeplay run`.
+are installed; the run dir is writable; no stage still to run needs a trained model whose weights
+are not here (a run restored from a bundle). Also run at the start of every `treeplay run`.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from treeplay.run_bundle import missing_model_blockers
 from treeplay.run_config import METHOD_ORDER, Arm, RunConfig, data_root, load_train_tasks, resolve_data_path
 from treeplay.run_layout import RunLayout
 from treeplay.run_lock import holder
@@ -262,6 +264,7 @@ def check_run(config: RunConfig, run_dir: Path, *, source: str, fingerprint: str
     if note:
         report.plan.insert(2, f"note: {note}")
     report.to_run = [p.stage.name for p in planned if not p.done]
+    report.problems += missing_model_blockers(planned, source)
     return report
 
 

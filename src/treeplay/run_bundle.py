@@ -1,0 +1,168 @@
+"""`treeplay bundle` / `treeplay unbundle`: carry a run's results, without its model weights, to
+another checkout, so a run of several seeds can be finished over several sessions (or machines).
+
+A bundle is a `.tar.xz` of the run dir holding everything the report and a resumed run read
+(`config.yaml`, every `stage.json`/`inputs.json`, generations, metrics, trees, pairs, training
+logs, budgets) and none of the trained weights (`*.safetensors`, `*.gguf`, `*.bin`, `*.pt`,
+training `checkpoints/`): a LoRA adapter of the embedded model is ~35 MB, the results of a whole
+seed a few MB. `BUNDLE.json` at the top lists what was left out (path, bytes, sha256).
+
+Unbundled into a run dir, the finished stages are done again (their `stage.json` hashes match)
+and `treeplay run` goes on with what is missing. A stage that would need a trained model the
+bundle left out (e.g. a new bench for a trained arm) is a blocker of the run check
+(`missing_model_blockers`), never a silent retrain or a crash an hour in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import tarfile
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from treeplay.run_layout import RunLayout
+from treeplay.run_lock import LOCK_FILE
+from treeplay.stages import STAGE_FILE, PlannedStage, read_record
+
+MANIFEST = "BUNDLE.json"
+WEIGHT_SUFFIXES = (".safetensors", ".gguf", ".bin", ".pt", ".pth", ".ckpt")
+LEFT_OUT_DIRS = ("checkpoints",)  # training checkpoints (weights + optimizer state)
+NOT_RESULTS = ("superseded", LOCK_FILE)  # moved-away stages of other inputs; a live run's lock
+
+
+class BundleError(RuntimeError):
+    """A bundle that cannot be written or restored (names the file and what is wrong)."""
+
+
+@dataclass
+class BundleSummary:
+    path: Path
+    files: int = 0
+    bytes_in: int = 0
+    left_out: list[dict[str, Any]] = field(default_factory=list)
+
+
+def is_weight(relative: Path) -> bool:
+    """Trained-model weights or checkpoint state: left out of a bundle."""
+    return relative.suffix in WEIGHT_SUFFIXES or any(part in LEFT_OUT_DIRS for part in relative.parts[:-1])
+
+
+def _results(run_dir: Path, seeds: Sequence[int] | None) -> Iterator[Path]:
+    """The run dir's files (relative paths, sorted), outside `superseded/` and other seeds."""
+    wanted = {f"seed-{s}" for s in seeds} if seeds is not None else None
+    for path in sorted(run_dir.rglob("*")):
+        relative = path.relative_to(run_dir)
+        if not path.is_file() or path.is_symlink() or relative.parts[0] in NOT_RESULTS:
+            continue
+        if wanted is not None and relative.parts[0].startswith("seed-") and relative.parts[0] not in wanted:
+            continue
+        yield relative
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_bundle(run_dir: Path, out: Path, seeds: Sequence[int] | None = None) -> BundleSummary:
+    """Pack `run_dir` (only `seeds` when given) into `out` (.tar.xz) without model weights."""
+    layout = RunLayout(run_dir)
+    if not layout.config_file.is_file():
+        raise BundleError(f"{run_dir}: not a run dir (no {layout.config_file.name})")
+    missing = sorted(set(seeds or ()) - set(layout.seeds()))
+    if missing:
+        raise BundleError(f"{run_dir}: no seed dir for seed(s) {missing} (seeds on disk: {layout.seeds()})")
+    summary = BundleSummary(out)
+    kept: list[Path] = []
+    for relative in _results(run_dir, seeds):
+        path = run_dir / relative
+        if is_weight(relative):
+            summary.left_out.append({"path": str(relative), "bytes": path.stat().st_size, "sha256": _sha256(path)})
+        else:
+            kept.append(relative)
+    manifest = {"created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), "run_dir": str(run_dir),
+                "seeds": list(seeds) if seeds is not None else layout.seeds(), "left_out": summary.left_out}  # fmt: skip
+    out.parent.mkdir(parents=True, exist_ok=True)
+    partial = out.with_name(out.name + ".partial")
+    with tarfile.open(partial, "w:xz") as tar:
+        data = json.dumps(manifest, indent=2).encode()
+        info = tarfile.TarInfo(MANIFEST)
+        info.size, info.mtime = len(data), int(datetime.now(UTC).timestamp())
+        tar.addfile(info, io.BytesIO(data))
+        for relative in kept:
+            tar.add(run_dir / relative, arcname=str(relative), recursive=False)
+            summary.files += 1
+            summary.bytes_in += (run_dir / relative).stat().st_size
+    partial.replace(out)
+    return summary
+
+
+def read_manifest(bundle: Path) -> dict[str, Any]:
+    try:
+        with tarfile.open(bundle, "r:*") as tar:
+            member = tar.extractfile(MANIFEST)
+            if member is None:
+                raise KeyError(MANIFEST)
+            return dict(json.loads(member.read()))
+    except (OSError, tarfile.TarError, KeyError, json.JSONDecodeError) as exc:
+        raise BundleError(f"{bundle}: not a treeplay bundle ({type(exc).__name__}: {exc})") from None
+
+
+def restore_bundle(bundle: Path, run_dir: Path) -> tuple[int, int]:
+    """Unpack `bundle` into `run_dir`. A file already there with the same bytes is kept (so a
+    restore can be repeated); one with other bytes stops the restore before anything is written.
+    Returns (files written, files already there)."""
+    read_manifest(bundle)
+    with tarfile.open(bundle, "r:*") as tar:
+        members = [m for m in tar.getmembers() if m.isfile() and m.name != MANIFEST]
+        conflicts, same = [], []
+        for member in members:
+            target = run_dir / member.name
+            if not target.exists():
+                continue
+            source = tar.extractfile(member)
+            if source is not None and target.is_file() and target.read_bytes() == source.read():
+                same.append(member)
+            else:
+                conflicts.append(member.name)
+        if conflicts:
+            raise BundleError(f"{bundle}: {len(conflicts)} file(s) already in {run_dir} with other contents, "
+                              f"e.g. {conflicts[:3]}; restore into an empty run dir (nothing was written)")  # fmt: skip
+        todo = [m for m in members if m not in same]
+        run_dir.mkdir(parents=True, exist_ok=True)
+        tar.extractall(run_dir, members=todo, filter="data")  # no absolute paths, links or `..`
+    return len(todo), len(same)
+
+
+def missing_model_blockers(planned: Sequence[PlannedStage], source: str) -> list[str]:
+    """Stages still to run of an arm whose finished training left no model here (restored from a
+    bundle, or deleted): they would load a model that is not there."""
+    problems = []
+    for item in planned:
+        stage = item.stage
+        if stage.kind != "train" or not item.done:
+            continue
+        record = read_record(stage.directory / STAGE_FILE) or {}
+        model_dir = Path(str(record.get("final_model_dir", "")))
+        if "untrained" in record or _has_weights(model_dir):
+            continue
+        arm_dir = stage.directory.parent.parent
+        later = [p.stage.name for p in planned if not p.done and arm_dir in p.stage.directory.parents]
+        if later:
+            problems.append(
+                f"{source}: {stage.name} is done but its model {model_dir} has no weights (a bundle leaves them "
+                f"out), and {len(later)} stage(s) need it, e.g. {later[0]}; delete {stage.directory} to train it again"
+            )
+    return problems
+
+
+def _has_weights(model_dir: Path) -> bool:
+    return model_dir.is_dir() and any(p.suffix in WEIGHT_SUFFIXES for p in model_dir.rglob("*"))
