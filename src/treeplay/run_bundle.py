@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from treeplay.run_layout import RunLayout
-from treeplay.run_lock import LOCK_FILE
+from treeplay.run_lock import LOCK_FILE, RunDirBusy, hold_run_dir
 from treeplay.stages import STAGE_FILE, PlannedStage, read_record
 
 MANIFEST = "BUNDLE.json"
@@ -37,6 +37,9 @@ NOT_RESULTS = ("superseded", LOCK_FILE)  # moved-away stages of other inputs; a 
 
 class BundleError(RuntimeError):
     """A bundle that cannot be written or restored (names the file and what is wrong)."""
+
+
+__all__ = ["BundleError", "RunDirBusy", "missing_model_blockers", "read_manifest", "restore_bundle", "write_bundle"]
 
 
 @dataclass
@@ -118,7 +121,8 @@ def read_manifest(bundle: Path) -> dict[str, Any]:
 
 def restore_bundle(bundle: Path, run_dir: Path) -> tuple[int, int]:
     """Unpack `bundle` into `run_dir`. A file already there with the same bytes is kept (so a
-    restore can be repeated); one with other bytes stops the restore before anything is written.
+    restore can be repeated); one with other bytes stops the restore before anything is written, and
+    so does a run writing there (`RunDirBusy`).
     Returns (files written, files already there)."""
     read_manifest(bundle)
     with tarfile.open(bundle, "r:*") as tar:
@@ -137,8 +141,8 @@ def restore_bundle(bundle: Path, run_dir: Path) -> tuple[int, int]:
             raise BundleError(f"{bundle}: {len(conflicts)} file(s) already in {run_dir} with other contents, "
                               f"e.g. {conflicts[:3]}; restore into an empty run dir (nothing was written)")  # fmt: skip
         todo = [m for m in members if m not in same]
-        run_dir.mkdir(parents=True, exist_ok=True)
-        tar.extractall(run_dir, members=todo, filter="data")  # no absolute paths, links or `..`
+        with hold_run_dir(run_dir, "treeplay unbundle"):  # not while a run writes there
+            tar.extractall(run_dir, members=todo, filter="data")  # no absolute paths, links or `..`
     return len(todo), len(same)
 
 

@@ -35,12 +35,12 @@ def unbundle_command(
 ) -> None:
     """Restore a bundle into a run dir; `treeplay run CONFIG` then skips its finished stages and
     runs the rest. Refuses (writing nothing) when a file there differs from the bundle's."""
-    from treeplay.run_bundle import BundleError, read_manifest, restore_bundle
+    from treeplay.run_bundle import BundleError, RunDirBusy, read_manifest, restore_bundle
 
     try:
         target = run_dir or Path(str(read_manifest(bundle)["run_dir"]))
         written, kept = restore_bundle(bundle, target)
-    except (BundleError, KeyError) as exc:
+    except (BundleError, RunDirBusy, KeyError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     typer.echo(f"{target}: {written} file(s) restored, {kept} already there")

@@ -19,6 +19,7 @@ from treeplay.pipeline import Pipeline, load_config
 from treeplay.run_bundle import (
     MANIFEST,
     BundleError,
+    RunDirBusy,
     is_weight,
     missing_model_blockers,
     read_manifest,
@@ -204,3 +205,14 @@ def test_cli_round_trip(run: tuple[Path, Path], tmp_path: Path) -> None:
     assert json.loads((tmp_path / "r" / "seed-1" / "tsp" / "budget.json").read_text(encoding="utf-8"))
     result = CliRunner().invoke(app, ["unbundle", str(tmp_path / "nope.tar.xz")])
     assert result.exit_code == 2 and "not a treeplay bundle" in result.output
+
+
+def test_restore_waits_for_no_run(run: tuple[Path, Path], tmp_path: Path) -> None:
+    from treeplay.run_lock import hold_run_dir
+
+    _, run_dir = run
+    write_bundle(run_dir, tmp_path / "b.tar.xz")
+    other = tmp_path / "busy"
+    with hold_run_dir(other, "treeplay run busy.yaml"), pytest.raises(RunDirBusy, match=r"treeplay run busy\.yaml"):
+        restore_bundle(tmp_path / "b.tar.xz", other)
+    assert not (other / "config.yaml").exists()
