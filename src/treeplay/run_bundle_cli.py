@@ -17,15 +17,20 @@ def bundle_command(
     """Pack a run dir's results (config, stage records, generations, metrics, trees, pairs, logs)
     without trained weights or checkpoints; BUNDLE.json inside lists what was left out."""
     from treeplay.run_bundle import BundleError, write_bundle
+    from treeplay.run_lock import holder
 
+    busy = holder(run_dir)
+    if busy is not None:
+        typer.echo(f"warning: {run_dir} is being written ({busy}); a stage still running may be bundled "
+                   "mid-write: bundle finished seeds (--seed)", err=True)  # fmt: skip
     try:
         summary = write_bundle(run_dir, out, seed or None)
     except BundleError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
     left = sum(int(item["bytes"]) for item in summary.left_out)
-    typer.echo(f"{out}: {summary.files} files ({summary.bytes_in / 1e6:.1f} MB before compression, "
-               f"{out.stat().st_size / 1e6:.1f} MB written); left out {len(summary.left_out)} weight "
+    typer.echo(f"{out}: {summary.files} files ({summary.bytes_in / 1e6:.2f} MB before compression, "
+               f"{out.stat().st_size / 1e6:.2f} MB written); left out {len(summary.left_out)} weight "
                f"file(s), {left / 1e6:.1f} MB")  # fmt: skip
 
 
