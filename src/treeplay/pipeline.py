@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -59,8 +59,12 @@ class Pipeline:
     executes them (skipping the done ones), `plan` lists them with what is done, running nothing."""
 
     def __init__(self, config: RunConfig, run_dir: Path, *, console: Console | None = None,
-                 fingerprint: str | None = None, train_tasks: Sequence[Task] | None = None) -> None:  # fmt: skip
+                 fingerprint: str | None = None, train_tasks: Sequence[Task] | None = None,
+                 only: Sequence[str] | None = None) -> None:  # fmt: skip
         self.config = config
+        # `treeplay run --only ARM`: run the stages of these arms (`base` is an arm) and no other; the
+        # other arms' stages are walked (their hashes and tree reuse stay as in a full run), not run
+        self.only = frozenset(only) if only else None
         self.run_dir = run_dir
         self.layout = RunLayout(run_dir)
         self.console = console or Console(stderr=True, soft_wrap=True)
@@ -118,12 +122,16 @@ class Pipeline:
             f"arms base+{'+'.join(a.name for a in arms)}, rounds {config.rounds}, seeds {config.seeds} -> {self.run_dir}"
         )
         planned = self.plan()
+        if self.only is not None:
+            self.console.print(f"only the arms {', '.join(sorted(self.only))} (--only); the other arms are not run")
+            check_only(planned, self.only)
+            planned = [p for p in planned if p.stage.arm in self.only]
         clock = StageClock(planned, self.console, archive=self.layout.superseded_dir)
         self.console.print(f"{clock.total - clock.to_run} of {clock.total} stages done earlier, {clock.to_run} to run")
         note = superseded_note(planned, self.stages.oracle(), self.layout.superseded_dir)
         if note:
             self.console.print(f"[bold yellow]warning:[/] {note}")
-        walk(self.steps(), clock.run, ArmBudget.write)
+        walk(self.steps(), self._selected(clock.run), self._write_budget)
         self.stages.drop_policy()
         if config.report:
             from treeplay.eval import write_report
@@ -131,6 +139,35 @@ class Pipeline:
             md, html = write_report(self.run_dir)
             self.console.print(f"[bold green]report:[/] {md}\n[bold green]html:[/]   {html}")
         return self.run_dir
+
+    def _selected(self, run: Callable[[Stage], dict[str, Any]]) -> Callable[[Stage], dict[str, Any]]:
+        """`run` for the stages of the selected arms; the others give their record or placeholder."""
+        if self.only is None:
+            return run
+        only = self.only
+        return lambda stage: run(stage) if stage.arm in only else (stage.done_record() or dict(stage.placeholder))
+
+    def _write_budget(self, budget: ArmBudget) -> None:
+        if self.only is None or budget.record.get("arm") in self.only:
+            budget.write()
+
+
+def check_only(planned: Sequence[PlannedStage], only: frozenset[str]) -> None:
+    """`--only` names arms of the run, and a selected arm that would reuse another arm's trees finds
+    them finished (else it would sample trees of its own and the two arms would differ)."""
+    arms = list(dict.fromkeys(p.stage.arm for p in planned))
+    unknown = sorted(only - set(arms))
+    if unknown:
+        raise ConfigError(f"--only: no arm {', '.join(unknown)} in this run (its arms: {', '.join(arms)})")
+    first: dict[str, PlannedStage] = {}
+    for item in planned:
+        key = item.stage.samples_key
+        if key is None:
+            continue
+        owner = first.setdefault(key, item)
+        if item.stage.arm in only and owner.stage.arm not in only and not owner.done and not item.done:
+            raise ConfigError(f"--only: {item.stage.name} reuses the trees of {owner.stage.name}, which is not "
+                              f"done: add --only {owner.stage.arm}, or run it first")  # fmt: skip
 
 
 @dataclasses.dataclass
@@ -163,13 +200,13 @@ class _Budget:
         }  # fmt: skip
 
 
-def run_pipeline(config_path: Path | str, run_dir: Path | str | None = None) -> Path:
+def run_pipeline(config_path: Path | str, run_dir: Path | str | None = None, only: Sequence[str] | None = None) -> Path:
     config = load_config(config_path)
     directory = Path(run_dir) if run_dir else default_run_dir(config.name)
-    return run_config(config, directory, source=str(config_path))
+    return run_config(config, directory, source=str(config_path), only=only)
 
 
-def run_config(config: RunConfig, run_dir: Path, *, source: str = "config") -> Path:
+def run_config(config: RunConfig, run_dir: Path, *, source: str = "config", only: Sequence[str] | None = None) -> Path:
     """Run a validated config into `run_dir` (resuming whatever is already there), after `--check`."""
     from treeplay.run_check import check_run
 
@@ -183,7 +220,7 @@ def run_config(config: RunConfig, run_dir: Path, *, source: str = "config") -> P
         torch.set_num_threads(config.threads)
     try:
         with hold_run_dir(run_dir, f"treeplay run {source}"):
-            return Pipeline(config, run_dir).run()
+            return Pipeline(config, run_dir, only=only).run()
     except RunDirBusy as exc:
         raise ConfigError(str(exc)) from None
     except TaskFormatError as exc:

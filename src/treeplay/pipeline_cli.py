@@ -16,6 +16,11 @@ def run_command(
     config: Annotated[Path, typer.Argument(help="Run config (YAML), e.g. configs/embedded.yaml")],
     run_dir: Annotated[Path | None, typer.Option("--run-dir", help="Where to write (default runs/<name>)")] = None,
     check: Annotated[bool, typer.Option("--check", help="Only check the config and print the plan")] = False,
+    only: Annotated[
+        list[str] | None,
+        typer.Option("--only", help="Run only this arm's stages (repeat; `base`, a method or a variant), e.g. to "
+                                    "fit a long run into sessions: the other arms are left as they are"),
+    ] = None,
 ) -> None:
     """Run base eval, then for each method build data, train for T rounds and evaluate; then report.
 
@@ -30,7 +35,7 @@ def run_command(
         _check_only(config, run_dir)
         return
     try:
-        out = run_pipeline(config, run_dir)
+        out = run_pipeline(config, run_dir, only)
     except ConfigError as exc:
         Console(stderr=True, soft_wrap=True).print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None

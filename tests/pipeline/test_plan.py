@@ -202,3 +202,61 @@ def test_check_counts_no_sampling_for_arms_that_reuse_trees(tmp_path, shared_dat
     assert ("data: up to 32 sampled branches in the data stages to run; 1 copied from another arm; "
             "1 reuse another arm's trees") in report.plan
     assert report.plan[-1].startswith("estimate (stages to run): <= 3328 generated tokens")
+
+
+@pytest.fixture
+def fake_model_work(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`Pipeline.run` with the real stage machinery and the model work replaced by fixed records."""
+    from treeplay import stages
+
+    real = stages.run_stage
+    monkeypatch.setattr(stages, "run_stage", lambda stage, archive=None: real(
+        dataclasses.replace(stage, run=lambda: _fake_record(stage)), archive))  # fmt: skip
+
+
+def test_only_runs_the_named_arms_and_leaves_the_others(tmp_path, shared_data, monkeypatch, fake_model_work):
+    import io
+
+    from rich.console import Console
+
+    monkeypatch.setenv("TREEPLAY_DATA", str(shared_data))
+    out = io.StringIO()
+    run_dir = tmp_path / "run"
+    Pipeline(load_config(_config(tmp_path)), run_dir, console=Console(file=out, width=200), fingerprint=FINGERPRINT,
+             only=["tsp"]).run()  # fmt: skip
+    lines = [line.split(" (elapsed")[0] for line in out.getvalue().splitlines() if line.startswith("[")]
+    tsp = [name for name in ALL_STAGES if "/ tsp /" in name]
+    assert lines == [f"[{i}/5] {name}" for i, name in enumerate(tsp, 1)]
+    assert not (run_dir / "seed-0" / "base").exists() and not (run_dir / "seed-0" / "sft").exists()
+    assert json.loads((run_dir / "seed-0" / "tsp" / "budget.json").read_text())["optimizer_steps"] == 4
+    # the rest of the run later: only base and sft run, tsp is done
+    rest = [p.stage.name for p in Pipeline(load_config(_config(tmp_path)), run_dir, fingerprint=FINGERPRINT).plan()
+            if not p.done]  # fmt: skip
+    assert rest == [name for name in ALL_STAGES if "/ tsp /" not in name]
+
+
+def test_only_names_an_unknown_arm(tmp_path, shared_data, monkeypatch, fake_model_work):
+    from treeplay.pipeline import ConfigError
+
+    monkeypatch.setenv("TREEPLAY_DATA", str(shared_data))
+    with pytest.raises(ConfigError, match=r"--only: no arm tps in this run \(its arms: base, sft, tsp\)"):
+        Pipeline(load_config(_config(tmp_path)), tmp_path / "run", fingerprint=FINGERPRINT, only=["tps"]).run()
+    assert not (tmp_path / "run" / "seed-0").exists()
+
+
+def test_only_refuses_an_arm_whose_shared_trees_are_not_sampled_yet(tmp_path, shared_data, monkeypatch, fake_model_work):
+    """tsp-sibling trains on tsp's trees: alone, it would sample trees of its own."""
+    from treeplay.pipeline import ConfigError
+
+    monkeypatch.setenv("TREEPLAY_DATA", str(shared_data))
+    raw = json.loads(json.dumps(CONFIG))
+    raw.update(methods=["tsp"], rounds=1, variants={"tsp-sibling": {"method": "tsp", "pair_mode": "sibling"}})
+    path = tmp_path / "v.yaml"
+    path.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"seed 0 / tsp-sibling / round 1 / data reuses the trees of "
+                                          r"seed 0 / tsp / round 1 / data, which is not done: add --only tsp"):  # fmt: skip
+        Pipeline(load_config(path), tmp_path / "run", fingerprint=FINGERPRINT, only=["tsp-sibling"]).run()
+    # with tsp's trees done, tsp-sibling alone may run
+    Pipeline(load_config(path), tmp_path / "run", fingerprint=FINGERPRINT, only=["tsp", "base"]).run()
+    Pipeline(load_config(path), tmp_path / "run", fingerprint=FINGERPRINT, only=["tsp-sibling"]).run()
+    assert (tmp_path / "run" / "seed-0" / "tsp-sibling" / "budget.json").is_file()
