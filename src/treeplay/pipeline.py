@@ -211,7 +211,7 @@ def run_config(config: RunConfig, run_dir: Path, *, source: str = "config", only
     from treeplay.run_check import check_run
 
     _check_sections(config, Path(source))
-    report = check_run(config, run_dir, source=source)
+    report = check_run(config, run_dir, source=source, only=only)
     if not report.ok:
         raise ConfigError("run check failed:\n" + "\n".join(f"  - {p}" for p in report.problems))
     if config.threads:

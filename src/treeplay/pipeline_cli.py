@@ -32,7 +32,7 @@ def run_command(
     from treeplay.pipeline import ConfigError, StageError, run_pipeline
 
     if check:
-        _check_only(config, run_dir)
+        _check_only(config, run_dir, only)
         return
     try:
         out = run_pipeline(config, run_dir, only)
@@ -48,7 +48,7 @@ def run_command(
 
 
 
-def _check_only(config_path: Path, run_dir: Path | None) -> None:
+def _check_only(config_path: Path, run_dir: Path | None, only: list[str] | None = None) -> None:
     """`--check`: print the plan and the blockers; exit 1 when there is any."""
     from treeplay.pipeline import ConfigError, load_config
     from treeplay.run_check import check_run
@@ -59,7 +59,7 @@ def _check_only(config_path: Path, run_dir: Path | None) -> None:
     except ConfigError as exc:
         typer.echo(f"blockers:\n  - {exc}", err=True)
         raise typer.Exit(1) from None
-    report = check_run(config, run_dir or default_run_dir(config.name), source=str(config_path))
+    report = check_run(config, run_dir or default_run_dir(config.name), source=str(config_path), only=only)
     typer.echo(report.render())
     if not report.ok:
         raise typer.Exit(1)

@@ -218,9 +218,11 @@ def arm_option_problems(config: RunConfig, source: str) -> list[str]:
     return problems
 
 
-def check_run(config: RunConfig, run_dir: Path, *, source: str, fingerprint: str | None = None) -> CheckReport:
+def check_run(config: RunConfig, run_dir: Path, *, source: str, fingerprint: str | None = None,
+              only: Sequence[str] | None = None) -> CheckReport:  # fmt: skip
     """All blockers of a run and its plan (which stages are done, which would run), without loading
-    a model or judging anything. `fingerprint`: the oracle's in the stage hashes (default: this one's)."""
+    a model or judging anything. `fingerprint`: the oracle's in the stage hashes (default: this one's);
+    `only`: the arms `treeplay run --only` would run (the other arms' stages count as not run)."""
     from treeplay.eval.evaluate import is_humaneval, resolve_bench
     from treeplay.oracle import default_oracle
 
@@ -259,13 +261,33 @@ def check_run(config: RunConfig, run_dir: Path, *, source: str, fingerprint: str
     report.problems += [blocker] if blocker else []
     fingerprint = fingerprint or str(oracle.fingerprint())
     planned = planned_stages(config, run_dir, train, fingerprint)
+    left = 0
+    if only:
+        left = sum(not p.done and p.stage.arm not in only for p in planned)
+        planned, problem = _only_arms(planned, only)
+        report.problems += [f"{source}: {problem}"] if problem else []
     report.plan = plan_lines(config, train, benches, planned)
+    if left:
+        report.plan.insert(2, f"--only {', '.join(only or ())}: {left} stage(s) of the other arms are not run "
+                              "(counted above as skipped)")  # fmt: skip
     note = superseded_note(planned, fingerprint, RunLayout(run_dir).superseded_dir)
     if note:
         report.plan.insert(2, f"note: {note}")
     report.to_run = [p.stage.name for p in planned if not p.done]
     report.problems += missing_model_blockers(planned, source)
     return report
+
+
+def _only_arms(planned: list[PlannedStage], only: Sequence[str]) -> tuple[list[PlannedStage], str | None]:
+    """The plan with the stages of arms outside `only` marked as not to run (as if done), and the
+    `--only` problem (an unknown arm, shared trees not sampled yet), or None."""
+    from treeplay.pipeline import ConfigError, check_only
+
+    try:
+        check_only(planned, frozenset(only))
+    except ConfigError as exc:
+        return planned, str(exc)
+    return [p if p.stage.arm in only else PlannedStage(p.stage, True) for p in planned], None
 
 
 def planned_stages(config: RunConfig, run_dir: Path, train: Sequence[Task], fingerprint: str) -> list[PlannedStage]:

@@ -260,3 +260,16 @@ def test_only_refuses_an_arm_whose_shared_trees_are_not_sampled_yet(tmp_path, sh
     Pipeline(load_config(path), tmp_path / "run", fingerprint=FINGERPRINT, only=["tsp", "base"]).run()
     Pipeline(load_config(path), tmp_path / "run", fingerprint=FINGERPRINT, only=["tsp-sibling"]).run()
     assert (tmp_path / "run" / "seed-0" / "tsp-sibling" / "budget.json").is_file()
+
+
+def test_check_with_only_lists_only_those_arms_stages(tmp_path, shared_data, monkeypatch):
+    from treeplay.run_check import check_run
+
+    monkeypatch.setenv("TREEPLAY_DATA", str(shared_data))
+    config = load_config(_config(tmp_path))
+    report = check_run(config, tmp_path / "empty", source="tiny.yaml", fingerprint=FINGERPRINT, only=["sft"])
+    assert report.to_run == [name for name in ALL_STAGES if "/ sft /" in name]
+    assert report.plan[1:3] == ["run dir: 6 of 11 stages done (inputs unchanged: skipped), 5 to run",
+                                "--only sft: 6 stage(s) of the other arms are not run (counted above as skipped)"]
+    report = check_run(config, tmp_path / "empty", source="tiny.yaml", fingerprint=FINGERPRINT, only=["bse"])
+    assert "tiny.yaml: --only: no arm bse in this run (its arms: base, sft, tsp)" in report.problems
