@@ -4,8 +4,9 @@ another checkout, so a run of several seeds can be finished over several session
 A bundle is a `.tar.xz` of the run dir holding everything the report and a resumed run read
 (`config.yaml`, every `stage.json`/`inputs.json`, generations, metrics, trees, pairs, training
 logs, budgets) and none of the trained weights (`*.safetensors`, `*.gguf`, `*.bin`, `*.pt`,
-training `checkpoints/`): a LoRA adapter of the embedded model is ~35 MB, the results of a whole
-seed a few MB. `BUNDLE.json` at the top lists what was left out (path, bytes, sha256).
+training `checkpoints/`, the tokenizer copies in `final/`): a trained arm of the 36-task design
+leaves 70 MB of adapter (safetensors and GGUF, 35 MB each) and 203 MB of checkpoints behind
+(measured 2026-11-28), the results of a whole seed are a few MB. `BUNDLE.json` at the top lists what was left out (path, bytes, sha256).
 
 Unbundled into a run dir, the finished stages are done again (their `stage.json` hashes match)
 and `treeplay run` goes on with what is missing. A stage that would need a trained model the
@@ -32,6 +33,8 @@ from treeplay.stages import STAGE_FILE, PlannedStage, read_record
 MANIFEST = "BUNDLE.json"
 WEIGHT_SUFFIXES = (".safetensors", ".gguf", ".bin", ".pt", ".pth", ".ckpt")
 LEFT_OUT_DIRS = ("checkpoints",)  # training checkpoints (weights + optimizer state)
+MODEL_DIR = "final"  # a train stage's trained model (`treeplay.train.trainer.save_final`)
+MODEL_RECORDS = ("treeplay_train.json", "adapter_config.json")  # kept: what the model was
 NOT_RESULTS = ("superseded", LOCK_FILE)  # moved-away stages of other inputs; a live run's lock
 
 
@@ -51,8 +54,11 @@ class BundleSummary:
 
 
 def is_weight(relative: Path) -> bool:
-    """Trained-model weights or checkpoint state: left out of a bundle."""
-    return relative.suffix in WEIGHT_SUFFIXES or any(part in LEFT_OUT_DIRS for part in relative.parts[:-1])
+    """Trained-model weights, checkpoint state, or a file of a trained model dir (`final/`) other
+    than its treeplay and adapter records (the tokenizer copies serve only with the weights)."""
+    if relative.suffix in WEIGHT_SUFFIXES or any(part in LEFT_OUT_DIRS for part in relative.parts[:-1]):
+        return True
+    return len(relative.parts) > 1 and relative.parts[-2] == MODEL_DIR and relative.name not in MODEL_RECORDS
 
 
 def _results(run_dir: Path, seeds: Sequence[int] | None) -> Iterator[Path]:

@@ -103,7 +103,10 @@ def test_weight_files_and_checkpoints_are_left_out() -> None:
     assert is_weight(Path("seed-0/tsp/round-1/train/final/adapter_model.safetensors"))
     assert is_weight(Path("seed-0/tsp/round-1/train/final/adapter.gguf"))
     assert is_weight(Path("seed-0/tsp/round-1/train/checkpoints/step-4/state.json"))
+    assert is_weight(Path("seed-0/tsp/round-1/train/final/tokenizer.json"))  # a copy of the base model's
     assert not is_weight(Path("seed-0/tsp/round-1/train/final/treeplay_train.json"))
+    assert not is_weight(Path("seed-0/tsp/round-1/train/final/adapter_config.json"))
+    assert not is_weight(Path("seed-0/tsp/round-1/train/metrics.jsonl"))
     assert not is_weight(Path("seed-0/tsp/eval/sallm/generations.jsonl"))
 
 
