@@ -16,7 +16,6 @@ bundle left out (e.g. a new bench for a trained arm) is a blocker of the run che
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import tarfile
@@ -26,6 +25,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from treeplay.policy.chain import TRAIN_META
+from treeplay.policy.models import sha256_file
 from treeplay.run_layout import RunLayout
 from treeplay.run_lock import LOCK_FILE, RunDirBusy, hold_run_dir
 from treeplay.stages import STAGE_FILE, PlannedStage, read_record
@@ -34,7 +35,7 @@ MANIFEST = "BUNDLE.json"
 WEIGHT_SUFFIXES = (".safetensors", ".gguf", ".bin", ".pt", ".pth", ".ckpt")
 LEFT_OUT_DIRS = ("checkpoints",)  # training checkpoints (weights + optimizer state)
 MODEL_DIR = "final"  # a train stage's trained model (`treeplay.train.trainer.save_final`)
-MODEL_RECORDS = ("treeplay_train.json", "adapter_config.json")  # kept: what the model was
+MODEL_RECORDS = (TRAIN_META, "adapter_config.json")  # kept: what the model was
 NOT_RESULTS = ("superseded", LOCK_FILE)  # moved-away stages of other inputs; a live run's lock
 
 
@@ -73,14 +74,6 @@ def _results(run_dir: Path, seeds: Sequence[int] | None) -> Iterator[Path]:
         yield relative
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def write_bundle(run_dir: Path, out: Path, seeds: Sequence[int] | None = None) -> BundleSummary:
     """Pack `run_dir` (only `seeds` when given) into `out` (.tar.xz) without model weights."""
     layout = RunLayout(run_dir)
@@ -94,7 +87,7 @@ def write_bundle(run_dir: Path, out: Path, seeds: Sequence[int] | None = None) -
     for relative in _results(run_dir, seeds):
         path = run_dir / relative
         if is_weight(relative):
-            summary.left_out.append({"path": str(relative), "bytes": path.stat().st_size, "sha256": _sha256(path)})
+            summary.left_out.append({"path": str(relative), "bytes": path.stat().st_size, "sha256": sha256_file(path)})
         else:
             kept.append(relative)
     manifest = {"created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), "run_dir": str(run_dir),
