@@ -40,6 +40,7 @@ from treeplay.stages import (  # noqa: F401  (STAGE_FILE, Stage, StageError, run
     STAGE_FILE,
     ArmBudget,
     PlannedStage,
+    Selection,
     Stage,
     StageClock,
     StageError,
@@ -60,11 +61,11 @@ class Pipeline:
 
     def __init__(self, config: RunConfig, run_dir: Path, *, console: Console | None = None,
                  fingerprint: str | None = None, train_tasks: Sequence[Task] | None = None,
-                 only: Sequence[str] | None = None) -> None:  # fmt: skip
+                 select: Selection | None = None) -> None:  # fmt: skip
         self.config = config
-        # `treeplay run --only ARM`: run the stages of these arms (`base` is an arm) and no other; the
-        # other arms' stages are walked (their hashes and tree reuse stay as in a full run), not run
-        self.only = frozenset(only) if only else None
+        # `treeplay run --only ARM --seed S`: run the stages of these arms (`base` is an arm) and seeds
+        # and no other; the others are walked (their hashes and tree reuse stay as in a full run), not run
+        self.select = select or Selection()
         self.run_dir = run_dir
         self.layout = RunLayout(run_dir)
         self.console = console or Console(stderr=True, soft_wrap=True)
@@ -98,7 +99,7 @@ class Pipeline:
         for stage in self.stages.eval_stages(seed, arm.name, model, model_hash, arm.benches):
             evals.append((yield stage))
         budget.add_evals(evals)
-        yield ArmBudget(self.layout.budget(seed, arm.name), budget.record(arm, model))
+        yield ArmBudget(self.layout.budget(seed, arm.name), budget.record(arm, model), seed=seed, arm=arm.name)
 
     # -- execution ---------------------------------------------------------------------------
     def load_tasks(self) -> None:
@@ -122,10 +123,10 @@ class Pipeline:
             f"arms base+{'+'.join(a.name for a in arms)}, rounds {config.rounds}, seeds {config.seeds} -> {self.run_dir}"
         )
         planned = self.plan()
-        if self.only is not None:
-            self.console.print(f"only the arms {', '.join(sorted(self.only))} (--only); the other arms are not run")
-            check_only(planned, self.only)
-            planned = [p for p in planned if p.stage.arm in self.only]
+        if self.select:
+            self.console.print(f"only {self.select.label()}: the other stages are not run")
+            check_selection(planned, self.select, config.seeds)
+            planned = [p for p in planned if self.select.selects(p.stage.arm, p.stage.seed)]
         clock = StageClock(planned, self.console, archive=self.layout.superseded_dir)
         self.console.print(f"{clock.total - clock.to_run} of {clock.total} stages done earlier, {clock.to_run} to run")
         note = superseded_note(planned, self.stages.oracle(), self.layout.superseded_dir)
@@ -141,33 +142,39 @@ class Pipeline:
         return self.run_dir
 
     def _selected(self, run: Callable[[Stage], dict[str, Any]]) -> Callable[[Stage], dict[str, Any]]:
-        """`run` for the stages of the selected arms; the others give their record or placeholder."""
-        if self.only is None:
+        """`run` for the selected stages; the others give their record or placeholder."""
+        select = self.select
+        if not select:
             return run
-        only = self.only
-        return lambda stage: run(stage) if stage.arm in only else (stage.done_record() or dict(stage.placeholder))
+        return lambda stage: (run(stage) if select.selects(stage.arm, stage.seed)
+                              else (stage.done_record() or dict(stage.placeholder)))  # fmt: skip
 
     def _write_budget(self, budget: ArmBudget) -> None:
-        if self.only is None or budget.record.get("arm") in self.only:
+        if self.select.selects(budget.arm, budget.seed):
             budget.write()
 
 
-def check_only(planned: Sequence[PlannedStage], only: frozenset[str]) -> None:
-    """`--only` names arms of the run, and a selected arm that would reuse another arm's trees finds
-    them finished (else it would sample trees of its own and the two arms would differ)."""
+def check_selection(planned: Sequence[PlannedStage], select: Selection, seeds: Sequence[int]) -> None:
+    """`--only`/`--seed` name arms and seeds of the run, and a selected stage that would reuse another
+    arm's trees finds them finished (else it would sample trees of its own and the two arms would differ)."""
     arms = list(dict.fromkeys(p.stage.arm for p in planned))
-    unknown = sorted(only - set(arms))
+    unknown = sorted(select.arms - set(arms))
     if unknown:
         raise ConfigError(f"--only: no arm {', '.join(unknown)} in this run (its arms: {', '.join(arms)})")
+    missing = sorted(select.seeds - set(seeds))
+    if missing:
+        raise ConfigError(f"--seed: no seed {', '.join(map(str, missing))} in this run "
+                          f"(its seeds: {', '.join(map(str, seeds))})")  # fmt: skip
     first: dict[str, PlannedStage] = {}
     for item in planned:
         key = item.stage.samples_key
         if key is None:
             continue
         owner = first.setdefault(key, item)
-        if item.stage.arm in only and owner.stage.arm not in only and not owner.done and not item.done:
-            raise ConfigError(f"--only: {item.stage.name} reuses the trees of {owner.stage.name}, which is not "
-                              f"done: add --only {owner.stage.arm}, or run it first")  # fmt: skip
+        selected = select.selects(item.stage.arm, item.stage.seed)
+        if selected and not select.selects(owner.stage.arm, owner.stage.seed) and not owner.done and not item.done:
+            raise ConfigError(f"{select.label()}: {item.stage.name} reuses the trees of {owner.stage.name}, which "
+                              f"is not done: add --only {owner.stage.arm}, or run it first")  # fmt: skip
 
 
 @dataclasses.dataclass
@@ -200,18 +207,18 @@ class _Budget:
         }  # fmt: skip
 
 
-def run_pipeline(config_path: Path | str, run_dir: Path | str | None = None, only: Sequence[str] | None = None) -> Path:
+def run_pipeline(config_path: Path | str, run_dir: Path | str | None = None, select: Selection | None = None) -> Path:
     config = load_config(config_path)
     directory = Path(run_dir) if run_dir else default_run_dir(config.name)
-    return run_config(config, directory, source=str(config_path), only=only)
+    return run_config(config, directory, source=str(config_path), select=select)
 
 
-def run_config(config: RunConfig, run_dir: Path, *, source: str = "config", only: Sequence[str] | None = None) -> Path:
+def run_config(config: RunConfig, run_dir: Path, *, source: str = "config", select: Selection | None = None) -> Path:
     """Run a validated config into `run_dir` (resuming whatever is already there), after `--check`."""
     from treeplay.run_check import check_run
 
     _check_sections(config, Path(source))
-    report = check_run(config, run_dir, source=source, only=only)
+    report = check_run(config, run_dir, source=source, select=select)
     if not report.ok:
         raise ConfigError("run check failed:\n" + "\n".join(f"  - {p}" for p in report.problems))
     if config.threads:
@@ -220,7 +227,7 @@ def run_config(config: RunConfig, run_dir: Path, *, source: str = "config", only
         torch.set_num_threads(config.threads)
     try:
         with hold_run_dir(run_dir, f"treeplay run {source}"):
-            return Pipeline(config, run_dir, only=only).run()
+            return Pipeline(config, run_dir, select=select).run()
     except RunDirBusy as exc:
         raise ConfigError(str(exc)) from None
     except TaskFormatError as exc:

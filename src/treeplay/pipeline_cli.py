@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from treeplay.config_fields import help_of
 from treeplay.policy.config import PolicyConfig
+
+if TYPE_CHECKING:
+    from treeplay.stages import Selection
 
 
 def run_command(
@@ -21,6 +24,10 @@ def run_command(
         typer.Option("--only", help="Run only this arm's stages (repeat; `base`, a method or a variant), e.g. to "
                                     "fit a long run into sessions: the other arms are left as they are"),
     ] = None,
+    seed: Annotated[
+        list[int] | None,
+        typer.Option("--seed", help="Run only this seed's stages (repeat; with --only: those arms of those seeds)"),
+    ] = None,
 ) -> None:
     """Run base eval, then for each method build data, train for T rounds and evaluate; then report.
 
@@ -30,12 +37,14 @@ def run_command(
     from rich.console import Console
 
     from treeplay.pipeline import ConfigError, StageError, run_pipeline
+    from treeplay.stages import Selection
 
+    select = Selection.of(only, seed)
     if check:
-        _check_only(config, run_dir, only)
+        _check_only(config, run_dir, select)
         return
     try:
-        out = run_pipeline(config, run_dir, only)
+        out = run_pipeline(config, run_dir, select)
     except ConfigError as exc:
         Console(stderr=True, soft_wrap=True).print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
@@ -48,7 +57,7 @@ def run_command(
 
 
 
-def _check_only(config_path: Path, run_dir: Path | None, only: list[str] | None = None) -> None:
+def _check_only(config_path: Path, run_dir: Path | None, select: Selection | None = None) -> None:
     """`--check`: print the plan and the blockers; exit 1 when there is any."""
     from treeplay.pipeline import ConfigError, load_config
     from treeplay.run_check import check_run
@@ -59,7 +68,7 @@ def _check_only(config_path: Path, run_dir: Path | None, only: list[str] | None 
     except ConfigError as exc:
         typer.echo(f"blockers:\n  - {exc}", err=True)
         raise typer.Exit(1) from None
-    report = check_run(config, run_dir or default_run_dir(config.name), source=str(config_path), only=only)
+    report = check_run(config, run_dir or default_run_dir(config.name), source=str(config_path), select=select)
     typer.echo(report.render())
     if not report.ok:
         raise typer.Exit(1)

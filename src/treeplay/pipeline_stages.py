@@ -111,7 +111,8 @@ class StageBuilder:
             return {"tasks": len(tasks), "metrics_file": str(directory / "metrics.json"), "summary": _headline(metrics),
                     "oracle": self.oracle()}  # fmt: skip
 
-        return Stage(f"seed {seed} / {arm} / eval {bench}", directory, inputs, run, kind="eval", arm=arm, bench=bench)
+        return Stage(f"seed {seed} / {arm} / eval {bench}", directory, inputs, run, kind="eval", arm=arm, seed=seed,
+                     bench=bench)  # fmt: skip
 
     # -- data --------------------------------------------------------------------------------
     def data_stage(self, seed: int, arm: Arm, round_: int, opponent: str, opponent_hash: str) -> Stage:
@@ -141,7 +142,7 @@ class StageBuilder:
             return {**record, **({"trees_from": str(reused)} if reused else {}), "oracle": self.oracle()}
 
         return Stage(f"seed {seed} / {arm.name} / round {round_} / data", directory, inputs, run, kind="data",
-                     arm=arm.name, samples_key=None if arm.method == "sft" else trees_key)  # fmt: skip
+                     arm=arm.name, seed=seed, samples_key=None if arm.method == "sft" else trees_key)  # fmt: skip
 
     def _build_tree_data(self, seed: int, arm: Arm, round_: int, opponent: str, tree_cfg: Any,
                          directory: Path) -> dict[str, Any]:  # fmt: skip
@@ -202,7 +203,8 @@ class StageBuilder:
             }
 
         placeholder = {"final_model_dir": f"<model of {where}, not trained yet>"}
-        return Stage(f"{where} / train", directory, inputs, run, kind="train", arm=arm.name, placeholder=placeholder)
+        return Stage(f"{where} / train", directory, inputs, run, kind="train", arm=arm.name, seed=seed,
+                     placeholder=placeholder)  # fmt: skip
 
     def _untrained(self, why: str, model_in: str) -> dict[str, Any]:
         """Zero pairs or zero steps: fail the stage, or (allow_untrained) record the method as untrained."""

@@ -22,7 +22,7 @@ from treeplay.run_bundle import missing_model_blockers
 from treeplay.run_config import METHOD_ORDER, Arm, RunConfig, data_root, load_train_tasks, resolve_data_path
 from treeplay.run_layout import RunLayout
 from treeplay.run_lock import holder
-from treeplay.stages import PlannedStage, superseded_note
+from treeplay.stages import PlannedStage, Selection, superseded_note
 from treeplay.tasks import Task
 
 # Generation throughput of the embedded model (Qwen2.5-Coder-0.5B-Instruct, llama.cpp, 2 threads)
@@ -219,10 +219,10 @@ def arm_option_problems(config: RunConfig, source: str) -> list[str]:
 
 
 def check_run(config: RunConfig, run_dir: Path, *, source: str, fingerprint: str | None = None,
-              only: Sequence[str] | None = None) -> CheckReport:  # fmt: skip
+              select: Selection | None = None) -> CheckReport:  # fmt: skip
     """All blockers of a run and its plan (which stages are done, which would run), without loading
     a model or judging anything. `fingerprint`: the oracle's in the stage hashes (default: this one's);
-    `only`: the arms `treeplay run --only` would run (the other arms' stages count as not run)."""
+    `select`: the arms and seeds `treeplay run --only/--seed` would run (the other stages count as not run)."""
     from treeplay.eval.evaluate import is_humaneval, resolve_bench
     from treeplay.oracle import default_oracle
 
@@ -262,13 +262,13 @@ def check_run(config: RunConfig, run_dir: Path, *, source: str, fingerprint: str
     fingerprint = fingerprint or str(oracle.fingerprint())
     planned = planned_stages(config, run_dir, train, fingerprint)
     left = 0
-    if only:
-        left = sum(not p.done and p.stage.arm not in only for p in planned)
-        planned, problem = _only_arms(planned, only)
+    if select:
+        left = sum(not p.done and not select.selects(p.stage.arm, p.stage.seed) for p in planned)
+        planned, problem = _selected_stages(planned, select, config.seeds)
         report.problems += [f"{source}: {problem}"] if problem else []
     report.plan = plan_lines(config, train, benches, planned)
     if left:
-        report.plan.insert(2, f"--only {', '.join(only or ())}: {left} stage(s) of the other arms are not run "
+        report.plan.insert(2, f"{select.label() if select else ''}: {left} other stage(s) are not run "
                               "(counted above as skipped)")  # fmt: skip
     note = superseded_note(planned, fingerprint, RunLayout(run_dir).superseded_dir)
     if note:
@@ -278,16 +278,17 @@ def check_run(config: RunConfig, run_dir: Path, *, source: str, fingerprint: str
     return report
 
 
-def _only_arms(planned: list[PlannedStage], only: Sequence[str]) -> tuple[list[PlannedStage], str | None]:
-    """The plan with the stages of arms outside `only` marked as not to run (as if done), and the
-    `--only` problem (an unknown arm, shared trees not sampled yet), or None."""
-    from treeplay.pipeline import ConfigError, check_only
+def _selected_stages(planned: list[PlannedStage], select: Selection,
+                     seeds: Sequence[int]) -> tuple[list[PlannedStage], str | None]:  # fmt: skip
+    """The plan with the stages outside `select` marked as not to run (as if done), and the
+    `--only`/`--seed` problem (an unknown arm or seed, shared trees not sampled yet), or None."""
+    from treeplay.pipeline import ConfigError, check_selection
 
     try:
-        check_only(planned, frozenset(only))
+        check_selection(planned, select, seeds)
     except ConfigError as exc:
         return planned, str(exc)
-    return [p if p.stage.arm in only else PlannedStage(p.stage, True) for p in planned], None
+    return [p if select.selects(p.stage.arm, p.stage.seed) else PlannedStage(p.stage, True) for p in planned], None
 
 
 def planned_stages(config: RunConfig, run_dir: Path, train: Sequence[Task], fingerprint: str) -> list[PlannedStage]:

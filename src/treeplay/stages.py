@@ -52,6 +52,7 @@ class Stage:
     run: Callable[[], dict[str, Any]]  # does the work (resumably); returns what to record
     kind: StageKind | None = None
     arm: str = ""
+    seed: int | None = None
     bench: str | None = None  # eval stages: the bench name
     placeholder: dict[str, Any] = dataclasses.field(default_factory=dict)  # the record a plan assumes
     # data stages: the hash of what their sampled trees depend on; a later stage with the same key
@@ -78,9 +79,36 @@ class ArmBudget:
 
     path: Path
     record: dict[str, Any]
+    seed: int | None = None
+    arm: str = ""
 
     def write(self) -> None:
         self.path.write_text(json.dumps(self.record, indent=2))
+
+
+@dataclasses.dataclass(frozen=True)
+class Selection:
+    """`treeplay run --only ARM --seed S`: the stages to run (an empty set selects every arm or
+    seed). The others are walked, not run, so hashes and tree reuse stay as in a full run."""
+
+    arms: frozenset[str] = frozenset()
+    seeds: frozenset[int] = frozenset()
+
+    @classmethod
+    def of(cls, arms: Sequence[str] | None = None, seeds: Sequence[int] | None = None) -> Selection:
+        return cls(frozenset(arms or ()), frozenset(seeds or ()))
+
+    def __bool__(self) -> bool:
+        return bool(self.arms or self.seeds)
+
+    def selects(self, arm: str, seed: int | None) -> bool:
+        return (not self.arms or arm in self.arms) and (not self.seeds or seed in self.seeds)
+
+    def label(self) -> str:
+        """As typed on the command line, e.g. `--only sft, tsp --seed 0`."""
+        parts = [f"--only {', '.join(sorted(self.arms))}"] if self.arms else []
+        parts += [f"--seed {', '.join(map(str, sorted(self.seeds)))}"] if self.seeds else []
+        return " ".join(parts)
 
 
 Step = Stage | ArmBudget

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from treeplay.pipeline import Pipeline, load_config
-from treeplay.stages import ArmBudget, Stage, run_stage, walk
+from treeplay.stages import ArmBudget, Selection, Stage, run_stage, walk
 
 FINGERPRINT = "0123456789abcdef"
 CONFIG = {
@@ -223,7 +223,7 @@ def test_only_runs_the_named_arms_and_leaves_the_others(tmp_path, shared_data, m
     out = io.StringIO()
     run_dir = tmp_path / "run"
     Pipeline(load_config(_config(tmp_path)), run_dir, console=Console(file=out, width=200), fingerprint=FINGERPRINT,
-             only=["tsp"]).run()  # fmt: skip
+             select=Selection.of(["tsp"])).run()  # fmt: skip
     lines = [line.split(" (elapsed")[0] for line in out.getvalue().splitlines() if line.startswith("[")]
     tsp = [name for name in ALL_STAGES if "/ tsp /" in name]
     assert lines == [f"[{i}/5] {name}" for i, name in enumerate(tsp, 1)]
@@ -240,7 +240,7 @@ def test_only_names_an_unknown_arm(tmp_path, shared_data, monkeypatch, fake_mode
 
     monkeypatch.setenv("TREEPLAY_DATA", str(shared_data))
     with pytest.raises(ConfigError, match=r"--only: no arm tps in this run \(its arms: base, sft, tsp\)"):
-        Pipeline(load_config(_config(tmp_path)), tmp_path / "run", fingerprint=FINGERPRINT, only=["tps"]).run()
+        Pipeline(load_config(_config(tmp_path)), tmp_path / "run", fingerprint=FINGERPRINT, select=Selection.of(["tps"])).run()
     assert not (tmp_path / "run" / "seed-0").exists()
 
 
@@ -253,12 +253,12 @@ def test_only_refuses_an_arm_whose_shared_trees_are_not_sampled_yet(tmp_path, sh
     raw.update(methods=["tsp"], rounds=1, variants={"tsp-sibling": {"method": "tsp", "pair_mode": "sibling"}})
     path = tmp_path / "v.yaml"
     path.write_text(yaml.safe_dump(raw), encoding="utf-8")
-    with pytest.raises(ConfigError, match=r"seed 0 / tsp-sibling / round 1 / data reuses the trees of "
-                                          r"seed 0 / tsp / round 1 / data, which is not done: add --only tsp"):  # fmt: skip
-        Pipeline(load_config(path), tmp_path / "run", fingerprint=FINGERPRINT, only=["tsp-sibling"]).run()
+    with pytest.raises(ConfigError, match=r"--only tsp-sibling: seed 0 / tsp-sibling / round 1 / data reuses the "
+                                          r"trees of seed 0 / tsp / round 1 / data, which is not done: add --only tsp"):  # fmt: skip
+        Pipeline(load_config(path), tmp_path / "run", fingerprint=FINGERPRINT, select=Selection.of(["tsp-sibling"])).run()
     # with tsp's trees done, tsp-sibling alone may run
-    Pipeline(load_config(path), tmp_path / "run", fingerprint=FINGERPRINT, only=["tsp", "base"]).run()
-    Pipeline(load_config(path), tmp_path / "run", fingerprint=FINGERPRINT, only=["tsp-sibling"]).run()
+    Pipeline(load_config(path), tmp_path / "run", fingerprint=FINGERPRINT, select=Selection.of(["tsp", "base"])).run()
+    Pipeline(load_config(path), tmp_path / "run", fingerprint=FINGERPRINT, select=Selection.of(["tsp-sibling"])).run()
     assert (tmp_path / "run" / "seed-0" / "tsp-sibling" / "budget.json").is_file()
 
 
@@ -267,9 +267,80 @@ def test_check_with_only_lists_only_those_arms_stages(tmp_path, shared_data, mon
 
     monkeypatch.setenv("TREEPLAY_DATA", str(shared_data))
     config = load_config(_config(tmp_path))
-    report = check_run(config, tmp_path / "empty", source="tiny.yaml", fingerprint=FINGERPRINT, only=["sft"])
+    report = check_run(config, tmp_path / "empty", source="tiny.yaml", fingerprint=FINGERPRINT, select=Selection.of(["sft"]))
     assert report.to_run == [name for name in ALL_STAGES if "/ sft /" in name]
     assert report.plan[1:3] == ["run dir: 6 of 11 stages done (inputs unchanged: skipped), 5 to run",
-                                "--only sft: 6 stage(s) of the other arms are not run (counted above as skipped)"]
-    report = check_run(config, tmp_path / "empty", source="tiny.yaml", fingerprint=FINGERPRINT, only=["bse"])
+                                "--only sft: 6 other stage(s) are not run (counted above as skipped)"]
+    report = check_run(config, tmp_path / "empty", source="tiny.yaml", fingerprint=FINGERPRINT, select=Selection.of(["bse"]))
     assert "tiny.yaml: --only: no arm bse in this run (its arms: base, sft, tsp)" in report.problems
+
+
+def _two_seeds(tmp_path: Path, **changes: Any) -> Path:
+    raw = json.loads(json.dumps(CONFIG))
+    raw.update(seeds=[0, 1], methods=["tsp"], rounds=1, **changes)
+    path = tmp_path / "seeds.yaml"
+    path.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    return path
+
+
+def test_seed_runs_only_that_seeds_stages(tmp_path, shared_data, monkeypatch, fake_model_work):
+    """`--seed 1` runs seed 1's stages of every arm; `--only tsp --seed 0` then seed 0's tsp alone."""
+    import io
+
+    from rich.console import Console
+
+    monkeypatch.setenv("TREEPLAY_DATA", str(shared_data))
+    run_dir = tmp_path / "run"
+    out = io.StringIO()
+    Pipeline(load_config(_two_seeds(tmp_path)), run_dir, console=Console(file=out, width=200), fingerprint=FINGERPRINT,
+             select=Selection.of(seeds=[1])).run()  # fmt: skip
+    lines = [line.split(" (elapsed")[0] for line in out.getvalue().splitlines() if line.startswith("[")]
+    assert lines == ["[1/4] seed 1 / base / eval securityeval", "[2/4] seed 1 / tsp / round 1 / data",
+                     "[3/4] seed 1 / tsp / round 1 / train", "[4/4] seed 1 / tsp / eval securityeval"]
+    assert "only --seed 1: the other stages are not run" in out.getvalue()
+    assert not (run_dir / "seed-0").exists()
+    assert (run_dir / "seed-1" / "tsp" / "budget.json").is_file()
+    out = io.StringIO()
+    Pipeline(load_config(_two_seeds(tmp_path)), run_dir, console=Console(file=out, width=200), fingerprint=FINGERPRINT,
+             select=Selection.of(["tsp"], [0])).run()  # fmt: skip
+    lines = [line.split(" (elapsed")[0] for line in out.getvalue().splitlines() if line.startswith("[")]
+    assert lines == ["[1/3] seed 0 / tsp / round 1 / data", "[2/3] seed 0 / tsp / round 1 / train",
+                     "[3/3] seed 0 / tsp / eval securityeval"]
+    assert not (run_dir / "seed-0" / "base").exists()
+    rest = [p.stage.name for p in Pipeline(load_config(_two_seeds(tmp_path)), run_dir, fingerprint=FINGERPRINT).plan()
+            if not p.done]  # fmt: skip
+    assert rest == ["seed 0 / base / eval securityeval"]
+
+
+def test_seed_names_a_seed_outside_the_run(tmp_path, shared_data, monkeypatch, fake_model_work):
+    from treeplay.pipeline import ConfigError
+    from treeplay.run_check import check_run
+
+    monkeypatch.setenv("TREEPLAY_DATA", str(shared_data))
+    path = _two_seeds(tmp_path)
+    with pytest.raises(ConfigError, match=r"--seed: no seed 2 in this run \(its seeds: 0, 1\)"):
+        Pipeline(load_config(path), tmp_path / "run", fingerprint=FINGERPRINT, select=Selection.of(seeds=[2])).run()
+    assert not (tmp_path / "run" / "seed-0").exists() and not (tmp_path / "run" / "seed-1").exists()
+    report = check_run(load_config(path), tmp_path / "empty", source="seeds.yaml", fingerprint=FINGERPRINT,
+                       select=Selection.of(["tsp"], [1]))  # fmt: skip
+    assert report.to_run == ["seed 1 / tsp / round 1 / data", "seed 1 / tsp / round 1 / train",
+                             "seed 1 / tsp / eval securityeval"]
+    assert report.plan[2] == "--only tsp --seed 1: 5 other stage(s) are not run (counted above as skipped)"
+
+
+def test_seed_lets_a_sibling_arm_reuse_the_trees_done_for_that_seed(tmp_path, shared_data, monkeypatch,
+                                                                   fake_model_work):  # fmt: skip
+    """Seed 0's tsp trees done, seed 1's not: tsp-sibling may run for seed 0 but not for both seeds."""
+    from treeplay.pipeline import ConfigError
+
+    monkeypatch.setenv("TREEPLAY_DATA", str(shared_data))
+    path = _two_seeds(tmp_path, variants={"tsp-sibling": {"method": "tsp", "pair_mode": "sibling"}})
+    run_dir = tmp_path / "run"
+    Pipeline(load_config(path), run_dir, fingerprint=FINGERPRINT, select=Selection.of(["tsp"], [0])).run()
+    with pytest.raises(ConfigError, match=r"seed 1 / tsp-sibling / round 1 / data reuses the trees of "
+                                          r"seed 1 / tsp / round 1 / data, which is not done"):  # fmt: skip
+        Pipeline(load_config(path), run_dir, fingerprint=FINGERPRINT, select=Selection.of(["tsp-sibling"])).run()
+    assert not (run_dir / "seed-0" / "tsp-sibling").exists()
+    Pipeline(load_config(path), run_dir, fingerprint=FINGERPRINT, select=Selection.of(["tsp-sibling"], [0])).run()
+    assert (run_dir / "seed-0" / "tsp-sibling" / "budget.json").is_file()
+    assert not (run_dir / "seed-1").exists()
