@@ -36,6 +36,7 @@ from treeplay.run_config import (  # noqa: F401  (re-exported: `from treeplay.pi
 )
 from treeplay.run_layout import RunLayout
 from treeplay.run_lock import RunDirBusy, default_run_dir, hold_run_dir
+from treeplay.stage_times import StageTimes
 from treeplay.stages import (  # noqa: F401  (STAGE_FILE, Stage, StageError, run_stage: re-exported, their old home)
     STAGE_FILE,
     ArmBudget,
@@ -123,11 +124,12 @@ class Pipeline:
             f"arms base+{'+'.join(a.name for a in arms)}, rounds {config.rounds}, seeds {config.seeds} -> {self.run_dir}"
         )
         planned = self.plan()
+        times = StageTimes(planned, {arm.name: arm.method for arm in arms})
         if self.select:
             self.console.print(f"only {self.select.label()}: the other stages are not run")
             check_selection(planned, self.select, config.seeds)
             planned = [p for p in planned if self.select.selects(p.stage.arm, p.stage.seed)]
-        clock = StageClock(planned, self.console, archive=self.layout.superseded_dir)
+        clock = StageClock(planned, self.console, archive=self.layout.superseded_dir, times=times)
         self.console.print(f"{clock.total - clock.to_run} of {clock.total} stages done earlier, {clock.to_run} to run")
         note = superseded_note(planned, self.stages.oracle(), self.layout.superseded_dir)
         if note:

@@ -22,7 +22,8 @@ from treeplay.run_bundle import missing_model_blockers
 from treeplay.run_config import METHOD_ORDER, Arm, RunConfig, data_root, load_train_tasks, resolve_data_path
 from treeplay.run_layout import RunLayout
 from treeplay.run_lock import holder
-from treeplay.stages import PlannedStage, Selection, superseded_note
+from treeplay.stage_times import StageTimes, stage_keys
+from treeplay.stages import PlannedStage, Selection, Stage, superseded_note
 from treeplay.tasks import Task
 
 # Generation throughput of the embedded model (Qwen2.5-Coder-0.5B-Instruct, llama.cpp, 2 threads)
@@ -150,28 +151,22 @@ def plan_lines(config: RunConfig, train: Sequence[Task], benches: dict[str, int]
                planned: Sequence[PlannedStage]) -> list[str]:  # fmt: skip
     """What is done, the work of the stages still to run and its estimated sampling time."""
     arms = {a.name: a for a in config.arms()}
+    methods = {name: arm.method for name, arm in arms.items()}
     pending = [p.stage for p in planned if not p.done]
     lines = [f"{len(config.seeds)} seed(s) x arms base+{'+'.join(arms)}, {config.rounds} round(s); "
              f"{len(train)} training tasks",
              f"run dir: {len(planned) - len(pending)} of {len(planned)} stages done (inputs unchanged: skipped), "
              f"{len(pending)} to run"]  # fmt: skip
-    hashes_before: set[str] = set()
-    trees_before: set[str] = set()
     tree_samples = tree_tokens = copied = reused = 0
-    for item in planned:
-        stage = item.stage
-        if stage.kind == "data" and not item.done and arms[stage.arm].method != "sft":
-            if stage.inputs_hash in hashes_before:
-                copied += 1  # same inputs as an earlier arm's data stage: its trees and pairs are copied
-            elif stage.samples_key in trees_before:
-                reused += 1  # other pairs (pair mode) from the same trees: the trees are reused
-            else:
-                samples, max_new_tokens = _sampling_per_tree(config, arms[stage.arm])
-                tree_samples += len(train) * samples
-                tree_tokens += len(train) * samples * max_new_tokens
-        hashes_before.add(stage.inputs_hash)
-        if stage.samples_key:
-            trees_before.add(stage.samples_key)
+    for item, key in zip(planned, stage_keys(planned, methods), strict=True):
+        if item.done or key[0] != "data":
+            continue
+        copied += key[-1] == "copied"  # same inputs as an earlier arm's data stage: its trees and pairs are copied
+        reused += key[-1] == "reused"  # other pairs (pair mode) from the same trees: the trees are reused
+        if key[-1] == "sampled":
+            samples, max_new_tokens = _sampling_per_tree(config, arms[item.stage.arm])
+            tree_samples += len(train) * samples
+            tree_tokens += len(train) * samples * max_new_tokens
     reuse = f"; {copied} copied from another arm" if copied else ""
     reuse += f"; {reused} reuse another arm's trees" if reused else ""
     lines.append(f"data: up to {tree_samples} sampled branches in the data stages to run{reuse}")
@@ -184,8 +179,22 @@ def plan_lines(config: RunConfig, train: Sequence[Task], benches: dict[str, int]
         todo = sum(s.kind == "eval" and s.bench == bench for s in pending)
         lines.append(f"eval {bench}: {count} tasks x n={config.eval.n}, {todo} evaluation(s) to run")
         eval_samples += count * config.eval.n * todo
+    measured = _measured_time(planned, methods, pending)
+    lines += [measured] if measured else []
     lines.append(_estimate(config, tree_tokens, eval_samples))
     return lines
+
+
+def _measured_time(planned: Sequence[PlannedStage], methods: dict[str, str], pending: Sequence[Stage]) -> str | None:
+    """The stages to run at the median wall time of this run's finished stages of their kind."""
+    if not pending:
+        return None
+    seconds, untimed = StageTimes(planned, methods).remaining(pending)
+    if len(untimed) == len(pending):
+        return None
+    rest = f"; {len(untimed)} of a kind not finished here yet (see the estimate)" if untimed else ""
+    return (f"time: ~{math.ceil(seconds / 60)} min for {len(pending) - len(untimed)} of the {len(pending)} stages "
+            f"to run, at the median wall time of this run's finished stages of their kind{rest}")
 
 
 def _estimate(config: RunConfig, tree_tokens: int, eval_samples: int) -> str:

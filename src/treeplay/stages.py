@@ -21,11 +21,14 @@ import shutil
 import time
 from collections.abc import Callable, Generator, Iterator, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from rich.console import Console
 
 from treeplay.jsonl import write_text_atomic
+
+if TYPE_CHECKING:
+    from treeplay.stage_times import StageTimes
 
 STAGE_FILE = "stage.json"
 INPUTS_FILE = "inputs.json"
@@ -263,13 +266,17 @@ _SHOWN = ("summary", "pairs", "branches", "steps", "tasks", "untrained")
 
 
 class StageClock:
-    """Runs stages, printing each with its position, the elapsed time and an ETA: the mean time of
-    the stages run so far times the stages still to run (done ones cost nothing)."""
+    """Runs stages, printing each with its position, the elapsed time and an ETA: the stages still
+    to run at the median time of the finished stages of their kind (`times`), and those of a kind
+    not timed yet at the mean time of the stages run so far (done ones cost nothing)."""
 
-    def __init__(self, planned: list[PlannedStage], console: Console, archive: Path | None = None) -> None:
+    def __init__(self, planned: list[PlannedStage], console: Console, archive: Path | None = None,
+                 times: StageTimes | None = None) -> None:  # fmt: skip
         self.archive = archive  # where finished stages superseded by other inputs are moved
         self.total = len(planned)
-        self.to_run = sum(not p.done for p in planned)
+        self.pending = {p.stage.name: p.stage for p in planned if not p.done}
+        self.to_run = len(self.pending)
+        self.times = times
         self.console = console
         self.position = 0
         self.started = time.monotonic()
@@ -285,16 +292,23 @@ class StageClock:
             return cached
         self.console.print(f"[bold cyan]{label}[/] {self._eta()}")
         t0 = time.monotonic()
+        self.pending.pop(stage.name, None)
         record = run_stage(stage, self.archive)
         self.worked_s += time.monotonic() - t0
         self.worked += 1
+        if self.times is not None:
+            self.times.add(stage, time.monotonic() - t0)
         shown = {k: v for k, v in record.items() if k in _SHOWN}
         self.console.print(f"  done in {time.monotonic() - t0:.0f}s {json.dumps(shown, default=str)}")
         return record
 
     def _eta(self) -> str:
+        """Elapsed time and the ETA of this stage and the ones after it."""
         elapsed = time.monotonic() - self.started
-        if not self.worked:
-            return f"(elapsed {elapsed:.0f}s, {self.to_run} stage(s) to run)"
-        remaining = max(1, self.to_run - self.worked) * self.worked_s / self.worked
+        left = list(self.pending.values())
+        measured, untimed = self.times.remaining(left) if self.times is not None else (0.0, left)
+        if untimed and not self.worked:
+            timed = f", ~{measured / 60:.0f} min for the {len(left) - len(untimed)} timed" if measured else ""
+            return f"(elapsed {elapsed:.0f}s, {self.to_run} stage(s) to run{timed})"
+        remaining = measured + len(untimed) * (self.worked_s / self.worked if self.worked else 0.0)
         return f"(elapsed {elapsed:.0f}s, ETA ~{remaining / 60:.0f} min)"

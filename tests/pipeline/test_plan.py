@@ -344,3 +344,48 @@ def test_seed_lets_a_sibling_arm_reuse_the_trees_done_for_that_seed(tmp_path, sh
     Pipeline(load_config(path), run_dir, fingerprint=FINGERPRINT, select=Selection.of(["tsp-sibling"], [0])).run()
     assert (run_dir / "seed-0" / "tsp-sibling" / "budget.json").is_file()
     assert not (run_dir / "seed-1").exists()
+
+
+def _set_wall(run_dir: Path, walls: dict[str, float]) -> None:
+    for where, wall in walls.items():
+        path = run_dir / where / "stage.json"
+        record = json.loads(path.read_text())
+        path.write_text(json.dumps({**record, "wall_s": wall}))
+
+
+def test_time_of_the_stages_to_run_is_the_median_of_finished_ones_of_their_kind(tmp_path, finished_run,
+                                                                               fake_model_work):  # fmt: skip
+    """--check and the run's ETA time a stage by the finished stages of its kind in this run dir."""
+    import io
+
+    from rich.console import Console
+
+    from treeplay.run_check import check_run
+
+    _set_wall(finished_run, {"seed-0/tsp/round-1/train": 100, "seed-0/sft/round-1/train": 5000,
+                             "seed-0/base/eval/securityeval": 50, "seed-0/sft/eval/securityeval": 70,
+                             "seed-0/tsp/round-1/data": 4000})  # fmt: skip
+    for where in ("seed-0/tsp/round-2/train", "seed-0/tsp/eval/securityeval"):
+        (finished_run / where / "stage.json").unlink()
+    report = check_run(load_config(_config(tmp_path)), finished_run, source="tiny.yaml", fingerprint=FINGERPRINT)
+    # tsp train: 100 s (sft's train is another kind); eval securityeval: median(50, 70) = 60 s
+    assert report.plan[-2] == ("time: ~3 min for 2 of the 2 stages to run, at the median wall time of this run's "
+                               "finished stages of their kind")  # fmt: skip
+    out = io.StringIO()
+    Pipeline(load_config(_config(tmp_path)), finished_run, console=Console(file=out, width=200),
+             fingerprint=FINGERPRINT).run()  # fmt: skip
+    lines = [line for line in out.getvalue().splitlines() if line.startswith("[") and "skipped" not in line]
+    assert lines == ["[10/11] seed 0 / tsp / round 2 / train (elapsed 0s, ETA ~3 min)",
+                     "[11/11] seed 0 / tsp / eval securityeval (elapsed 0s, ETA ~1 min)"]
+
+
+def test_time_leaves_out_kinds_not_finished_yet(tmp_path, finished_run):
+    from treeplay.run_check import check_run
+
+    _set_wall(finished_run, {"seed-0/base/eval/securityeval": 100, "seed-0/tsp/eval/securityeval": 140})
+    for where in ("seed-0/sft/eval/securityeval", "seed-0/tsp/round-1/data", "seed-0/tsp/round-2/data"):
+        (finished_run / where / "stage.json").unlink()
+    report = check_run(load_config(_config(tmp_path)), finished_run, source="tiny.yaml", fingerprint=FINGERPRINT)
+    # tsp's two data stages sample trees and none finished here; the sft eval: median(100, 140) = 120 s
+    assert report.plan[-2] == ("time: ~2 min for 1 of the 3 stages to run, at the median wall time of this run's "
+                               "finished stages of their kind; 2 of a kind not finished here yet (see the estimate)")
