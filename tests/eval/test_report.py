@@ -162,6 +162,18 @@ def test_missing_and_partial_runs(tmp_path: Path) -> None:
     assert "nothing was run yet" in write_report(empty)[0].read_text()
 
 
+def test_a_seed_begun_without_an_evaluation_is_not_counted_as_a_seed(tmp_path: Path) -> None:
+    """A run stopped just after seed 1's first (data) stage: seed 1 has a directory and no result."""
+    run = tmp_path / "begun"
+    for method, status in (("base", "vulnerable"), ("sft", "secure")):
+        write_eval(run, 0, method, "securityeval", [generation("t0", "CWE-89", status)])
+    write_jsonl(run / "seed-1" / "sft" / "round-1" / "data" / "pairs.jsonl", [])
+    md = write_report(run)[0].read_text()
+    assert "seeds: 0 (begun, nothing evaluated yet: 1);" in md
+    assert "Seeds and tasks resampled" not in md and "With 2 seeds the seed level is coarse" not in md
+    assert "seed 1 / base: no evaluation on securityeval" in missing_parts(collect_run(run))
+
+
 def test_a_variant_left_off_a_bench_by_design_is_said_so(tmp_path: Path) -> None:
     """tsp-dpo evaluated on sallm only (`variants.tsp-dpo.benches`): its missing securityeval is
     by design; tsp's missing sallm is a real gap. With sallm run, func-sec@1 is reported."""

@@ -45,11 +45,18 @@ from treeplay.tree.records import Tree
 from treeplay.tree.render import golden_with_markers  # noqa: F401  (re-exported)
 
 
+def _seeds_text(data: RunData) -> str:
+    """The evaluated seeds, and those begun without an evaluation (left out of every table)."""
+    begun = [seed for seed in data.seeds if seed not in data.evaluated_seeds]
+    text = ", ".join(map(str, data.evaluated_seeds)) or "none evaluated"
+    return text + (f" (begun, nothing evaluated yet: {', '.join(map(str, begun))})" if begun else "")
+
+
 def build_sections(data: RunData) -> list[Section]:
     sections: list[Section] = []
     overview = Section("Overview")
     overview.blocks.append(Block("text", text=(
-        f"Run dir `{data.run_dir}`; seeds: {', '.join(map(str, data.seeds)) or 'none'}; "
+        f"Run dir `{data.run_dir}`; seeds: {_seeds_text(data)}; "
         f"methods: {', '.join(data.methods) or 'none'}; benches: {', '.join(data.benches) or 'none'}. "
         "Rates in %. With ≥3 seeds: mean ± 95% t-interval over seeds; with 2 seeds: mean (the two seeds' "
         "values, in seed order: a t-interval on 2 seeds is too wide to read); with one seed: value "

@@ -56,6 +56,11 @@ class RunData:
     notes: list[str] = field(default_factory=list)
 
     @property
+    def evaluated_seeds(self) -> list[int]:
+        """The seeds with at least one evaluation (a seed whose run has only begun has none yet)."""
+        return sorted({e.seed for e in self.evals})
+
+    @property
     def methods(self) -> list[str]:
         present = {e.method for e in self.evals} | {m for _, m in self.budgets} | {k[1] for k in self.train_logs}
         present |= {method for _, method, _, _ in self.trees}

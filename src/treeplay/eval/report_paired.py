@@ -151,9 +151,9 @@ def paired_section(data: RunData) -> Section | None:
     if not diffs:
         return None
     explain = _EXPLAIN
-    if len(data.seeds) >= 2:
-        explain += " " + _SEEDS_EXPLAIN + seed_resampling_note(len(data.seeds))
-    blocks = [Block("text", text=explain), paired_table(diffs, len(data.seeds))]
+    if len(data.evaluated_seeds) >= 2:
+        explain += " " + _SEEDS_EXPLAIN + seed_resampling_note(len(data.evaluated_seeds))
+    blocks = [Block("text", text=explain), paired_table(diffs, len(data.evaluated_seeds))]
     reference = "sft" if any(d.reference == "sft" for d in diffs) else "base"
     groups = forest_groups(diffs, arms, reference)
     if groups:
@@ -185,7 +185,7 @@ def contrast_section(data: RunData) -> Section | None:
     if not diffs:
         return None
     return Section("Contrasts: tree vs self-play, ablations vs TSP",
-                   [Block("text", text=_CONTRAST_EXPLAIN), paired_table(_sorted(diffs, arms), len(data.seeds))])  # fmt: skip
+                   [Block("text", text=_CONTRAST_EXPLAIN), paired_table(_sorted(diffs, arms), len(data.evaluated_seeds))])  # fmt: skip
 
 
 def _num(value: float | None, fmt: str) -> str:
