@@ -19,6 +19,7 @@ import yaml
 from rich.console import Console
 
 from treeplay.pipeline_stages import StageBuilder, oracle_fingerprint  # noqa: F401  (re-exported)
+from treeplay.run_bundle import RollingBundle
 from treeplay.run_config import (  # noqa: F401  (re-exported: `from treeplay.pipeline import load_config`)
     METHOD_ORDER,
     Arm,
@@ -62,8 +63,9 @@ class Pipeline:
 
     def __init__(self, config: RunConfig, run_dir: Path, *, console: Console | None = None,
                  fingerprint: str | None = None, train_tasks: Sequence[Task] | None = None,
-                 select: Selection | None = None) -> None:  # fmt: skip
+                 select: Selection | None = None, bundle: Path | None = None) -> None:  # fmt: skip
         self.config = config
+        self.bundle = bundle  # `treeplay run --bundle FILE`: rewritten after every stage that runs
         # `treeplay run --only ARM --seed S`: run the stages of these arms (`base` is an arm) and seeds
         # and no other; the others are walked (their hashes and tree reuse stay as in a full run), not run
         self.select = select or Selection()
@@ -134,13 +136,17 @@ class Pipeline:
         note = superseded_note(planned, self.stages.oracle(), self.layout.superseded_dir)
         if note:
             self.console.print(f"[bold yellow]warning:[/] {note}")
-        walk(self.steps(), self._selected(clock.run), self._write_budget)
+        bundle = RollingBundle(self.run_dir, self.bundle, self.console.print) if self.bundle else None
+        run = bundle.stage_runner(clock.run) if bundle else clock.run
+        walk(self.steps(), self._selected(run), lambda budget: self._write_budget(budget, bundle))
         self.stages.drop_policy()
         if config.report:
             from treeplay.eval import write_report
 
             md, html = write_report(self.run_dir)
             self.console.print(f"[bold green]report:[/] {md}\n[bold green]html:[/]   {html}")
+            if bundle:
+                bundle.write("after the report")
         return self.run_dir
 
     def _selected(self, run: Callable[[Stage], dict[str, Any]]) -> Callable[[Stage], dict[str, Any]]:
@@ -151,9 +157,12 @@ class Pipeline:
         return lambda stage: (run(stage) if select.selects(stage.arm, stage.seed)
                               else (stage.done_record() or dict(stage.placeholder)))  # fmt: skip
 
-    def _write_budget(self, budget: ArmBudget) -> None:
+    def _write_budget(self, budget: ArmBudget, bundle: RollingBundle | None = None) -> None:
         if self.select.selects(budget.arm, budget.seed):
+            before = budget.path.read_bytes() if budget.path.is_file() else None
             budget.write()
+            if bundle and budget.path.read_bytes() != before:  # a resumed run rewrites the same budget
+                bundle.write(f"after the budget of seed {budget.seed} / {budget.arm}")
 
 
 def check_selection(planned: Sequence[PlannedStage], select: Selection, seeds: Sequence[int]) -> None:
@@ -209,18 +218,21 @@ class _Budget:
         }  # fmt: skip
 
 
-def run_pipeline(config_path: Path | str, run_dir: Path | str | None = None, select: Selection | None = None) -> Path:
+def run_pipeline(config_path: Path | str, run_dir: Path | str | None = None, select: Selection | None = None,
+                 bundle: Path | None = None) -> Path:  # fmt: skip
     config = load_config(config_path)
     directory = Path(run_dir) if run_dir else default_run_dir(config.name)
-    return run_config(config, directory, source=str(config_path), select=select)
+    return run_config(config, directory, source=str(config_path), select=select, bundle=bundle)
 
 
-def run_config(config: RunConfig, run_dir: Path, *, source: str = "config", select: Selection | None = None) -> Path:
-    """Run a validated config into `run_dir` (resuming whatever is already there), after `--check`."""
+def run_config(config: RunConfig, run_dir: Path, *, source: str = "config", select: Selection | None = None,
+               bundle: Path | None = None) -> Path:  # fmt: skip
+    """Run a validated config into `run_dir` (resuming whatever is already there), after `--check`;
+    `bundle`: rewritten after every stage that runs (`treeplay.run_bundle.RollingBundle`)."""
     from treeplay.run_check import check_run
 
     _check_sections(config, Path(source))
-    report = check_run(config, run_dir, source=source, select=select)
+    report = check_run(config, run_dir, source=source, select=select, bundle=bundle)
     if not report.ok:
         raise ConfigError("run check failed:\n" + "\n".join(f"  - {p}" for p in report.problems))
     if config.threads:
@@ -229,7 +241,7 @@ def run_config(config: RunConfig, run_dir: Path, *, source: str = "config", sele
         torch.set_num_threads(config.threads)
     try:
         with hold_run_dir(run_dir, f"treeplay run {source}"):
-            return Pipeline(config, run_dir, select=select).run()
+            return Pipeline(config, run_dir, select=select, bundle=bundle).run()
     except RunDirBusy as exc:
         raise ConfigError(str(exc)) from None
     except TaskFormatError as exc:

@@ -28,6 +28,12 @@ def run_command(
         list[int] | None,
         typer.Option("--seed", help="Run only this seed's stages (repeat; with --only: those arms of those seeds)"),
     ] = None,
+    bundle: Annotated[
+        Path | None,
+        typer.Option("--bundle", help="Rewrite this bundle (.tar.xz, as `treeplay bundle` writes) after every stage "
+                                      "that runs, so a session that ends mid-run keeps what finished; an existing "
+                                      "one must have been unbundled into the run dir first"),
+    ] = None,
 ) -> None:
     """Run base eval, then for each method build data, train for T rounds and evaluate; then report.
 
@@ -41,10 +47,10 @@ def run_command(
 
     select = Selection.of(only, seed)
     if check:
-        _check_only(config, run_dir, select)
+        _check_only(config, run_dir, select, bundle)
         return
     try:
-        out = run_pipeline(config, run_dir, select)
+        out = run_pipeline(config, run_dir, select, bundle)
     except ConfigError as exc:
         Console(stderr=True, soft_wrap=True).print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
@@ -57,7 +63,8 @@ def run_command(
 
 
 
-def _check_only(config_path: Path, run_dir: Path | None, select: Selection | None = None) -> None:
+def _check_only(config_path: Path, run_dir: Path | None, select: Selection | None = None,
+                bundle: Path | None = None) -> None:  # fmt: skip
     """`--check`: print the plan and the blockers; exit 1 when there is any."""
     from treeplay.pipeline import ConfigError, load_config
     from treeplay.run_check import check_run
@@ -68,7 +75,8 @@ def _check_only(config_path: Path, run_dir: Path | None, select: Selection | Non
     except ConfigError as exc:
         typer.echo(f"blockers:\n  - {exc}", err=True)
         raise typer.Exit(1) from None
-    report = check_run(config, run_dir or default_run_dir(config.name), source=str(config_path), select=select)
+    report = check_run(config, run_dir or default_run_dir(config.name), source=str(config_path), select=select,
+                       bundle=bundle)  # fmt: skip
     typer.echo(report.render())
     if not report.ok:
         raise typer.Exit(1)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import io
 import json
 import tarfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,7 +29,7 @@ from treeplay.policy.chain import TRAIN_META
 from treeplay.policy.models import sha256_file
 from treeplay.run_layout import RunLayout
 from treeplay.run_lock import LOCK_FILE, RunDirBusy, hold_run_dir
-from treeplay.stages import STAGE_FILE, PlannedStage, read_record
+from treeplay.stages import STAGE_FILE, PlannedStage, Stage, read_record
 
 MANIFEST = "BUNDLE.json"
 WEIGHT_SUFFIXES = (".safetensors", ".gguf", ".bin", ".pt", ".pth", ".ckpt")
@@ -43,7 +43,8 @@ class BundleError(RuntimeError):
     """A bundle that cannot be written or restored (names the file and what is wrong)."""
 
 
-__all__ = ["BundleError", "RunDirBusy", "missing_model_blockers", "read_manifest", "restore_bundle", "write_bundle"]
+__all__ = ["BundleError", "RollingBundle", "RunDirBusy", "bundle_blocker", "missing_model_blockers", "read_manifest",
+           "restore_bundle", "write_bundle"]  # fmt: skip
 
 
 @dataclass
@@ -169,3 +170,65 @@ def missing_model_blockers(planned: Sequence[PlannedStage], source: str) -> list
 
 def _has_weights(model_dir: Path) -> bool:
     return model_dir.is_dir() and any(p.suffix in WEIGHT_SUFFIXES for p in model_dir.rglob("*"))
+
+
+def bundle_members(bundle: Path) -> list[str]:
+    """The result files a bundle holds (relative paths, without its manifest)."""
+    read_manifest(bundle)
+    with tarfile.open(bundle, "r:*") as tar:
+        return [m.name for m in tar.getmembers() if m.isfile() and m.name != MANIFEST]
+
+
+def bundle_blocker(bundle: Path, run_dir: Path, source: str) -> str | None:
+    """`treeplay run --bundle FILE`: why FILE cannot be rewritten from `run_dir`, or None. An existing
+    bundle must have been restored here (every file of it is in the run dir), else rewriting it
+    from this run dir would drop the results it carries (e.g. a fresh checkout that forgot to unbundle)."""
+    if bundle.suffixes[-2:] != [".tar", ".xz"]:
+        return f"{source}: --bundle {bundle}: a bundle is a .tar.xz file"
+    if not bundle.exists():
+        return None
+    try:
+        members = bundle_members(bundle)
+    except (BundleError, OSError, tarfile.TarError) as exc:
+        return f"{source}: --bundle {bundle}: {exc}"
+    missing = [name for name in members if not (run_dir / name).is_file()]
+    if missing:
+        return (f"{source}: --bundle {bundle}: {len(missing)} of its {len(members)} file(s) are not in {run_dir} "
+                f"(e.g. {missing[0]}), so rewriting it would drop them: `treeplay unbundle {bundle}` first, "
+                "or name a new file")  # fmt: skip
+    return None
+
+
+class RollingBundle:
+    """`treeplay run --bundle FILE`: the run dir's bundle, rewritten (atomically) after every stage that
+    ran and every arm budget written. A session can end in the middle of a long run (`runs/` does
+    not outlive it): what finished before is then in FILE, and only the stage that was running and
+    the trained weights (never bundled) are lost. Rewrites happen between stages, so no file is
+    bundled mid-write; a rewrite that fails is a warning, never the end of the run."""
+
+    def __init__(self, run_dir: Path, out: Path, say: Callable[[str], None]) -> None:
+        self.run_dir = run_dir
+        self.out = out
+        self.say = say
+        self.written = 0
+
+    def stage_runner(self, run: Callable[[Stage], dict[str, Any]]) -> Callable[[Stage], dict[str, Any]]:
+        """`run`, then a rewrite when the stage was not done before (a stage that fails rewrites nothing)."""
+
+        def run_then_bundle(stage: Stage) -> dict[str, Any]:
+            fresh = stage.done_record() is None
+            record = run(stage)
+            if fresh:
+                self.write(f"after {stage.name}")
+            return record
+
+        return run_then_bundle
+
+    def write(self, why: str) -> None:
+        try:
+            summary = write_bundle(self.run_dir, self.out)
+        except (BundleError, OSError, tarfile.TarError) as exc:
+            self.say(f"warning: bundle {self.out} not rewritten {why}: {exc}")
+            return
+        self.written += 1
+        self.say(f"bundle: {self.out} rewritten {why} ({summary.files} files, {self.out.stat().st_size / 1e6:.1f} MB)")

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from treeplay.run_bundle import missing_model_blockers
+from treeplay.run_bundle import bundle_blocker, missing_model_blockers
 from treeplay.run_config import METHOD_ORDER, Arm, RunConfig, data_root, load_train_tasks, resolve_data_path
 from treeplay.run_layout import RunLayout
 from treeplay.run_lock import holder
@@ -228,10 +228,11 @@ def arm_option_problems(config: RunConfig, source: str) -> list[str]:
 
 
 def check_run(config: RunConfig, run_dir: Path, *, source: str, fingerprint: str | None = None,
-              select: Selection | None = None) -> CheckReport:  # fmt: skip
+              select: Selection | None = None, bundle: Path | None = None) -> CheckReport:  # fmt: skip
     """All blockers of a run and its plan (which stages are done, which would run), without loading
     a model or judging anything. `fingerprint`: the oracle's in the stage hashes (default: this one's);
-    `select`: the arms and seeds `treeplay run --only/--seed` would run (the other stages count as not run)."""
+    `select`: the arms and seeds `treeplay run --only/--seed` would run (the other stages count as not run);
+    `bundle`: the file `treeplay run --bundle` would rewrite after every stage."""
     from treeplay.eval.evaluate import is_humaneval, resolve_bench
     from treeplay.oracle import default_oracle
 
@@ -267,6 +268,8 @@ def check_run(config: RunConfig, run_dir: Path, *, source: str, fingerprint: str
     report.problems += analyzer_blockers(source, {x for x in needed if oracle.config.has_judge(x)}, oracle)
     report.problems += extras_blockers(config, source)
     blocker = run_dir_blocker(run_dir, source)
+    report.problems += [blocker] if blocker else []
+    blocker = bundle_blocker(bundle, run_dir, source) if bundle is not None else None
     report.problems += [blocker] if blocker else []
     fingerprint = fingerprint or str(oracle.fingerprint())
     planned = planned_stages(config, run_dir, train, fingerprint)

@@ -20,6 +20,7 @@ from treeplay.run_bundle import (
     MANIFEST,
     BundleError,
     RunDirBusy,
+    bundle_blocker,
     is_weight,
     missing_model_blockers,
     read_manifest,
@@ -50,32 +51,33 @@ def _config(directory: Path, **changes: Any) -> Path:
     return path
 
 
+def _work(stage: Stage) -> dict[str, Any]:
+    """A stage's model work replaced by files of the real layout."""
+    if stage.kind == "data":
+        (stage.directory / "trees.jsonl").write_text('{"tree": 1}\n', encoding="utf-8")
+        return {"trees": 1, "pairs": 1}
+    if stage.kind == "train":
+        final = stage.directory / "final"
+        final.mkdir()
+        (final / "adapter_model.safetensors").write_bytes(ADAPTER)
+        (final / "treeplay_train.json").write_text('{"adapter": true}', encoding="utf-8")
+        (stage.directory / "checkpoints" / "step-4").mkdir(parents=True)
+        (stage.directory / "checkpoints" / "step-4" / "state.json").write_bytes(CHECKPOINT)
+        (stage.directory / "metrics.jsonl").write_text('{"step": 1, "loss": 0.69}\n', encoding="utf-8")
+        return {"final_model_dir": str(final), "steps": 1}
+    (stage.directory / "generations.jsonl").write_text('{"task_id": "t"}\n', encoding="utf-8")
+    return {"tasks": 1}
+
+
 def _fake_run(config_path: Path, run_dir: Path) -> list[str]:
-    """Every stage through `run_stage`, the model work replaced by files of the real layout."""
+    """Every stage through `run_stage`, the model work replaced by `_work`."""
     pipeline = Pipeline(load_config(config_path), run_dir, fingerprint=OLD)
     pipeline.load_tasks()
-
-    def work(stage: Stage) -> dict[str, Any]:
-        if stage.kind == "data":
-            (stage.directory / "trees.jsonl").write_text('{"tree": 1}\n', encoding="utf-8")
-            return {"trees": 1, "pairs": 1}
-        if stage.kind == "train":
-            final = stage.directory / "final"
-            final.mkdir()
-            (final / "adapter_model.safetensors").write_bytes(ADAPTER)
-            (final / "treeplay_train.json").write_text('{"adapter": true}', encoding="utf-8")
-            (stage.directory / "checkpoints" / "step-4").mkdir(parents=True)
-            (stage.directory / "checkpoints" / "step-4" / "state.json").write_bytes(CHECKPOINT)
-            (stage.directory / "metrics.jsonl").write_text('{"step": 1, "loss": 0.69}\n', encoding="utf-8")
-            return {"final_model_dir": str(final), "steps": 1}
-        (stage.directory / "generations.jsonl").write_text('{"task_id": "t"}\n', encoding="utf-8")
-        return {"tasks": 1}
-
     names: list[str] = []
 
     def on_stage(stage: Stage) -> dict[str, Any]:
         names.append(stage.name)
-        return run_stage(dataclasses.replace(stage, run=lambda: work(stage)))
+        return run_stage(dataclasses.replace(stage, run=lambda: _work(stage)))
 
     walk(pipeline.steps(), on_stage, ArmBudget.write)
     (run_dir / "config.yaml").write_text(config_path.read_text(encoding="utf-8"), encoding="utf-8")
@@ -219,3 +221,116 @@ def test_restore_waits_for_no_run(run: tuple[Path, Path], tmp_path: Path) -> Non
     with hold_run_dir(other, "treeplay run busy.yaml"), pytest.raises(RunDirBusy, match=r"treeplay run busy\.yaml"):
         restore_bundle(tmp_path / "b.tar.xz", other)
     assert not (other / "config.yaml").exists()
+
+
+# ---- treeplay run --bundle FILE: the bundle rewritten after every stage ------------------------
+
+
+class Killed(Exception):
+    """The session ends here (the stage that was running is lost)."""
+
+
+def _run_with_bundle(config: Path, run_dir: Path, bundle: Path, monkeypatch: pytest.MonkeyPatch,
+                     kill_at: str | None = None) -> list[str]:  # fmt: skip
+    """`Pipeline.run` with `--bundle` (the real driver: clock, selection, budgets), each stage's model
+    work replaced by `_work`; `kill_at`: the stage during which the process dies. Returns the stages that worked."""
+    import treeplay.stages as stages
+
+    worked: list[str] = []
+
+    def fake_run_stage(stage: Stage, archive: Path | None = None) -> dict[str, Any]:
+        if stage.name == kill_at:
+            raise Killed(stage.name)
+        worked.append(stage.name)
+        return run_stage(dataclasses.replace(stage, run=lambda: _work(stage)), archive)  # the real one
+
+    monkeypatch.setattr(stages, "run_stage", fake_run_stage)
+    Pipeline(load_config(config), run_dir, fingerprint=OLD, bundle=bundle).run()
+    return worked
+
+
+def test_a_run_killed_mid_way_leaves_a_bundle_of_what_finished(tmp_path: Path, shared_data: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    """The session ends during seed 0's TSP evaluation: the bundle holds base's eval, TSP's data and
+    training (not its weights), and restored in a fresh checkout those three stages are done and
+    the run goes on from the evaluation, which is not."""
+    monkeypatch.setenv("TREEPLAY_DATA", str(shared_data))
+    config, run_dir, bundle = _config(tmp_path), tmp_path / "runs" / "tiny", tmp_path / "results" / "tiny.tar.xz"
+    with pytest.raises(Killed):
+        _run_with_bundle(config, run_dir, bundle, monkeypatch, kill_at="seed 0 / tsp / eval securityeval")
+    members = _members(bundle)
+    assert "seed-0/tsp/round-1/train/stage.json" in members and "seed-0/base/eval/securityeval/stage.json" in members
+    assert not any(m.startswith("seed-0/tsp/eval/") or m.startswith("seed-1/") for m in members)
+    assert not any(m.endswith(".safetensors") for m in members)
+
+    fresh = tmp_path / "fresh" / "tiny"  # the next session's checkout: runs/ is gone, the bundle is not
+    restore_bundle(bundle, fresh)
+    planned = Pipeline(load_config(config), fresh, fingerprint=OLD).plan()
+    assert [p.stage.name for p in planned if p.done] == [
+        "seed 0 / base / eval securityeval", "seed 0 / tsp / round 1 / data", "seed 0 / tsp / round 1 / train"]
+
+
+def test_every_stage_that_runs_rewrites_the_bundle_and_done_ones_do_not(tmp_path: Path, shared_data: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch,
+                                                                        capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    monkeypatch.setenv("TREEPLAY_DATA", str(shared_data))
+    config, run_dir, bundle = _config(tmp_path), tmp_path / "runs" / "tiny", tmp_path / "tiny.tar.xz"
+    with pytest.raises(Killed):
+        _run_with_bundle(config, run_dir, bundle, monkeypatch, kill_at="seed 1 / base / eval securityeval")
+    capsys.readouterr()
+    worked = _run_with_bundle(config, run_dir, bundle, monkeypatch)  # the resumed run
+    rewrites = [line.split(" rewritten ")[1].split(" (")[0] for line in capsys.readouterr().err.splitlines()
+                if line.startswith("bundle: ")]  # fmt: skip
+    # seed 0's budget is written again with the same bytes: no rewrite for it
+    assert rewrites == ["after seed 1 / base / eval securityeval", "after seed 1 / tsp / round 1 / data",
+                        "after seed 1 / tsp / round 1 / train", "after seed 1 / tsp / eval securityeval",
+                        "after the budget of seed 1 / tsp"]  # fmt: skip
+    assert worked == ["seed 1 / base / eval securityeval", "seed 1 / tsp / round 1 / data",
+                      "seed 1 / tsp / round 1 / train", "seed 1 / tsp / eval securityeval"]  # fmt: skip
+    members = _members(bundle)
+    assert {"seed-0/tsp/budget.json", "seed-1/tsp/budget.json", "seed-1/tsp/eval/securityeval/generations.jsonl",
+            "seed-0/tsp/eval/securityeval/generations.jsonl"} <= members  # fmt: skip
+
+
+def test_rolling_bundle_counts_its_rewrites(run: tuple[Path, Path], tmp_path: Path) -> None:
+    """A stage done earlier rewrites nothing; each of 4 stages run again rewrites once."""
+    from treeplay.run_bundle import RollingBundle
+
+    config, run_dir = run
+    said: list[str] = []
+    bundle = RollingBundle(run_dir, tmp_path / "r.tar.xz", said.append)
+    pipeline = Pipeline(load_config(config), run_dir, fingerprint=OLD)
+    pipeline.load_tasks()
+    walk(pipeline.steps(), bundle.stage_runner(lambda stage: stage.done_record() or {}), ArmBudget.write)
+    assert bundle.written == 0 and said == []  # every stage of the fixture's run is done
+    shutil.rmtree(run_dir / "seed-1")
+    walk(pipeline.steps(), bundle.stage_runner(lambda stage: stage.done_record() or run_stage(
+        dataclasses.replace(stage, run=lambda: _work(stage)))), ArmBudget.write)  # fmt: skip
+    assert bundle.written == 4  # seed 1's base eval, TSP data, train and eval
+    assert said[0].startswith(f"bundle: {tmp_path / 'r.tar.xz'} rewritten after seed 1 / base / eval securityeval (")
+
+
+def test_bundle_blocker(run: tuple[Path, Path], tmp_path: Path) -> None:
+    """An existing bundle not restored into the run dir would lose its results when rewritten."""
+    _, run_dir = run
+    bundle = tmp_path / "b.tar.xz"
+    assert bundle_blocker(bundle, run_dir, "tiny.yaml") is None  # a new file
+    write_bundle(run_dir, bundle)
+    assert bundle_blocker(bundle, run_dir, "tiny.yaml") is None  # made from (or restored into) this run dir
+    empty = tmp_path / "empty"
+    assert bundle_blocker(bundle, empty, "tiny.yaml") == (
+        f"tiny.yaml: --bundle {bundle}: {len(_members(bundle)) - 1} of its {len(_members(bundle)) - 1} file(s) are not "
+        f"in {empty} (e.g. config.yaml), so rewriting it would drop them: `treeplay unbundle {bundle}` first, or name a new file")  # fmt: skip
+    assert bundle_blocker(tmp_path / "b.zip", run_dir, "tiny.yaml") == f"tiny.yaml: --bundle {tmp_path / 'b.zip'}: a bundle is a .tar.xz file"
+    (tmp_path / "junk.tar.xz").write_bytes(b"junk")
+    assert "not a treeplay bundle" in str(bundle_blocker(tmp_path / "junk.tar.xz", run_dir, "tiny.yaml"))
+
+
+def test_run_check_names_the_bundle_blocker(run: tuple[Path, Path], tmp_path: Path) -> None:
+    config, run_dir = run
+    bundle = tmp_path / "b.tar.xz"
+    write_bundle(run_dir, bundle)
+    report = check_run(load_config(config), tmp_path / "fresh", source="tiny.yaml", fingerprint=OLD, bundle=bundle)
+    assert any(p.startswith(f"tiny.yaml: --bundle {bundle}: ") and "treeplay unbundle" in p for p in report.problems)
+    report = check_run(load_config(config), run_dir, source="tiny.yaml", fingerprint=OLD, bundle=bundle)
+    assert not any("--bundle" in p for p in report.problems)
