@@ -179,7 +179,7 @@ class StageBuilder:
         # adapters, see treeplay.policy.models.model_chain): llama.cpp applies them unmerged.
         options = {**arm.train, "method": arm.method, "seed": seed}
         train_cfg = TrainConfig.from_dict(options, source=f"train ({arm.name})")
-        inputs = digest("train", arm.method, round_, model_hash, data.inputs_hash, train_cfg.to_dict())
+        inputs = digest("train", arm.method, round_, model_hash, data.inputs_hash, train_cfg.hashed_dict())
         where = f"seed {seed} / {arm.name} / round {round_}"
 
         def run() -> dict[str, Any]:

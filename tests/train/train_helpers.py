@@ -12,6 +12,7 @@ from treeplay.tree.records import Pair
 
 VOCAB = 128
 BOS = 1
+END = 2  # the end marker (`train.end_marker`); no character of the texts maps to it
 
 
 class CharEncoder:
@@ -24,6 +25,9 @@ class CharEncoder:
 
     def encode_continuation(self, text: str) -> list[int]:
         return [ord(ch) % VOCAB for ch in text]
+
+    def end_ids(self, text: str) -> list[int]:
+        return [END]
 
 
 def tiny_llama(seed: int = 0, hidden: int = 32, layers: int = 2) -> LlamaForCausalLM:

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from _tree_fixtures import GOLDEN, NODE_AT, PREFIX
 from _tree_fixtures import hand_built_tree as _tree
@@ -89,3 +91,21 @@ def test_node_prefix_matches_branch_prefix(sql_task: Task) -> None:
         node = next(n for n in tree.nodes if n.id == branch.node_id)
         assert node_prefix(sql_task, tree, node) == branch.prefix
         assert prefix_hash(branch.prefix) == node.prefix_hash
+
+
+def test_pairs_record_how_each_side_ended(sql_task: Task) -> None:
+    """The task's golden code ended by itself; a branch side carries its own finish reason; an
+    `sft` example has no rejected side (`train.end_marker` appends the end only to sides that stopped)."""
+    tree = _tree()
+    (golden_vs_branch,) = pairs(tree, sql_task, "golden-vs-branch")
+    assert (golden_vs_branch.chosen_finish_reason, golden_vs_branch.rejected_finish_reason) == ("stop", "stop")
+    (sibling,) = pairs(tree, sql_task, "sibling")
+    assert (sibling.chosen_finish_reason, sibling.rejected_finish_reason) == ("stop", "stop")
+    (sft,) = sft_examples(tree, sql_task)
+    assert (sft.chosen_finish_reason, sft.rejected_finish_reason) == ("stop", None)
+    cut = dataclasses.replace(tree, branches=tuple(
+        dataclasses.replace(b, finish_reason="length") if b.label == "vulnerable" else b for b in tree.branches))
+    (golden_vs_cut,) = pairs(cut, sql_task, "golden-vs-branch")
+    assert golden_vs_cut.rejected_finish_reason == "length"
+    self_found = dataclasses.replace(tree, golden_source="self-play")  # a model sample, its end not recorded
+    assert pairs(self_found, sql_task, "golden-vs-branch")[0].chosen_finish_reason is None

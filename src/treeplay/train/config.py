@@ -12,6 +12,9 @@ Method = Literal["sft", "selfplay", "tsp"]
 METHODS: tuple[str, ...] = ("sft", "selfplay", "tsp")
 
 # Fields that may differ between a run and its resumption (they do not change the maths).
+# Options added after finished runs existed, with the default that means "as before": a train stage's
+# hash leaves them out at that default (`TrainConfig.hashed_dict`), so adding one supersedes nothing.
+HASHED_ONLY_WHEN_SET: dict[str, Any] = {"end_marker": False}
 RESUME_MUTABLE_FIELDS = frozenset({"save_every", "keep_checkpoints", "log_every", "progress", "merge_lora"})
 
 
@@ -69,6 +72,10 @@ class TrainConfig:
         "packed", "How pairs share their prompt's forward pass (see treeplay.train.logprobs).")
     max_prompt_tokens: int = option(1536, "Pairs whose prompt has more tokens are skipped.", ge=1)
     max_completion_tokens: int = option(512, "Completions are cut to this many tokens.", ge=1)
+    end_marker: bool = option(
+        False, "Append the end of an answer (the closing ``` of a fenced chat prompt, else EOS) to each side that "
+        "ended by itself (the task's golden code, a branch that stopped), never to one cut at the token budget; "
+        "without it no training sequence shows the model where to stop (TRL's DPO appends EOS to both sides).")
 
     # I/O
     save_every: int = option(50, "Checkpoint every N optimiser steps (and always at the end).", ge=1)
@@ -110,6 +117,16 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
         out["lora_target_modules"] = list(self.lora_target_modules)
+        return out
+
+    def hashed_dict(self) -> dict[str, Any]:
+        """What a train stage's hash covers: `to_dict()` without the options added after runs were
+        made (`HASHED_ONLY_WHEN_SET`) while they are at their default, so a new option leaves the
+        finished stages of earlier runs done (docs/design.md)."""
+        out = self.to_dict()
+        for name, default in HASHED_ONLY_WHEN_SET.items():
+            if out.get(name) == default:
+                out.pop(name)
         return out
 
     @classmethod

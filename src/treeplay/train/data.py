@@ -6,7 +6,7 @@ import hashlib
 import json
 import random
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -23,6 +23,8 @@ class PairEncoder(Protocol):
     def encode_prompt(self, pair: Pair) -> list[int]: ...
 
     def encode_continuation(self, text: str) -> list[int]: ...
+
+    def end_ids(self, text: str) -> list[int]: ...
 
 
 class PolicyPromptEncoder:
@@ -41,6 +43,18 @@ class PolicyPromptEncoder:
         from treeplay.policy.prompting import encode_continuation
 
         return list(encode_continuation(self.tokenizer, text))
+
+    def end_ids(self, text: str) -> list[int]:
+        """The tokens that end an answer whose code is `text`: what sampling stops at. A fenced chat
+        prompt's answer ends with the closing fence (on a line of its own), any other with EOS."""
+        from treeplay.policy.prompting import encode_continuation
+
+        if self.prompt_format.closes_with_fence:
+            return list(encode_continuation(self.tokenizer, "```" if text.endswith("\n") else "\n```"))
+        eos = getattr(self.tokenizer, "eos_token_id", None)
+        if eos is None:
+            raise ValueError("train.end_marker: the tokenizer has no EOS token and the prompt format has no fence")
+        return [int(eos)]
 
 
 @dataclass(frozen=True)
@@ -71,6 +85,17 @@ class EncodeReport:
     pairs: list[EncodedPair]
     skipped: dict[str, int]  # reason -> count
     recorded_reference: int  # pairs whose reference came from the recorded opponent log-probs
+    # `end_ids` given: sides that end with the end marker after the cut to max_completion_tokens
+    ended: dict[str, int] = field(default_factory=dict)  # "chosen"/"rejected" -> count
+
+
+def side_ended(finish_reason: str | None, mode: str, side: str) -> bool:
+    """Did this side of a pair end by itself? Recorded: its finish reason is "stop". Not recorded
+    (pairs written before 2026-11-28): only a chosen side of a dataset-written mode (the task's golden
+    code, which ends where the function does) counts as ended; a model-written side does not."""
+    if finish_reason is not None:
+        return finish_reason == "stop"
+    return side == "chosen" and mode in ("golden-vs-branch", "golden-vs-unparseable", "sft")
 
 
 def _content_key(prompt: Sequence[int], chosen: Sequence[int], rejected: Sequence[int]) -> str:
@@ -102,8 +127,13 @@ def encode_pairs(
     max_prompt_tokens: int,
     max_completion_tokens: int,
     use_recorded_reference: bool = True,
+    end_ids: Callable[[str], list[int]] | None = None,
 ) -> EncodeReport:
     """Encode pairs; recorded token ids (with their opponent log-probs) are used as-is.
+
+    `end_ids` (`train.end_marker`): the tokens that end an answer, appended to each side that ended
+    by itself (`side_ended`) when the side with them fits in `max_completion_tokens` (a side cut
+    there did not end); a pair that gets them has its reference recomputed whole (nothing recorded them).
 
     With `use_recorded_reference=False` the recorded log-probs are dropped (token ids are kept), so
     every reference value is recomputed by the frozen start model.
@@ -114,6 +144,7 @@ def encode_pairs(
     out: list[EncodedPair] = []
     skipped: dict[str, int] = {}
     recorded = 0
+    ended = {"chosen": 0, "rejected": 0}
     needs_rejected = method != "sft"
     for i, pair in enumerate(pairs):
         where = f"pair {i} (task {pair.task_id}, node {pair.node_id})"
@@ -131,6 +162,11 @@ def encode_pairs(
             rejected, ref_r = _continuation(
                 pair.rejected, pair.rejected_token_ids, pair.rejected_ref_logprobs, encoder, where
             )
+        if end_ids is not None and side_ended(pair.chosen_finish_reason, pair.mode, "chosen"):
+            chosen, ref_c = _with_end(chosen, ref_c, end_ids(pair.chosen), max_completion_tokens, ended, "chosen")
+        if end_ids is not None and rejected and side_ended(pair.rejected_finish_reason, pair.mode, "rejected"):
+            rejected, ref_r = _with_end(rejected, ref_r, end_ids(pair.rejected), max_completion_tokens, ended,
+                                        "rejected")
         chosen, rejected = chosen[:max_completion_tokens], rejected[:max_completion_tokens]
         ref_c = ref_c[:max_completion_tokens] if ref_c is not None else None
         ref_r = ref_r[:max_completion_tokens] if ref_r is not None else None
@@ -145,7 +181,18 @@ def encode_pairs(
         else:
             ref_c = ref_r = None  # a half-recorded pair is recomputed whole, from one reference model
         out.append(EncodedPair(i, _content_key(prompt, chosen, rejected), prompt, chosen, rejected, ref_c, ref_r))
-    return EncodeReport(out, skipped, recorded)
+    return EncodeReport(out, skipped, recorded, ended if end_ids is not None else {})
+
+
+def _with_end(ids: tuple[int, ...], refs: tuple[float, ...] | None, end: Sequence[int], budget: int,
+              ended: dict[str, int], side: str) -> tuple[tuple[int, ...], tuple[float, ...] | None]:  # fmt: skip
+    """`ids` + `end` when both fit in `budget` (counted in `ended`; the reference is dropped: no engine
+    recorded log-probs of the marker); else `ids` and `refs` unchanged: a side cut at the budget
+    did not end there."""
+    if len(ids) + len(end) > budget:
+        return ids, refs
+    ended[side] += 1
+    return ids + tuple(end), None
 
 
 def compute_reference_logprobs(

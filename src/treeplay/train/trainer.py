@@ -250,6 +250,7 @@ class Trainer:
         self.log.info(
             f"{len(self.data)} training pairs ({self.report.recorded_reference} with recorded reference log-probs);"
             f" skipped {self.report.skipped}"
+            + (f"; ending with the end marker: {self.report.ended}" if self.report.ended else "")
         )
         if config.method != "sft":
             self._reference_logprobs()
@@ -260,6 +261,7 @@ class Trainer:
             pairs, self.bundle.encoder, method=method,
             max_prompt_tokens=self.config.max_prompt_tokens, max_completion_tokens=self.config.max_completion_tokens,
             use_recorded_reference=use_recorded_reference,
+            end_ids=self.bundle.encoder.end_ids if self.config.end_marker else None,
         )
 
     def _reference_logprobs(self) -> None:

@@ -39,7 +39,13 @@ def _pair(
     chosen: str,
     chosen_ref: tuple[tuple[int, ...] | None, tuple[float, ...] | None],
     rejected: Branch | None,
+    chosen_branch: Branch | None = None,
 ) -> Pair:
+    """`chosen_branch`: the branch the chosen side is (sibling, whole-sequence); None: the golden."""
+    if chosen_branch is not None:
+        chosen_finish: str | None = chosen_branch.finish_reason
+    else:  # the task's golden code ends where the function does; a self-found golden is not known to
+        chosen_finish = "stop" if tree.golden_source == "task" else None
     return Pair(
         task_id=task.id,
         node_id=node_id,
@@ -56,6 +62,8 @@ def _pair(
         rejected_ref_logprobs=rejected.logprobs if rejected is not None else None,
         reference_model=tree.model_id or None,
         round=tree.round,
+        chosen_finish_reason=chosen_finish,
+        rejected_finish_reason=rejected.finish_reason if rejected is not None else None,
     )
 
 
@@ -122,7 +130,7 @@ def _siblings(tree: Tree, task: Task, node: Node, mode: Literal["sibling", "whol
         return []
     prefix = node_prefix(task, tree, node)
     return [
-        _pair(tree, task, node.id, mode, prefix, s.completion, (s.token_ids, s.logprobs), v)
+        _pair(tree, task, node.id, mode, prefix, s.completion, (s.token_ids, s.logprobs), v, chosen_branch=s)
         for s in secure
         for v in vulnerable
     ]

@@ -81,6 +81,12 @@ class Pair:
     rejected_ref_logprobs: tuple[float, ...] | None = None
     reference_model: str | None = None
     round: int = 0
+    # How each side ended: "stop" (it ended by itself: the task's golden code, or a branch that closed
+    # its answer), "length" (a branch cut at the token budget); None: not recorded (pairs written
+    # before 2026-11-28) or no side ("" rejected of `sft`). `train.end_marker` appends the end of an
+    # answer only to a side that stopped.
+    chosen_finish_reason: str | None = None
+    rejected_finish_reason: str | None = None
 
 
 # --- JSON round-trip (additive helpers; records are written with treeplay.jsonl.to_jsonable) ---
@@ -230,6 +236,8 @@ def pair_from_dict(data: dict[str, Any]) -> Pair:
         rejected_ref_logprobs=_optional_numbers(data, "rejected_ref_logprobs", float),
         reference_model=_get(data, "reference_model", str, type(None), default=None),
         round=_get(data, "round", int, default=0),
+        chosen_finish_reason=_get(data, "chosen_finish_reason", str, type(None), default=None),
+        rejected_finish_reason=_get(data, "rejected_finish_reason", str, type(None), default=None),
     )
 
 
