@@ -132,7 +132,13 @@ class StageBuilder:
         def run() -> dict[str, Any]:
             shared = self.data_done.get(inputs)
             if shared is not None and shared != directory:  # same trees as another arm (e.g. round 1 of an ablation)
-                return _copy_data(shared, directory)
+                record = _copy_data(shared, directory)
+                if arm.method != "sft" and (directory / "trees.jsonl").is_file():
+                    # paired again from the copied trees, so the pairs carry this code's fields (finish reasons)
+                    _, pairs = self._pair_trees(arm, directory / "trees.jsonl", directory / "pairs.jsonl")
+                    record = {**record, "pairs": len(pairs),
+                              "pairs_by_mode": dict(sorted(Counter(p.mode for p in pairs).items()))}  # fmt: skip
+                return record
             if arm.method == "sft":
                 pairs = sft_pairs(self.train_tasks)
                 write_jsonl(directory / "pairs.jsonl", pairs)
@@ -146,17 +152,12 @@ class StageBuilder:
 
     def _build_tree_data(self, seed: int, arm: Arm, round_: int, opponent: str, tree_cfg: Any,
                          directory: Path) -> dict[str, Any]:  # fmt: skip
-        from treeplay.tree import build_trees, pairs_for_trees, read_trees
+        from treeplay.tree import build_trees
 
         trees_path, pairs_path = directory / "trees.jsonl", directory / "pairs.jsonl"
         summary = build_trees(self.train_tasks, self.policy(opponent), config=tree_cfg, out_path=trees_path,
                               round=round_, seed=seed * 1000 + round_)  # fmt: skip
-        trees = read_trees(trees_path)
-        mode = "whole-sequence" if arm.method == "selfplay" else arm.pair_mode
-        pairs, missing = pairs_for_trees(trees, self.tasks_by_id, mode, include_unparseable=self.config.unparseable_pairs)
-        if missing:
-            raise RuntimeError(f"{trees_path}: trees for unknown tasks {missing[:3]}")
-        write_jsonl(pairs_path, pairs)
+        trees, pairs = self._pair_trees(arm, trees_path, pairs_path)
         labels = Counter(branch.label for tree in trees for branch in tree.branches)
         return {
             "trees": len(trees),
@@ -166,6 +167,18 @@ class StageBuilder:
             "pairs_by_mode": dict(sorted(Counter(p.mode for p in pairs).items())),
             "pairs_file": str(pairs_path),
         }
+
+    def _pair_trees(self, arm: Arm, trees_path: Path, pairs_path: Path) -> tuple[list[Any], list[Pair]]:
+        """The arm's pairs of the trees in `trees_path`, written to `pairs_path`."""
+        from treeplay.tree import pairs_for_trees, read_trees
+
+        trees = read_trees(trees_path)
+        mode = "whole-sequence" if arm.method == "selfplay" else arm.pair_mode
+        pairs, missing = pairs_for_trees(trees, self.tasks_by_id, mode, include_unparseable=self.config.unparseable_pairs)
+        if missing:
+            raise RuntimeError(f"{trees_path}: trees for unknown tasks {missing[:3]}")
+        write_jsonl(pairs_path, pairs)
+        return trees, pairs
 
     def tree_config(self, arm: Arm) -> Any:
         return self.config.arm_tree_config(arm)
@@ -244,7 +257,8 @@ def sft_pairs(tasks: Sequence[Task]) -> list[Pair]:
     """SFT examples (golden continuations) for tasks that have a golden path."""
     return [
         Pair(task_id=t.id, node_id="root", mode="sft", language=t.language, cwe=t.primary_cwe,
-             instruction=t.instruction, prefix=t.prefix, chosen=t.golden, rejected="")
+             instruction=t.instruction, prefix=t.prefix, chosen=t.golden, rejected="",
+             chosen_finish_reason="stop")  # the task's golden function ends there
         for t in tasks
         if t.golden is not None
     ]

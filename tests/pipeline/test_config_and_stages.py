@@ -227,9 +227,12 @@ def test_bad_variants_are_named(tmp_path, variant, message):
         load_config(write(tmp_path, text))
 
 
-def test_an_ablation_reuses_round_one_data_of_its_parent_arm(tmp_path):
+def test_an_ablation_reuses_round_one_data_of_its_parent_arm(tmp_path, monkeypatch):
     """tsp-dpo differs from tsp only in the loss: its round-1 data stage has the same inputs and
-    copies tsp's trees and pairs (and record) instead of sampling again."""
+    copies tsp's trees (and record) instead of sampling again, and pairs the copied trees again, so
+    its pairs carry the fields of this code (a copy of pairs written by older code would not)."""
+    from types import SimpleNamespace
+
     from treeplay.pipeline import Pipeline
 
     config = load_config(write(tmp_path, VARIANTS))
@@ -245,9 +248,18 @@ def test_an_ablation_reuses_round_one_data_of_its_parent_arm(tmp_path):
     (first.directory / "stage.json").write_text(json.dumps(
         {"inputs_hash": first.inputs_hash, "wall_s": 9.5, "trees": 1, "pairs": 2, "pairs_by_mode": {"sibling": 2}}))
     pipeline.stages.data_done[first.inputs_hash] = first.directory
+    paired = []
+
+    def pair_again(arm, trees_path, pairs_path):
+        paired.append((arm.name, trees_path.read_text()))
+        pairs_path.write_text('{"p": "again"}\n')
+        return [], [SimpleNamespace(mode="golden-vs-branch")]
+
+    monkeypatch.setattr(pipeline.stages, "_pair_trees", pair_again)
     record = run_stage(second)
-    assert (second.directory / "pairs.jsonl").read_text() == '{"p": 1}\n{"p": 2}\n'
-    assert record["pairs"] == 2 and record["trees"] == 1 and record["pairs_by_mode"] == {"sibling": 2}
+    assert paired == [("tsp-dpo", '{"task_id": "a"}\n')]  # the copied trees, paired for tsp-dpo
+    assert (second.directory / "pairs.jsonl").read_text() == '{"p": "again"}\n'
+    assert record["pairs"] == 1 and record["trees"] == 1 and record["pairs_by_mode"] == {"golden-vs-branch": 1}
     assert record["copied_from"] == str(first.directory)
     # the oracle-nodes variant has other tree settings: no reuse
     other = pipeline.stages.data_stage(0, arms["tsp-oracle-nodes"], 1, "embedded", "h0")
