@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import tarfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -94,7 +95,7 @@ def write_bundle(run_dir: Path, out: Path, seeds: Sequence[int] | None = None) -
     manifest = {"created": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), "run_dir": str(run_dir),
                 "seeds": list(seeds) if seeds is not None else layout.seeds(), "left_out": summary.left_out}  # fmt: skip
     out.parent.mkdir(parents=True, exist_ok=True)
-    partial = out.with_name(out.name + ".partial")
+    partial = out.with_name(f"{out.name}.{os.getpid()}.partial")  # two writers never share a partial file
     with tarfile.open(partial, "w:xz") as tar:
         data = json.dumps(manifest, indent=2).encode()
         info = tarfile.TarInfo(MANIFEST)
