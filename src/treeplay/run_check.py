@@ -148,15 +148,19 @@ def _sampling_per_tree(config: RunConfig, arm: Arm) -> tuple[int, int]:
 
 
 def plan_lines(config: RunConfig, train: Sequence[Task], benches: dict[str, int],
-               planned: Sequence[PlannedStage]) -> list[str]:  # fmt: skip
-    """What is done, the work of the stages still to run and its estimated sampling time."""
+               planned: Sequence[PlannedStage], not_selected: tuple[int, str] = (0, "")) -> list[str]:  # fmt: skip
+    """What is done, the work of the stages still to run and its estimated sampling time.
+    `not_selected`: how many of the stages `planned` marks done are in fact not done and not run
+    (`--only`/`--seed`), and that selection's label."""
     arms = {a.name: a for a in config.arms()}
     methods = {name: arm.method for name, arm in arms.items()}
     pending = [p.stage for p in planned if not p.done]
+    left, label = not_selected
+    skipped = f"{left} not done and not run ({label}), " if left else ""
     lines = [f"{len(config.seeds)} seed(s) x arms base+{'+'.join(arms)}, {config.rounds} round(s); "
              f"{len(train)} training tasks",
-             f"run dir: {len(planned) - len(pending)} of {len(planned)} stages done (inputs unchanged: skipped), "
-             f"{len(pending)} to run"]  # fmt: skip
+             f"run dir: {len(planned) - len(pending) - left} of {len(planned)} stages done (inputs unchanged: "
+             f"skipped), {skipped}{len(pending)} to run"]  # fmt: skip
     tree_samples = tree_tokens = copied = reused = 0
     for item, key in zip(planned, stage_keys(planned, methods), strict=True):
         if item.done or key[0] != "data":
@@ -278,10 +282,7 @@ def check_run(config: RunConfig, run_dir: Path, *, source: str, fingerprint: str
         left = sum(not p.done and not select.selects(p.stage.arm, p.stage.seed) for p in planned)
         planned, problem = _selected_stages(planned, select, config.seeds)
         report.problems += [f"{source}: {problem}"] if problem else []
-    report.plan = plan_lines(config, train, benches, planned)
-    if left:
-        report.plan.insert(2, f"{select.label() if select else ''}: {left} other stage(s) are not run "
-                              "(counted above as skipped)")  # fmt: skip
+    report.plan = plan_lines(config, train, benches, planned, (left, select.label() if select else ""))
     note = superseded_note(planned, fingerprint, RunLayout(run_dir).superseded_dir)
     if note:
         report.plan.insert(2, f"note: {note}")

@@ -269,8 +269,8 @@ def test_check_with_only_lists_only_those_arms_stages(tmp_path, shared_data, mon
     config = load_config(_config(tmp_path))
     report = check_run(config, tmp_path / "empty", source="tiny.yaml", fingerprint=FINGERPRINT, select=Selection.of(["sft"]))
     assert report.to_run == [name for name in ALL_STAGES if "/ sft /" in name]
-    assert report.plan[1:3] == ["run dir: 6 of 11 stages done (inputs unchanged: skipped), 5 to run",
-                                "--only sft: 6 other stage(s) are not run (counted above as skipped)"]
+    # an empty run dir: nothing is done; 6 stages of the other arms are neither done nor run
+    assert report.plan[1] == "run dir: 0 of 11 stages done (inputs unchanged: skipped), 6 not done and not run (--only sft), 5 to run"
     report = check_run(config, tmp_path / "empty", source="tiny.yaml", fingerprint=FINGERPRINT, select=Selection.of(["bse"]))
     assert "tiny.yaml: --only: no arm bse in this run (its arms: base, sft, tsp)" in report.problems
 
@@ -325,7 +325,7 @@ def test_seed_names_a_seed_outside_the_run(tmp_path, shared_data, monkeypatch, f
                        select=Selection.of(["tsp"], [1]))  # fmt: skip
     assert report.to_run == ["seed 1 / tsp / round 1 / data", "seed 1 / tsp / round 1 / train",
                              "seed 1 / tsp / eval securityeval"]
-    assert report.plan[2] == "--only tsp --seed 1: 5 other stage(s) are not run (counted above as skipped)"
+    assert report.plan[1].endswith(", 5 not done and not run (--only tsp --seed 1), 3 to run")
 
 
 def test_seed_lets_a_sibling_arm_reuse_the_trees_done_for_that_seed(tmp_path, shared_data, monkeypatch,
