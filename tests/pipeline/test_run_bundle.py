@@ -334,3 +334,19 @@ def test_run_check_names_the_bundle_blocker(run: tuple[Path, Path], tmp_path: Pa
     assert any(p.startswith(f"tiny.yaml: --bundle {bundle}: ") and "treeplay unbundle" in p for p in report.problems)
     report = check_run(load_config(config), run_dir, source="tiny.yaml", fingerprint=OLD, bundle=bundle)
     assert not any("--bundle" in p for p in report.problems)
+
+
+def test_cli_run_check_names_the_bundle_to_unbundle_first(run: tuple[Path, Path], tmp_path: Path) -> None:
+    """`treeplay run CONFIG --check --bundle FILE` in a fresh checkout that forgot `treeplay unbundle`."""
+    from typer.testing import CliRunner
+
+    from treeplay.cli import app
+
+    config, run_dir = run
+    bundle = tmp_path / "b.tar.xz"
+    write_bundle(run_dir, bundle)
+    fresh = tmp_path / "fresh"
+    result = CliRunner().invoke(app, ["run", str(config), "--check", "--run-dir", str(fresh), "--bundle", str(bundle)])
+    assert result.exit_code == 1
+    assert f"--bundle {bundle}: " in result.output and f"treeplay unbundle {bundle}" in result.output
+    assert not fresh.exists()  # a check writes nothing
