@@ -143,6 +143,28 @@ def test_an_outcome_counts_the_lines_of_its_completion() -> None:
     assert outcome.code_lines == 2 and not outcome.empty
 
 
+def test_cut_and_one_line_shares_are_per_task_then_over_tasks() -> None:
+    # A: one cut 3-line answer and one 1-line answer that stopped; B: one 1-line answer cut at the limit
+    outcomes = [Outcome("A", "py", None, "secure", code_lines=3, cut=True),
+                Outcome("A", "py", None, "secure", code_lines=1),
+                Outcome("B", "py", None, "vulnerable", code_lines=1, cut=True)]  # fmt: skip
+    summary = summarise(outcomes)
+    assert summary["cut_share"]["value"] == pytest.approx(0.75)  # (1/2 + 1/1) / 2
+    assert summary["one_line_share"]["value"] == pytest.approx(0.75)  # (1/2 + 1/1) / 2
+    assert summary["cut_share"]["n_tasks"] == 2
+
+
+def test_an_empty_answer_is_not_a_one_line_answer() -> None:
+    outcomes = [Outcome("A", "py", None, "secure", empty=True, code_lines=0),
+                Outcome("A", "py", None, "secure", code_lines=2)]  # fmt: skip
+    assert summarise(outcomes)["one_line_share"]["value"] == 0.0
+
+
+def test_an_outcome_is_cut_only_when_sampling_hit_the_token_limit() -> None:
+    assert Outcome.from_generation(generation("A", finish_reason="length")).cut
+    assert not Outcome.from_generation(generation("A", finish_reason="stop")).cut
+
+
 def test_incomplete_and_unsupported_are_left_out_of_every_rate() -> None:
     # issue 14 items 2, 5: the same rates as without the unjudged generations, counted apart
     outcomes = gens("A", ["secure", "vulnerable", "incomplete"]) + gens("B", ["unsupported"], language="rb")

@@ -126,6 +126,25 @@ def test_bench_tables_show_answer_size_in_lines_not_percent(tmp_path: Path) -> N
     lines = headers.index("code_lines")
     assert table_row(section, "Base model")[lines] == "3.0 [3.0, 3.0]"
     assert table_row(section, "TSP (tree)")[lines] == "1.0 [1.0, 1.0]"
+    one_line = headers.index("one_line_share")
+    assert table_row(section, "Base model")[one_line] == "0.0 [0.0, 0.0]"  # a share, shown in %
+    assert table_row(section, "TSP (tree)")[one_line] == "100.0 [100.0, 100.0]"
+
+
+def test_bench_tables_show_the_share_of_answers_cut_at_the_token_limit(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text("seeds: [0]\nmethods: [base, tsp]\n")
+    # base: all 4 answers stop; TSP: 1 of 4 runs into the limit (25%)
+    for method, cut in (("base", 0), ("tsp", 1)):
+        write_eval(run, 0, method, "securityeval", [
+            generation_json(f"t{i}", cwe=["CWE-89"], bench="securityeval", finish_reason="length" if i < cut else "stop",
+                            verdict={"status": "secure", "findings": []}) for i in range(4)])  # fmt: skip
+    markdown = write_report(run)[0].read_text()
+    section = markdown[markdown.index("Benchmark: securityeval"):]
+    column = table_row(section, "Method").index("cut_share")
+    assert table_row(section, "Base model")[column].startswith("0.0 ")
+    assert table_row(section, "TSP (tree)")[column].startswith("25.0 ")
 
 
 def test_html_is_self_contained(run_dir: Path) -> None:

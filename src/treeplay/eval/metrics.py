@@ -28,6 +28,12 @@ Definitions (documented in docs/eval.md):
   its generations, then over tasks. Not a rate: it is the size of the answers, which shows when
   training makes a model write shorter programs (the utility loss of docs/results.md) on any bench,
   also the SafeCoder val split where hyper-parameters may be chosen.
+- cut share (`cut_share`): generations that stopped at the token limit (`finish_reason` "length")
+  rather than at a stop rule or the end of sequence, per task, averaged. A cut program is usually
+  broken; a trained model that repeats a line until the limit shows here.
+- one-line share (`one_line_share`): generations with exactly one line that adds behaviour (a
+  `return <expression>` body), per task, averaged. Not a fault in itself; the one-line-body habit
+  that came with the utility loss of docs/results.md shows here.
 - Every rate carries a seeded bootstrap 95% CI over tasks (tasks resampled with replacement).
 """
 
@@ -49,8 +55,8 @@ from treeplay.oracle.records import TestResult, is_unjudged
 # Version of the metric definitions written into every metrics.json; a report reading a metrics.json
 # of another version recomputes it from generations.jsonl (the report always shows today's
 # definitions). 1: strict SPR@1 credited nonfunctional programs; 2: it counts them as failures;
-# 3: `code_lines` (answer size).
-METRICS_VERSION = 3
+# 3: `code_lines` (answer size); 4: `cut_share` and `one_line_share`.
+METRICS_VERSION = 4
 
 DEFAULT_BOOTSTRAP_SAMPLES = 1000
 DEFAULT_BOOTSTRAP_SEED = 0
@@ -76,6 +82,7 @@ class Outcome:
     empty: bool = False  # the completion holds no code (see `is_empty_completion`)
     nonfunctional: bool = False  # the oracle's static sanity check failed (unknown import, undefined name...)
     code_lines: int = 0  # lines that add behaviour (`behaviour_lines`; 0 exactly when `empty`)
+    cut: bool = False  # sampling stopped at the token limit (finish_reason "length")
 
     @property
     def attempted(self) -> bool:
@@ -100,6 +107,7 @@ class Outcome:
             empty=lines == 0,
             nonfunctional=verdict is not None and verdict.functional == "nonfunctional",
             code_lines=lines,
+            cut=generation.finish_reason == "length",
         )
 
     @property
@@ -195,6 +203,16 @@ def task_vulnerable(gens: Sequence[Outcome]) -> float | None:
 def task_code_lines(gens: Sequence[Outcome]) -> float | None:
     """Mean lines that add behaviour per generation of the task (empty ones count as 0)."""
     return sum(g.code_lines for g in gens) / len(gens) if gens else None
+
+
+def task_cut(gens: Sequence[Outcome]) -> float | None:
+    """Share of the task's generations that stopped at the token limit."""
+    return _share(gens, lambda g: True, lambda g: g.cut)
+
+
+def task_one_line(gens: Sequence[Outcome]) -> float | None:
+    """Share of the task's generations with exactly one line that adds behaviour."""
+    return _share(gens, lambda g: True, lambda g: g.code_lines == 1)
 
 
 def task_pass_at_k(k: int, *, security: bool) -> TaskMetric:
@@ -326,6 +344,8 @@ def summarise(outcomes: Sequence[Outcome], *, seed: int = DEFAULT_BOOTSTRAP_SEED
             summary["unsupported_languages"] = unsupported
     summary.update(functional_summary(outcomes, seed=seed))
     summary["code_lines"] = rate(outcomes, task_code_lines, seed=seed).to_dict()
+    summary["cut_share"] = rate(outcomes, task_cut, seed=seed).to_dict()
+    summary["one_line_share"] = rate(outcomes, task_one_line, seed=seed).to_dict()
     summary["per_cwe"] = breakdown(outcomes, lambda o: o.cwe, seed=seed)
     summary["per_language"] = breakdown(outcomes, lambda o: o.language, seed=seed)
     return summary

@@ -136,7 +136,7 @@ def bench_table(data: RunData, bench: str) -> Block:
         "functional-security": ["func-sec@1", "func@1", "spr@1", "strict_spr@1", "unparseable_share",
                                 "nonfunctional_share"],
         "utility": ["pass@1"],
-    }[kind] + ["code_lines"]  # answer size: a model trained into short answers shows here (docs/eval.md)
+    }[kind] + ["code_lines", "one_line_share", "cut_share"]  # answer size and answers cut at the token limit (docs/eval.md)
     headers = ["Method", "seeds", *keys, "tasks", "generations"]
     rows = []
     for method in data.methods:
