@@ -47,6 +47,17 @@ def test_python_tasks_in_the_training_order(root: Path) -> None:
     assert _names(resolve_bench("safecoder:train@py", root, limit=2)) == ["py79", "py89a"]
 
 
+def test_train_from_n_is_the_rows_a_run_with_limit_n_never_saw(root: Path) -> None:
+    # the training order is py79, py89a, py22, py89b: a run with limit 2 trained on the first two
+    assert _names(resolve_bench("safecoder:train-from-2@py", root)) == ["py22", "py89b"]
+    assert _names(resolve_bench("safecoder:train-from-1@py", root, limit=2)) == ["py89a", "py22"]
+    assert bench_slug("safecoder:train-from-36@py") == "safecoder-train-from-36-py"
+    with pytest.raises(EvalError, match="skips 4 of only 4 SafeCoder train tasks"):
+        resolve_bench("safecoder:train-from-4@py", root)
+    with pytest.raises(EvalError, match="or safecoder:train-from-<N>"):
+        resolve_bench("safecoder:train-from-x@py", root)
+
+
 def test_all_languages_and_the_val_split(root: Path) -> None:
     assert _names(resolve_bench("safecoder:train", root)) == ["js79", "py89a", "py22", "py79", "py89b"]
     tasks = resolve_bench("safecoder:val@py", root)
@@ -73,3 +84,6 @@ def test_real_rows_match_the_training_tasks(shared_data: Path) -> None:
     bench = resolve_bench("safecoder:train@py", shared_data, limit=12)
     assert [t.id for t in bench] == [t.id for t in trained]
     assert len(resolve_bench("safecoder:val@py", shared_data)) == 14
+    unseen = resolve_bench("safecoder:train-from-12@py", shared_data)
+    assert len(unseen) == 132 - 12  # the 132 Python rows of the train split
+    assert not {t.id for t in unseen} & {t.id for t in trained}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import time
 from collections import Counter
@@ -31,9 +32,11 @@ SETTINGS_FILE = "eval_settings.json"
 
 SEC_EVAL_GROUPS = ("trained", "trained-new", "not-trained")
 SAFECODER_SPLITS = ("train", "val")
+_TRAIN_FROM = re.compile(r"train-from-(\d+)")
 BENCH_HELP = (
     "securityeval | sec-eval[:trained|:trained-new|:not-trained] | cweval:<root> | humaneval | sallm | "
-    "safecoder:train|val (in-distribution diagnostic, round-robin over CWEs); "
+    "safecoder:train|val|train-from-<N> (in-distribution diagnostic, round-robin over CWEs; train-from-N skips "
+    "the first N, the tasks a run with train_tasks limit N trained on); "
     "append @<lang>[,<lang>...] to keep those languages only (sec-eval@c,go,java,js,rb)"
 )
 # The standard HumanEval stop sequences (Chen et al. 2021): stop when the function body ends.
@@ -132,17 +135,25 @@ def _safecoder_bench(root: Path, name: str, split: str, languages: Sequence[str]
     """SafeCoder's training distribution as an eval bench: the instruction only, the model writes the
     function, the oracle judges it. Loaded as `train_tasks: {language: ..., order: round-robin-cwe}`
     loads it, so `safecoder:train@py` with `limit: N` is exactly the tasks a run with that limit
-    trained on. The oracle's rules were tuned on these rows: a diagnostic of what training changed,
-    never a headline number."""
+    trained on, and `safecoder:train-from-N@py` the train rows it never saw (where a run's
+    hyper-parameters can be chosen without touching an evaluation set). The oracle's rules were tuned
+    on these rows: a diagnostic of what training changed, never a headline number."""
     from treeplay.tasks.config import TaskSource
 
+    skip = 0
+    if (found := _TRAIN_FROM.fullmatch(split)) is not None:
+        split, skip = "train", int(found.group(1))
     if split not in SAFECODER_SPLITS:
-        raise EvalError(f"bench {name!r}: expected {' or '.join(f'safecoder:{s}' for s in SAFECODER_SPLITS)}")
+        raise EvalError(f"bench {name!r}: expected {' or '.join(f'safecoder:{s}' for s in SAFECODER_SPLITS)}"
+                        " or safecoder:train-from-<N>")  # fmt: skip
     path = root / "safecoder" / f"sec-new-desc.{split}.jsonl"
     if not path.is_file():
         raise EvalError(f"bench {name!r}: SafeCoder {split} rows not found at {path}")
     source = TaskSource(path=str(path), language=",".join(languages) or None, order="round-robin-cwe")
-    return source.load(path)
+    tasks = source.load(path)
+    if skip >= len(tasks):
+        raise EvalError(f"bench {name!r}: skips {skip} of only {len(tasks)} SafeCoder {split} tasks")
+    return tasks[skip:]
 
 
 def is_humaneval(tasks: Sequence[Task]) -> bool:
