@@ -63,9 +63,11 @@ class Pipeline:
 
     def __init__(self, config: RunConfig, run_dir: Path, *, console: Console | None = None,
                  fingerprint: str | None = None, train_tasks: Sequence[Task] | None = None,
-                 select: Selection | None = None, bundle: Path | None = None) -> None:  # fmt: skip
+                 select: Selection | None = None, bundle: Path | None = None,
+                 reuse_from: Sequence[Path] = ()) -> None:  # fmt: skip
         self.config = config
-        self.bundle = bundle  # `treeplay run --bundle FILE`: rewritten after every stage that runs
+        self.bundle = bundle
+        self.reuse_from = list(reuse_from)  # `--reuse-from RUN`: finished stages copied from there (run_reuse)  # `treeplay run --bundle FILE`: rewritten after every stage that runs
         # `treeplay run --only ARM --seed S`: run the stages of these arms (`base` is an arm) and seeds
         # and no other; the others are walked (their hashes and tree reuse stay as in a full run), not run
         self.select = select or Selection()
@@ -126,6 +128,8 @@ class Pipeline:
             f"arms base+{'+'.join(a.name for a in arms)}, rounds {config.rounds}, seeds {config.seeds} -> {self.run_dir}"
         )
         planned = self.plan()
+        if self.reuse_from and self._reuse(planned):
+            planned = self.plan()  # the copied stages are done now, with their records
         times = StageTimes(planned, {arm.name: arm.method for arm in arms})
         if self.select:
             self.console.print(f"only {self.select.label()}: the other stages are not run")
@@ -148,6 +152,13 @@ class Pipeline:
             if bundle:
                 bundle.write("after the report")
         return self.run_dir
+
+    def _reuse(self, planned: Sequence[PlannedStage]) -> int:
+        """Copy in the selected stages that a `--reuse-from` run finished with the same inputs."""
+        from treeplay.run_reuse import copy_reused, find_reusable
+
+        selected = [p for p in planned if self.select.selects(p.stage.arm, p.stage.seed)]
+        return copy_reused(find_reusable(selected, self.run_dir, self.reuse_from), self.run_dir, self.console.print)
 
     def _selected(self, run: Callable[[Stage], dict[str, Any]]) -> Callable[[Stage], dict[str, Any]]:
         """`run` for the selected stages; the others give their record or placeholder."""
@@ -219,20 +230,21 @@ class _Budget:
 
 
 def run_pipeline(config_path: Path | str, run_dir: Path | str | None = None, select: Selection | None = None,
-                 bundle: Path | None = None) -> Path:  # fmt: skip
+                 bundle: Path | None = None, reuse_from: Sequence[Path] = ()) -> Path:  # fmt: skip
     config = load_config(config_path)
     directory = Path(run_dir) if run_dir else default_run_dir(config.name)
-    return run_config(config, directory, source=str(config_path), select=select, bundle=bundle)
+    return run_config(config, directory, source=str(config_path), select=select, bundle=bundle, reuse_from=reuse_from)
 
 
 def run_config(config: RunConfig, run_dir: Path, *, source: str = "config", select: Selection | None = None,
-               bundle: Path | None = None) -> Path:  # fmt: skip
+               bundle: Path | None = None, reuse_from: Sequence[Path] = ()) -> Path:  # fmt: skip
     """Run a validated config into `run_dir` (resuming whatever is already there), after `--check`;
-    `bundle`: rewritten after every stage that runs (`treeplay.run_bundle.RollingBundle`)."""
+    `bundle`: rewritten after every stage that runs (`treeplay.run_bundle.RollingBundle`); `reuse_from`:
+    run dirs whose finished stages of the same inputs are copied in instead of run (`treeplay.run_reuse`)."""
     from treeplay.run_check import check_run
 
     _check_sections(config, Path(source))
-    report = check_run(config, run_dir, source=source, select=select, bundle=bundle)
+    report = check_run(config, run_dir, source=source, select=select, bundle=bundle, reuse_from=reuse_from)
     if not report.ok:
         raise ConfigError("run check failed:\n" + "\n".join(f"  - {p}" for p in report.problems))
     if config.threads:
@@ -241,7 +253,7 @@ def run_config(config: RunConfig, run_dir: Path, *, source: str = "config", sele
         torch.set_num_threads(config.threads)
     try:
         with hold_run_dir(run_dir, f"treeplay run {source}"):
-            return Pipeline(config, run_dir, select=select, bundle=bundle).run()
+            return Pipeline(config, run_dir, select=select, bundle=bundle, reuse_from=reuse_from).run()
     except RunDirBusy as exc:
         raise ConfigError(str(exc)) from None
     except TaskFormatError as exc:

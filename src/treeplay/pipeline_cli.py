@@ -34,6 +34,13 @@ def run_command(
                                       "that runs, so a session that ends mid-run keeps what finished; an existing "
                                       "one must have been unbundled into the run dir first"),
     ] = None,
+    reuse_from: Annotated[
+        list[Path] | None,
+        typer.Option("--reuse-from", help="Another run dir (repeat for more): each stage it finished with the same "
+                                          "inputs hash is copied in instead of run, e.g. the base evaluations and "
+                                          "trees of the run a new learning rate varies; paths in its records are "
+                                          "rewritten to this run dir and stage.json says `reused_from`"),
+    ] = None,
 ) -> None:
     """Run base eval, then for each method build data, train for T rounds and evaluate; then report.
 
@@ -47,10 +54,10 @@ def run_command(
 
     select = Selection.of(only, seed)
     if check:
-        _check_only(config, run_dir, select, bundle)
+        _check_only(config, run_dir, select, bundle, reuse_from or [])
         return
     try:
-        out = run_pipeline(config, run_dir, select, bundle)
+        out = run_pipeline(config, run_dir, select, bundle, reuse_from or [])
     except ConfigError as exc:
         Console(stderr=True, soft_wrap=True).print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from None
@@ -64,7 +71,7 @@ def run_command(
 
 
 def _check_only(config_path: Path, run_dir: Path | None, select: Selection | None = None,
-                bundle: Path | None = None) -> None:  # fmt: skip
+                bundle: Path | None = None, reuse_from: list[Path] | None = None) -> None:  # fmt: skip
     """`--check`: print the plan and the blockers; exit 1 when there is any."""
     from treeplay.pipeline import ConfigError, load_config
     from treeplay.run_check import check_run
@@ -76,7 +83,7 @@ def _check_only(config_path: Path, run_dir: Path | None, select: Selection | Non
         typer.echo(f"blockers:\n  - {exc}", err=True)
         raise typer.Exit(1) from None
     report = check_run(config, run_dir or default_run_dir(config.name), source=str(config_path), select=select,
-                       bundle=bundle)  # fmt: skip
+                       bundle=bundle, reuse_from=reuse_from or [])  # fmt: skip
     typer.echo(report.render())
     if not report.ok:
         raise typer.Exit(1)

@@ -157,7 +157,7 @@ def missing_model_blockers(planned: Sequence[PlannedStage], source: str) -> list
             continue
         record = read_record(stage.directory / STAGE_FILE) or {}
         model_dir = Path(str(record.get("final_model_dir", "")))
-        if "untrained" in record or _has_weights(model_dir):
+        if "untrained" in record or has_weights(model_dir):
             continue
         arm_dir = stage.directory.parent.parent
         later = [p.stage.name for p in planned if not p.done and arm_dir in p.stage.directory.parents]
@@ -169,7 +169,7 @@ def missing_model_blockers(planned: Sequence[PlannedStage], source: str) -> list
     return problems
 
 
-def _has_weights(model_dir: Path) -> bool:
+def has_weights(model_dir: Path) -> bool:
     return model_dir.is_dir() and any(p.suffix in WEIGHT_SUFFIXES for p in model_dir.rglob("*"))
 
 

@@ -232,11 +232,13 @@ def arm_option_problems(config: RunConfig, source: str) -> list[str]:
 
 
 def check_run(config: RunConfig, run_dir: Path, *, source: str, fingerprint: str | None = None,
-              select: Selection | None = None, bundle: Path | None = None) -> CheckReport:  # fmt: skip
+              select: Selection | None = None, bundle: Path | None = None,
+              reuse_from: Sequence[Path] = ()) -> CheckReport:  # fmt: skip
     """All blockers of a run and its plan (which stages are done, which would run), without loading
     a model or judging anything. `fingerprint`: the oracle's in the stage hashes (default: this one's);
     `select`: the arms and seeds `treeplay run --only/--seed` would run (the other stages count as not run);
-    `bundle`: the file `treeplay run --bundle` would rewrite after every stage."""
+    `bundle`: the file `treeplay run --bundle` would rewrite after every stage; `reuse_from`: run dirs
+    whose finished stages of the same inputs the run copies in (counted as done, listed in the plan)."""
     from treeplay.eval.evaluate import is_humaneval, resolve_bench
     from treeplay.oracle import default_oracle
 
@@ -276,7 +278,10 @@ def check_run(config: RunConfig, run_dir: Path, *, source: str, fingerprint: str
     blocker = bundle_blocker(bundle, run_dir, source) if bundle is not None else None
     report.problems += [blocker] if blocker else []
     fingerprint = fingerprint or str(oracle.fingerprint())
+    report.problems += [f"{source}: --reuse-from {d}: {why}" for d in reuse_from if (why := _not_a_run_dir(d, run_dir))]
     planned = planned_stages(config, run_dir, train, fingerprint)
+    reused = _reusable(planned, run_dir, reuse_from, select)
+    planned = [PlannedStage(p.stage, True) if p.stage.name in reused else p for p in planned]
     left = 0
     if select:
         left = sum(not p.done and not select.selects(p.stage.arm, p.stage.seed) for p in planned)
@@ -286,9 +291,32 @@ def check_run(config: RunConfig, run_dir: Path, *, source: str, fingerprint: str
     note = superseded_note(planned, fingerprint, RunLayout(run_dir).superseded_dir)
     if note:
         report.plan.insert(2, f"note: {note}")
+    if reuse_from:
+        report.plan.insert(2, f"reuse: {len(reused)} stage(s) copied from {', '.join(map(str, reuse_from))} "
+                              f"(same inputs, finished there){': ' + '; '.join(reused) if reused else ''}")
     report.to_run = [p.stage.name for p in planned if not p.done]
     report.problems += missing_model_blockers(planned, source)
     return report
+
+
+def _not_a_run_dir(directory: Path, run_dir: Path) -> str | None:
+    """Why `--reuse-from DIR` cannot be a source of stages, or None."""
+    if not (directory / "config.yaml").is_file():
+        return "not a run dir (no config.yaml; unbundle its bundle first?)"
+    if directory.resolve() == run_dir.resolve():
+        return "is this run's own dir"
+    return None
+
+
+def _reusable(planned: list[PlannedStage], run_dir: Path, sources: Sequence[Path],
+              select: Selection | None) -> list[str]:  # fmt: skip
+    """The names of the (selected) stages `--reuse-from` would copy in."""
+    from treeplay.run_reuse import find_reusable
+
+    if not sources:
+        return []
+    selected = [p for p in planned if not select or select.selects(p.stage.arm, p.stage.seed)]
+    return [r.stage.name for r in find_reusable(selected, run_dir, sources)]
 
 
 def _selected_stages(planned: list[PlannedStage], select: Selection,
