@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 import yaml
+from tiny_run import OLD, TINY_CONFIG
 
 from treeplay.eval.records import Generation
 from treeplay.jsonl import write_jsonl
@@ -41,17 +42,7 @@ from treeplay.tasks import Task
 from treeplay.tree.labels import label_branch
 from treeplay.tree.records import Branch, Node, Tree
 
-OLD = "0ld0rac1e0000000"  # the fingerprint of the oracle the run was judged with (not the installed one)
-CONFIG = {
-    "name": "tiny",
-    "model": "embedded",
-    "seeds": [0],
-    "methods": ["tsp"],
-    "rounds": 1,
-    "train_tasks": {"path": "data:safecoder/sec-new-desc.train.jsonl", "language": "py", "limit": 1},
-    "eval": {"benches": ["securityeval"], "limit": 1, "n": 1, "max_new_tokens": 64},
-    "report": False,
-}
+CONFIG = TINY_CONFIG
 STAGES = ["seed 0 / base / eval securityeval", "seed 0 / tsp / round 1 / data", "seed 0 / tsp / round 1 / train",
           "seed 0 / tsp / eval securityeval"]  # fmt: skip
 DATA = Path("seed-0/tsp/round-1/data")

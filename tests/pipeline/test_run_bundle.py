@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 import yaml
+from tiny_run import OLD, TINY_CONFIG
 
 from treeplay.pipeline import Pipeline, load_config
 from treeplay.run_bundle import (
@@ -30,17 +31,7 @@ from treeplay.run_bundle import (
 from treeplay.run_check import check_run
 from treeplay.stages import ArmBudget, Stage, run_stage, walk
 
-OLD = "0ld0rac1e0000000"  # the oracle fingerprint the fake run is keyed with
-CONFIG = {
-    "name": "tiny",
-    "model": "embedded",
-    "seeds": [0, 1],
-    "methods": ["tsp"],
-    "rounds": 1,
-    "train_tasks": {"path": "data:safecoder/sec-new-desc.train.jsonl", "language": "py", "limit": 1},
-    "eval": {"benches": ["securityeval"], "limit": 1, "n": 1, "max_new_tokens": 64},
-    "report": False,
-}
+CONFIG = {**TINY_CONFIG, "seeds": [0, 1]}
 ADAPTER = b"not really weights, but the bytes stand for them"
 CHECKPOINT = b"optimizer state"
 

@@ -13,24 +13,14 @@ from typing import Any
 
 import pytest
 import yaml
+from tiny_run import OLD, TINY_CONFIG
 
 from treeplay.pipeline import Pipeline, load_config
 from treeplay.run_check import check_run
 from treeplay.run_reuse import _moved
 from treeplay.stages import Stage, run_stage
 
-OLD = "0ld0rac1e0000000"  # the oracle fingerprint the fake runs are keyed with
-CONFIG = {
-    "name": "a",
-    "model": "embedded",
-    "seeds": [0],
-    "methods": ["tsp"],
-    "rounds": 1,
-    "train_tasks": {"path": "data:safecoder/sec-new-desc.train.jsonl", "language": "py", "limit": 1},
-    "eval": {"benches": ["securityeval"], "limit": 1, "n": 1, "max_new_tokens": 64},
-    "train": {"learning_rate": 2.0e-4, "max_steps": 4},
-    "report": False,
-}
+CONFIG = {**TINY_CONFIG, "train": {"learning_rate": 2.0e-4, "max_steps": 4}}
 BASE_EVAL, DATA, TRAIN, TSP_EVAL = ("seed 0 / base / eval securityeval", "seed 0 / tsp / round 1 / data",
                                     "seed 0 / tsp / round 1 / train", "seed 0 / tsp / eval securityeval")  # fmt: skip
 
