@@ -66,8 +66,8 @@ class Pipeline:
                  select: Selection | None = None, bundle: Path | None = None,
                  reuse_from: Sequence[Path] = ()) -> None:  # fmt: skip
         self.config = config
-        self.bundle = bundle
-        self.reuse_from = list(reuse_from)  # `--reuse-from RUN`: finished stages copied from there (run_reuse)  # `treeplay run --bundle FILE`: rewritten after every stage that runs
+        self.bundle = bundle  # `treeplay run --bundle FILE`: rewritten after every stage that runs
+        self.reuse_from = list(reuse_from)  # `--reuse-from RUN`: finished stages copied from there (run_reuse)
         # `treeplay run --only ARM --seed S`: run the stages of these arms (`base` is an arm) and seeds
         # and no other; the others are walked (their hashes and tree reuse stay as in a full run), not run
         self.select = select or Selection()
@@ -157,8 +157,8 @@ class Pipeline:
         """Copy in the selected stages that a `--reuse-from` run finished with the same inputs."""
         from treeplay.run_reuse import copy_reused, find_reusable
 
-        selected = [p for p in planned if self.select.selects(p.stage.arm, p.stage.seed)]
-        return copy_reused(find_reusable(selected, self.run_dir, self.reuse_from), self.run_dir, self.console.print)
+        return copy_reused(find_reusable(planned, self.run_dir, self.reuse_from, self.select), self.run_dir,
+                           self.console.print)  # fmt: skip
 
     def _selected(self, run: Callable[[Stage], dict[str, Any]]) -> Callable[[Stage], dict[str, Any]]:
         """`run` for the selected stages; the others give their record or placeholder."""

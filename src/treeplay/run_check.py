@@ -313,10 +313,7 @@ def _reusable(planned: list[PlannedStage], run_dir: Path, sources: Sequence[Path
     """The names of the (selected) stages `--reuse-from` would copy in."""
     from treeplay.run_reuse import find_reusable
 
-    if not sources:
-        return []
-    selected = [p for p in planned if not select or select.selects(p.stage.arm, p.stage.seed)]
-    return [r.stage.name for r in find_reusable(selected, run_dir, sources)]
+    return [r.stage.name for r in find_reusable(planned, run_dir, sources, select)]
 
 
 def _selected_stages(planned: list[PlannedStage], select: Selection,

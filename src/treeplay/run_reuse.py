@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from treeplay.run_bundle import MODEL_DIR, has_weights
-from treeplay.stages import STAGE_FILE, PlannedStage, Stage, read_record
+from treeplay.stages import STAGE_FILE, PlannedStage, Selection, Stage, read_record
 
 REUSED_FROM = "reused_from"  # stage.json: the other run's stage dir it was copied from
 _REWRITTEN_MAX_BYTES = 1 << 20  # JSON files up to this size get their paths rewritten (records, not data)
@@ -34,17 +34,19 @@ _REWRITTEN_MAX_BYTES = 1 << 20  # JSON files up to this size get their paths rew
 
 @dataclasses.dataclass(frozen=True)
 class Reuse:
-    """One stage to copy: this run's stage and the other run's finished stage dir with its hash."""
+    """One stage to copy: this run's stage, the other run dir and its finished stage dir."""
 
     stage: Stage
     source_run: Path
     source: Path
 
 
-def find_reusable(planned: Sequence[PlannedStage], run_dir: Path, sources: Sequence[Path]) -> list[Reuse]:
-    """The stages not done here that a run in `sources` (the first that has it) finished with the
-    same inputs hash. A train stage whose model has no weights there only when every stage of its
+def find_reusable(planned: Sequence[PlannedStage], run_dir: Path, sources: Sequence[Path],
+                  select: Selection | None = None) -> list[Reuse]:  # fmt: skip
+    """The stages not done here (and selected by `--only/--seed`, when given) that a run in `sources`
+    (the first that has it) finished with the same inputs hash. A train stage whose model has no weights there only when every stage of its
     arm still to run after it is reused too (none of them would load the model)."""
+    planned = [p for p in planned if not select or select.selects(p.stage.arm, p.stage.seed)]
     found: dict[str, Reuse] = {}
     weightless: list[Reuse] = []
     for item in planned:
@@ -126,4 +128,4 @@ def _moved(value: str, source_run: Path, run_dir: Path) -> str:
     absolute = os.path.abspath(value)
     if absolute != root and not absolute.startswith(root + os.sep):
         return value
-    return str(run_dir / os.path.relpath(absolute, root)) if absolute != root else str(run_dir)
+    return str(run_dir / os.path.relpath(absolute, root))  # the root itself: relpath "." -> run_dir
