@@ -193,6 +193,27 @@ def test_a_seed_begun_without_an_evaluation_is_not_counted_as_a_seed(tmp_path: P
     assert "seed 1 / base: no evaluation on securityeval" in missing_parts(collect_run(run))
 
 
+def test_main_table_rows_compare_the_same_seeds(tmp_path: Path) -> None:
+    """TSP has seeds 0 and 1, base only seed 0: the main table shows TSP's seed 0 beside base's seed 0
+    (not its two-seed mean), names the seed it left out, and the per-bench table keeps both seeds. An
+    arm with only a data stage gets no row of dashes."""
+    run = tmp_path / "run"
+    write_eval(run, 0, "base", "securityeval", [generation(f"t{i}", "CWE-89", s) for i, s in
+                                                enumerate(["secure", "secure", "vulnerable", "vulnerable"])])  # fmt: skip
+    for seed, status in ((0, "secure"), (1, "vulnerable")):
+        write_eval(run, seed, "tsp", "securityeval", [generation(f"t{i}", "CWE-89", status) for i in range(4)])
+    write_jsonl(run / "seed-0" / "selfplay" / "round-1" / "data" / "pairs.jsonl", [])
+    md = write_report(run)[0].read_text()
+    main = md[md.index("## Main results"):md.index("## Paired")]
+    spr = table_row(main, "Method").index("securityeval SPR@1")
+    assert table_row(main, "Base model")[spr] == "50.0 [0.0, 100.0]"
+    assert table_row(main, "TSP (tree)")[spr] == "100.0 [100.0, 100.0]"  # seed 0 only, as base
+    assert "left out of this table" in main and "securityeval: seed 1 (only tsp)" in main
+    assert "| Self-play" not in main
+    section = md[md.index("Benchmark: securityeval"):]
+    assert table_row(section, "TSP (tree)")[table_row(section, "Method").index("spr@1")] == "50.0 (100.0, 0.0)"
+
+
 def test_a_variant_left_off_a_bench_by_design_is_said_so(tmp_path: Path) -> None:
     """tsp-dpo evaluated on sallm only (`variants.tsp-dpo.benches`): its missing securityeval is
     by design; tsp's missing sallm is a real gap. With sallm run, func-sec@1 is reported."""

@@ -36,6 +36,7 @@ from treeplay.eval.report_tables import (
     bench_table,
     budget_table,
     main_table,
+    main_table_seeds_note,
     nonfunctional_table,
     pair_contrast_table,
     per_group_table,
@@ -71,7 +72,11 @@ def build_sections(data: RunData) -> list[Section]:
                                      "\n".join(f"- {m}" for m in [*missing, *data.notes])))  # fmt: skip
     sections.append(overview)
     if data.evals:
-        sections.append(Section("Main results", [main_table(data)]))
+        seeds_note = main_table_seeds_note(data)
+        main = Section("Main results", [main_table(data)])
+        if seeds_note:
+            main.blocks.append(Block("text", text=seeds_note))
+        sections.append(main)
         sections += [s for s in [paired_section(data), contrast_section(data)] if s is not None]
         for bench in data.benches:
             section = Section(f"Benchmark: {bench}", [bench_table(data, bench)])

@@ -69,10 +69,37 @@ def bench_kind(results: Sequence[EvalResult]) -> str:
     return "security"
 
 
+def shared_seeds(data: RunData, bench: str) -> list[int]:
+    """The seeds on which every arm evaluated on `bench` was evaluated there: the main table compares
+    rows over the same seeds (an arm's mean over seeds 0-1 beside another's seed 0 alone would mix a
+    seed effect into the method difference). All seeds when the arms share none."""
+    seed_sets = [{e.seed for e in data.evals if e.bench == bench and e.method == m} for m in data.methods]
+    seed_sets = [s for s in seed_sets if s]
+    shared = set.intersection(*seed_sets) if seed_sets else set()
+    return sorted(shared) if shared else sorted({e.seed for e in data.evals if e.bench == bench})
+
+
+def main_table_seeds_note(data: RunData) -> str | None:
+    """Which seeds each bench's columns leave out of the main table (None: every seed is in)."""
+    parts = []
+    for bench in data.benches:
+        shared = shared_seeds(data, bench)
+        extra = sorted({e.seed for e in data.evals if e.bench == bench} - set(shared))
+        for seed in extra:
+            arms = sorted({e.method for e in data.evals if (e.bench, e.seed) == (bench, seed)}, key=method_rank)
+            parts.append(f"{bench}: seed {seed} (only {', '.join(arms)})")
+    if not parts:
+        return None
+    return ("**Seeds:** each bench's columns use the seeds on which every arm was evaluated there, so the "
+            "rows compare the same seeds; left out of this table (kept in the per-bench tables and the "
+            "paired differences): " + "; ".join(parts) + ".")
+
+
 def main_table(data: RunData) -> Block:
-    """The paper-style table: method × headline metrics (mean ± 95% CI over seeds)."""
+    """The paper-style table: method × headline metrics (mean ± 95% CI over the seeds all arms share),
+    one row per arm with at least one evaluation."""
     benches = data.benches
-    by_bench = {b: [e for e in data.evals if e.bench == b] for b in benches}
+    by_bench = {b: [e for e in data.evals if e.bench == b and e.seed in shared_seeds(data, b)] for b in benches}
     columns: list[tuple[str, str, str]] = []  # (header, bench, metric key)
     for bench in benches:
         kind = bench_kind(by_bench[bench])
@@ -87,12 +114,12 @@ def main_table(data: RunData) -> Block:
     if heldout:
         headers += HELDOUT_HEADERS
     rows = []
-    for method in data.methods:
+    for method in [m for m in data.methods if any(e.method == m for e in data.evals)]:
         row = [METHOD_NAMES.get(method, method)]
         for _, bench, key in columns:
             row.append(format_over_seeds([e for e in by_bench[bench] if e.method == method], key))
         if heldout:
-            row += heldout_cells(data, method)
+            row += heldout_cells(data, method, shared_seeds(data, HELDOUT_BENCH))
         rows.append(row)
     return Block("table", headers=headers, rows=rows)
 
@@ -101,13 +128,13 @@ def _heldout_share(result: EvalResult | None, key: str) -> float | None:
     return None if result is None else metric_value(result.metrics, key)
 
 
-def heldout_cells(data: RunData, method: str) -> list[str]:
+def heldout_cells(data: RunData, method: str, seeds: Sequence[int]) -> list[str]:
     """Held-out CWEs: vulnerable programs (parseable, non-empty) and the reduction vs base / SFT
     (same seed) of their share among parseable non-empty programs, then the strict reduction
     (unparseable and empty count as insecure). Empty or broken output never counts as a reduction."""
     counts: list[float] = []
     vs: dict[tuple[str, str], list[float]] = {(r, k): [] for k in _HELDOUT_KEYS for r in ("base", "sft")}
-    for seed in data.seeds:
+    for seed in seeds:
         mine = data.result(seed, method, HELDOUT_BENCH)
         if mine is None or "vulnerable_attempted" not in (mine.metrics.get("counts") or {}):
             continue
