@@ -88,7 +88,7 @@ class StageBuilder:
         for bench in benches if benches is not None else section.benches:
             limit = section.limits.get(bench, section.limit)
             # what this bench's generations depend on: not the other benches, limits or batching
-            inputs = digest("eval", bench, limit, section.model_dump(exclude={"batch_tasks", "limits", "limit", "benches"}), model_hash,
+            inputs = digest("eval", bench, limit, section.sampling_inputs(bench), model_hash,
                             seed, self.oracle())  # fmt: skip
             stages.append(self._eval_stage(seed, arm, bench, limit, model, inputs))
         return stages
@@ -106,7 +106,7 @@ class StageBuilder:
             tasks = resolve_bench(bench, self.data_root, limit=limit)
             policy = self.policy(model)
             with progress_bar(f"eval {bench}", self.console) as advance:
-                metrics = evaluate(policy, tasks, bench=bench, config=section.stage_config(), out_dir=directory,
+                metrics = evaluate(policy, tasks, bench=bench, config=section.stage_config(bench), out_dir=directory,
                                    seed=seed, progress=advance)  # fmt: skip
             return {"tasks": len(tasks), "metrics_file": str(directory / "metrics.json"), "summary": _headline(metrics),
                     "oracle": self.oracle()}  # fmt: skip

@@ -181,8 +181,8 @@ def plan_lines(config: RunConfig, train: Sequence[Task], benches: dict[str, int]
     eval_samples = 0
     for bench, count in benches.items():
         todo = sum(s.kind == "eval" and s.bench == bench for s in pending)
-        lines.append(f"eval {bench}: {count} tasks x n={config.eval.n}, {todo} evaluation(s) to run")
-        eval_samples += count * config.eval.n * todo
+        lines.append(f"eval {bench}: {count} tasks x n={config.eval.bench_n(bench)}, {todo} evaluation(s) to run")
+        eval_samples += count * config.eval.bench_n(bench) * todo
     measured = _measured_time(planned, methods, pending)
     lines += [measured] if measured else []
     lines.append(_estimate(config, tree_tokens, eval_samples))

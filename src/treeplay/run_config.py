@@ -9,11 +9,20 @@ from __future__ import annotations
 
 import dataclasses
 import re
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, cast
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from treeplay.config_fields import (
     ConfigSection,
@@ -50,14 +59,40 @@ class EvalSection(_Strict):
     limit: int | None = Field(default=None, ge=1)  # tasks per bench (None: all)
     limits: dict[str, int] = Field(default_factory=dict)  # per-bench override
     n: int = pydantic_field(EvalConfig, "n")
+    # per-bench samples per task (over `n`): a small bench (15 held-out scenarios) needs more
+    # samples per task than a 164-task one to carry a claim; a bench not named keeps `n` and its hash
+    n_per_bench: dict[str, int] = Field(default_factory=dict)
     temperature: float = pydantic_field(EvalConfig, "temperature")
     top_p: float = pydantic_field(EvalConfig, "top_p")
     max_new_tokens: int = pydantic_field(EvalConfig, "max_new_tokens")
     batch_tasks: int = pydantic_field(EvalConfig, "batch_tasks")
 
-    def stage_config(self) -> EvalConfig:
-        """The eval stage's config (the sampling fields of this section)."""
-        return EvalConfig(**{f.name: getattr(self, f.name) for f in dataclasses.fields(EvalConfig)})
+    @field_validator("n_per_bench")
+    @classmethod
+    def _n_per_bench_names_benches(cls, value: dict[str, int], info: ValidationInfo) -> dict[str, int]:
+        benches = info.data.get("benches", [])
+        unknown = sorted(set(value) - set(benches))
+        if unknown:
+            raise ValueError(f"n_per_bench names {', '.join(map(repr, unknown))}, not in benches {benches}")
+        low = sorted(b for b, n in value.items() if n < 1)
+        if low:
+            raise ValueError(f"samples per task must be >= 1, got {', '.join(f'{b}: {value[b]}' for b in low)}")
+        return value
+
+    def bench_n(self, bench: str) -> int:
+        """Samples per task on `bench`."""
+        return self.n_per_bench.get(bench, self.n)
+
+    def stage_config(self, bench: str | None = None) -> EvalConfig:
+        """The eval stage's config (the sampling fields of this section; `bench`'s own n if given)."""
+        fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(EvalConfig)}
+        return EvalConfig(**(fields | ({"n": self.bench_n(bench)} if bench is not None else {})))
+
+    def sampling_inputs(self, bench: str) -> dict[str, Any]:
+        """What `bench`'s generations depend on in this section: its sampling, with its own n (so a
+        bench not in `n_per_bench` keeps the hash it had before the option existed)."""
+        dump = self.model_dump(exclude={"batch_tasks", "limits", "limit", "benches", "n_per_bench"})
+        return dump | {"n": self.bench_n(bench)}
 
 
 if TYPE_CHECKING:  # the section models are built from the dataclasses at import time
@@ -197,20 +232,43 @@ def load_config(path: Path | str) -> RunConfig:
         raise ConfigError(f"{path}{where}: invalid YAML: {getattr(exc, 'problem', exc)}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
-    return parse_config(raw, path)
+    return parse_config(raw, path, text=path.read_text(encoding="utf-8"))
 
 
-def parse_config(raw: dict[str, Any], source: Path | str) -> RunConfig:
-    """Validate a run config mapping; errors name `source` and the field's path (`tree.k`)."""
+def parse_config(raw: dict[str, Any], source: Path | str, *, text: str | None = None) -> RunConfig:
+    """Validate a run config mapping; errors name `source`, the line in `text` (the YAML it was read
+    from) when given, and the field's path (`tree.k`)."""
     try:
         config = RunConfig.model_validate(raw)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"field {'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
-        )
-        raise ConfigError(f"{source}: {problems}") from None
+        problems = []
+        for err in exc.errors():
+            line = yaml_line(text, err["loc"]) if text is not None else None
+            problems.append(f"{f'line {line}: ' if line else ''}field {'.'.join(str(p) for p in err['loc'])}: {err['msg']}")
+        raise ConfigError(f"{source}: {'; '.join(problems)}") from None
     _check_sections(config, Path(source))
     return config
+
+
+def yaml_line(text: str, loc: Sequence[str | int]) -> int | None:
+    """The 1-based line of the deepest key (or item) of `loc` found in the YAML `text` (None: not found)."""
+    try:
+        node = yaml.compose(text)
+    except yaml.YAMLError:
+        return None
+    line = None
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            hit = next(((k, v) for k, v in node.value if k.value == str(part)), None)
+            if hit is None:
+                break
+            line, node = hit[0].start_mark.line + 1, hit[1]
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and 0 <= part < len(node.value):
+            node = node.value[part]
+            line = node.start_mark.line + 1
+        else:
+            break
+    return line
 
 
 def _check_sections(config: RunConfig, path: Path) -> None:

@@ -26,7 +26,7 @@ def test_shipped_configs_validate(name):
 
 def test_unknown_field_is_named(tmp_path):
     path = write(tmp_path, "name: x\ntrain_tasks: {path: a.jsonl}\nroundz: 2\n")
-    with pytest.raises(ConfigError, match=r"run.yaml: field roundz: Extra inputs"):
+    with pytest.raises(ConfigError, match=r"run.yaml: line 3: field roundz: Extra inputs"):
         load_config(path)
 
 

@@ -180,10 +180,10 @@ variants:
 def test_run_config_section_errors_have_their_path(tmp_path: Path) -> None:
     path = tmp_path / "run.yaml"
     path.write_text(RUN.replace("k: 2", "kk: 2"))
-    with pytest.raises(ConfigError, match=r"run.yaml: field tree.kk: Extra inputs are not permitted"):
+    with pytest.raises(ConfigError, match=r"run.yaml: line 4: field tree.kk: Extra inputs are not permitted"):
         load_config(path)
     path.write_text(RUN.replace("{strategies: oracle}", "{depth: zero}"))
-    with pytest.raises(ConfigError, match=r"field variants.v.tree.depth: Input should be a valid integer"):
+    with pytest.raises(ConfigError, match=r"line 9: field variants.v.tree.depth: Input should be a valid integer"):
         load_config(path)
     path.write_text(RUN.replace("max_steps: 4", "max_stepz: 4"))
     with pytest.raises(ConfigError, match=r"field train.max_stepz: Extra inputs"):

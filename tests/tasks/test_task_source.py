@@ -46,10 +46,10 @@ def test_run_config_section_builds_the_task_source(tmp_path: Path, tasks_file: P
 
 
 @pytest.mark.parametrize(("section", "message"), [
-    ("{path: a.jsonl, lang: py}", r"run.yaml: field train_tasks.lang: Extra inputs are not permitted"),
-    ("{language: py}", r"run.yaml: field train_tasks.path: Field required"),
-    ("{path: a.jsonl, limit: 0}", r"run.yaml: field train_tasks.limit: Input should be greater than or equal to 1"),
-    ("{path: a.jsonl, order: random}", r"run.yaml: field train_tasks.order: Input should be 'file' or"),
+    ("{path: a.jsonl, lang: py}", r"run.yaml: line 2: field train_tasks.lang: Extra inputs are not permitted"),
+    ("{language: py}", r"run.yaml: line 2: field train_tasks.path: Field required"),
+    ("{path: a.jsonl, limit: 0}", r"run.yaml: line 2: field train_tasks.limit: Input should be greater than or equal to 1"),
+    ("{path: a.jsonl, order: random}", r"run.yaml: line 2: field train_tasks.order: Input should be 'file' or"),
 ])
 def test_bad_train_tasks_section_is_named(tmp_path: Path, section: str, message: str) -> None:
     path = tmp_path / "run.yaml"
