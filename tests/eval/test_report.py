@@ -214,6 +214,16 @@ def test_main_table_rows_compare_the_same_seeds(tmp_path: Path) -> None:
     assert table_row(section, "TSP (tree)")[table_row(section, "Method").index("spr@1")] == "50.0 (100.0, 0.0)"
 
 
+def test_main_table_says_when_arms_share_no_seed(tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    write_eval(run, 0, "base", "securityeval", [generation("t0", "CWE-89", "secure")])
+    write_eval(run, 1, "tsp", "securityeval", [generation("t0", "CWE-89", "vulnerable")])
+    md = write_report(run)[0].read_text()
+    main = md[md.index("## Main results"):md.index("## Benchmark")]
+    assert "on securityeval the arms share no seed" in main
+    assert "left out of this table" not in main
+
+
 def test_a_variant_left_off_a_bench_by_design_is_said_so(tmp_path: Path) -> None:
     """tsp-dpo evaluated on sallm only (`variants.tsp-dpo.benches`): its missing securityeval is
     by design; tsp's missing sallm is a real gap. With sallm run, func-sec@1 is reported."""

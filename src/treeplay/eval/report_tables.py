@@ -69,37 +69,47 @@ def bench_kind(results: Sequence[EvalResult]) -> str:
     return "security"
 
 
+def _common_seeds(data: RunData, bench: str) -> set[int]:
+    seed_sets = [{e.seed for e in data.evals if e.bench == bench and e.method == m} for m in data.methods]
+    seed_sets = [s for s in seed_sets if s]
+    return set.intersection(*seed_sets) if seed_sets else set()
+
+
 def shared_seeds(data: RunData, bench: str) -> list[int]:
     """The seeds on which every arm evaluated on `bench` was evaluated there: the main table compares
     rows over the same seeds (an arm's mean over seeds 0-1 beside another's seed 0 alone would mix a
-    seed effect into the method difference). All seeds when the arms share none."""
-    seed_sets = [{e.seed for e in data.evals if e.bench == bench and e.method == m} for m in data.methods]
-    seed_sets = [s for s in seed_sets if s]
-    shared = set.intersection(*seed_sets) if seed_sets else set()
-    return sorted(shared) if shared else sorted({e.seed for e in data.evals if e.bench == bench})
+    seed effect into the method difference). All seeds when the arms share none (said under the table)."""
+    return sorted(_common_seeds(data, bench) or {e.seed for e in data.evals if e.bench == bench})
 
 
 def main_table_seeds_note(data: RunData) -> str | None:
     """Which seeds each bench's columns leave out of the main table (None: every seed is in)."""
-    parts = []
+    parts, disjoint = [], []
     for bench in data.benches:
-        shared = shared_seeds(data, bench)
-        extra = sorted({e.seed for e in data.evals if e.bench == bench} - set(shared))
+        if not _common_seeds(data, bench):
+            disjoint.append(bench)
+            continue
+        extra = sorted({e.seed for e in data.evals if e.bench == bench} - set(shared_seeds(data, bench)))
         for seed in extra:
             arms = sorted({e.method for e in data.evals if (e.bench, e.seed) == (bench, seed)}, key=method_rank)
             parts.append(f"{bench}: seed {seed} (only {', '.join(arms)})")
-    if not parts:
-        return None
-    return ("**Seeds:** each bench's columns use the seeds on which every arm was evaluated there, so the "
-            "rows compare the same seeds; left out of this table (kept in the per-bench tables and the "
-            "paired differences): " + "; ".join(parts) + ".")
+    notes = []
+    if parts:
+        notes.append("**Seeds:** each bench's columns use the seeds on which every arm was evaluated there, so "
+                     "the rows compare the same seeds; left out of this table (kept in the per-bench tables and "
+                     "the paired differences): " + "; ".join(parts) + ".")
+    if disjoint:
+        notes.append(f"**Seeds:** on {', '.join(disjoint)} the arms share no seed, so those rows are over "
+                     "different seeds (a seed effect is mixed into their differences).")
+    return "\n\n".join(notes) or None
 
 
 def main_table(data: RunData) -> Block:
     """The paper-style table: method × headline metrics (mean ± 95% CI over the seeds all arms share),
     one row per arm with at least one evaluation."""
     benches = data.benches
-    by_bench = {b: [e for e in data.evals if e.bench == b and e.seed in shared_seeds(data, b)] for b in benches}
+    seeds = {b: shared_seeds(data, b) for b in benches}
+    by_bench = {b: [e for e in data.evals if e.bench == b and e.seed in seeds[b]] for b in benches}
     columns: list[tuple[str, str, str]] = []  # (header, bench, metric key)
     for bench in benches:
         kind = bench_kind(by_bench[bench])
