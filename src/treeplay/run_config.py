@@ -86,7 +86,9 @@ class EvalSection(_Strict):
     def stage_config(self, bench: str | None = None) -> EvalConfig:
         """The eval stage's config (the sampling fields of this section; `bench`'s own n if given)."""
         fields = {f.name: getattr(self, f.name) for f in dataclasses.fields(EvalConfig)}
-        return EvalConfig(**(fields | ({"n": self.bench_n(bench)} if bench is not None else {})))
+        if bench is not None:
+            fields["n"] = self.bench_n(bench)
+        return EvalConfig(**fields)
 
     def sampling_inputs(self, bench: str) -> dict[str, Any]:
         """What `bench`'s generations depend on in this section: its sampling, with its own n (so a
@@ -220,10 +222,11 @@ class RunConfig(_Strict):
 
 
 def load_config(path: Path | str) -> RunConfig:
-    """Read and validate a run config; errors name the file and the field."""
+    """Read and validate a run config; errors name the file, the line and the field."""
     path = Path(path)
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        raw = yaml.safe_load(text)
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such config file") from None
     except yaml.YAMLError as exc:
@@ -232,7 +235,7 @@ def load_config(path: Path | str) -> RunConfig:
         raise ConfigError(f"{path}{where}: invalid YAML: {getattr(exc, 'problem', exc)}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
-    return parse_config(raw, path, text=path.read_text(encoding="utf-8"))
+    return parse_config(raw, path, text=text)
 
 
 def parse_config(raw: dict[str, Any], source: Path | str, *, text: str | None = None) -> RunConfig:

@@ -86,10 +86,11 @@ def main_table_seeds_note(data: RunData) -> str | None:
     """Which seeds each bench's columns leave out of the main table (None: every seed is in)."""
     parts, disjoint = [], []
     for bench in data.benches:
-        if not _common_seeds(data, bench):
+        common = _common_seeds(data, bench)
+        if not common:
             disjoint.append(bench)
             continue
-        extra = sorted({e.seed for e in data.evals if e.bench == bench} - set(shared_seeds(data, bench)))
+        extra = sorted({e.seed for e in data.evals if e.bench == bench} - common)
         for seed in extra:
             arms = sorted({e.method for e in data.evals if (e.bench, e.seed) == (bench, seed)}, key=method_rank)
             parts.append(f"{bench}: seed {seed} (only {', '.join(arms)})")
@@ -129,7 +130,7 @@ def main_table(data: RunData) -> Block:
         for _, bench, key in columns:
             row.append(format_over_seeds([e for e in by_bench[bench] if e.method == method], key))
         if heldout:
-            row += heldout_cells(data, method, shared_seeds(data, HELDOUT_BENCH))
+            row += heldout_cells(data, method, seeds[HELDOUT_BENCH])
         rows.append(row)
     return Block("table", headers=headers, rows=rows)
 
