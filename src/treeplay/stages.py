@@ -240,15 +240,16 @@ def superseded_note(planned: Sequence[PlannedStage], fingerprint: str, archive: 
 
 @contextlib.contextmanager
 def progress_bar(label: str, console: Console) -> Iterator[Callable[[int, int], None]]:
-    """A rich progress bar fed with (done, total) callbacks."""
+    """A progress bar (`treeplay.progress.Progress`) fed with (done, total) callbacks."""
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
-        Progress,
         TextColumn,
         TimeElapsedColumn,
         TimeRemainingColumn,
     )
+
+    from treeplay.progress import Progress
 
     with Progress(
         TextColumn(f"[bold]{label}[/]"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),

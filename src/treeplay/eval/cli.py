@@ -29,9 +29,10 @@ def eval_command(
 
     Every EvalConfig field is an option; `--config FILE` reads the `eval:` section of a run config."""
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, TaskID, TextColumn, TimeRemainingColumn
 
     from treeplay.eval.evaluate import EvalError, bench_slug, evaluate, resolve_bench
+    from treeplay.progress import Progress
 
     console = Console(soft_wrap=True)
     try:

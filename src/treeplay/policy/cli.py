@@ -108,7 +108,9 @@ def sample_command(
     console.print(f"{len(all_tasks)} tasks, {len(all_tasks) - len(todo)} already in {out}, {len(todo)} to sample")
     if not todo:
         return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+
+    from treeplay.progress import Progress
 
     model = policy.load()
     out_console = Console()

@@ -34,7 +34,9 @@ class Console:
             if not (self.enabled and enabled):
                 yield lambda step, metrics: None
                 return
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+            from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeRemainingColumn
+
+            from treeplay.progress import Progress
 
             with Progress(
                 TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),

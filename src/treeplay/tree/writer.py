@@ -71,7 +71,9 @@ def build_trees(
     summary.skipped = len(tasks) - len(todo)
     builder = TreeBuilder(policy, config, judge=judge)
 
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+
+    from treeplay.progress import Progress
 
     with Progress(
         TextColumn("[bold]trees[/]"),

@@ -1,0 +1,58 @@
+"""Progress off a terminal: a plain line of the bars every `log_every_s` seconds of rich's clock."""
+
+from __future__ import annotations
+
+import io
+
+from rich.console import Console
+from rich.progress import MofNCompleteColumn, TextColumn
+
+from treeplay.progress import Progress
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _run(console: Console, clock: Clock, **kwargs: object) -> None:
+    with Progress(
+        TextColumn("trees"),
+        MofNCompleteColumn(),
+        console=console,
+        get_time=clock,
+        auto_refresh=False,
+        log_every_s=30,
+        **kwargs,
+    ) as bar:  # type: ignore[arg-type]
+        job = bar.add_task("", total=10)
+        clock.now = 10.0
+        bar.advance(job)  # 1/10 after 10 s: not due
+        clock.now = 31.0
+        bar.advance(job)  # 2/10 after 31 s: a line
+        clock.now = 40.0
+        bar.advance(job)  # 3/10, 9 s after the last line: not due
+        clock.now = 62.0
+        bar.update(job, completed=5)  # 31 s after the last line: a line
+
+
+def test_a_log_file_gets_a_line_every_interval_and_the_final_bar() -> None:
+    out = io.StringIO()
+    _run(Console(file=out, force_terminal=False, width=60), Clock())
+    lines = [line.strip() for line in out.getvalue().splitlines()]
+    assert lines == ["trees  2/10", "trees  5/10", "trees  5/10"]  # two due lines, then rich's final bar
+
+
+def test_a_terminal_gets_only_the_live_bar() -> None:
+    out = io.StringIO()
+    _run(Console(file=out, force_terminal=True, width=60), Clock())
+    assert "2/10" not in out.getvalue() and "5/10" in out.getvalue()
+
+
+def test_a_disabled_bar_prints_nothing() -> None:
+    out = io.StringIO()
+    _run(Console(file=out, force_terminal=False, width=60), Clock(), disable=True)
+    assert out.getvalue() == ""
