@@ -56,3 +56,15 @@ def test_a_disabled_bar_prints_nothing() -> None:
     out = io.StringIO()
     _run(Console(file=out, force_terminal=False, width=60), Clock(), disable=True)
     assert out.getvalue() == ""
+
+
+def test_a_finished_bar_is_printed_once_by_rich_not_again_as_a_due_line() -> None:
+    out, clock = io.StringIO(), Clock()
+    with Progress(TextColumn("x"), MofNCompleteColumn(), console=Console(file=out, force_terminal=False, width=60),
+                  get_time=clock, auto_refresh=False, log_every_s=30) as bar:
+        job = bar.add_task("", total=2)
+        clock.now = 31.0
+        bar.advance(job)  # due: 1/2
+        clock.now = 70.0
+        bar.advance(job)  # due, but complete: rich prints it on exit
+    assert [line.strip() for line in out.getvalue().splitlines()] == ["x 1/2", "x 2/2"]

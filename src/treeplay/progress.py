@@ -17,7 +17,8 @@ LOG_EVERY_S = 30.0
 
 class Progress(rich_progress.Progress):
     """`rich.progress.Progress`; when its console is not a terminal, `update`/`advance` also print
-    the bars as a plain line, at most once every `log_every_s` seconds (rich's clock, `get_time`)."""
+    the bars as a plain line, at most once every `log_every_s` seconds (rich's clock, `get_time`);
+    none once every bar is complete, as rich prints the final bars itself."""
 
     def __init__(self, *columns: Any, log_every_s: float = LOG_EVERY_S, **kwargs: Any) -> None:
         super().__init__(*columns, **kwargs)
@@ -33,7 +34,7 @@ class Progress(rich_progress.Progress):
         self._print_line_when_due()
 
     def _print_line_when_due(self) -> None:
-        if self.disable or self.console.is_terminal or not self.live.is_started:
+        if self.disable or self.console.is_terminal or not self.live.is_started or self.finished:
             return
         now = self.get_time()
         if now - self._last_line_at < self.log_every_s:
