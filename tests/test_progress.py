@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 
 from rich.console import Console
-from rich.progress import MofNCompleteColumn, TextColumn
+from rich.progress import MofNCompleteColumn, TextColumn, TimeRemainingColumn
 
 from treeplay.progress import Progress
 
@@ -68,3 +68,17 @@ def test_a_finished_bar_is_printed_once_by_rich_not_again_as_a_due_line() -> Non
         clock.now = 70.0
         bar.advance(job)  # due, but complete: rich prints it on exit
     assert [line.strip() for line in out.getvalue().splitlines()] == ["x 1/2", "x 2/2"]
+
+
+def test_batches_a_minute_apart_still_give_a_time_remaining() -> None:
+    out, clock = io.StringIO(), Clock()
+    with Progress(TextColumn("eval"), MofNCompleteColumn(), TimeRemainingColumn(), get_time=clock,
+                  console=Console(file=out, force_terminal=False, width=60), auto_refresh=False) as bar:
+        job = bar.add_task("", total=100)
+        clock.now = 40.0
+        bar.update(job, completed=16)  # a batch of 16 tasks every 40 s
+        clock.now = 80.0
+        bar.update(job, completed=32)  # 16 tasks in 40 s: 68 left take 170 s
+    lines = [line.strip() for line in out.getvalue().splitlines()]
+    # one update cannot give a speed yet; with rich's 30 s window the second could not either
+    assert lines == ["eval  16/100 -:--:--", "eval  32/100 0:02:50", "eval  32/100 0:02:50"]

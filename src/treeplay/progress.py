@@ -13,14 +13,19 @@ from typing import Any
 from rich import progress as rich_progress
 
 LOG_EVERY_S = 30.0
+# rich estimates the speed from the updates of the last 30 s by default, made for fast loops; a stage
+# here reports a batch of tasks every 30-60 s, so its bars showed no time remaining (`-:--:--`)
+SPEED_ESTIMATE_PERIOD_S = 600.0
 
 
 class Progress(rich_progress.Progress):
     """`rich.progress.Progress`; when its console is not a terminal, `update`/`advance` also print
     the bars as a plain line, at most once every `log_every_s` seconds (rich's clock, `get_time`);
-    none once every bar is complete, as rich prints the final bars itself."""
+    none once every bar is complete, as rich prints the final bars itself. The time remaining is
+    estimated from the last `speed_estimate_period` seconds of updates (10 minutes, not rich's 30 s)."""
 
     def __init__(self, *columns: Any, log_every_s: float = LOG_EVERY_S, **kwargs: Any) -> None:
+        kwargs.setdefault("speed_estimate_period", SPEED_ESTIMATE_PERIOD_S)
         super().__init__(*columns, **kwargs)
         self.log_every_s = log_every_s
         self._last_line_at = self.get_time()
