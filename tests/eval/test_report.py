@@ -214,6 +214,25 @@ def test_main_table_rows_compare_the_same_seeds(tmp_path: Path) -> None:
     assert table_row(section, "TSP (tree)")[table_row(section, "Method").index("spr@1")] == "50.0 (100.0, 0.0)"
 
 
+def test_a_variant_short_of_a_seed_does_not_take_it_from_the_methods(tmp_path: Path) -> None:
+    """Base and TSP on seeds 0-2, the ablation tsp-sibling on seeds 0-1 only: the methods' rows stay
+    over three seeds (mean ± t-interval), the variant's row is over its two, and the note says so."""
+    run = tmp_path / "run"
+    for seed, status in ((0, "secure"), (1, "secure"), (2, "vulnerable")):
+        write_eval(run, seed, "base", "securityeval", [generation(f"t{i}", "CWE-89", status) for i in range(2)])
+        write_eval(run, seed, "tsp", "securityeval", [generation(f"t{i}", "CWE-89", "secure") for i in range(2)])
+    for seed, status in ((0, "secure"), (1, "vulnerable")):
+        write_eval(run, seed, "tsp-sibling", "securityeval", [generation(f"t{i}", "CWE-89", status) for i in range(2)])
+    md = write_report(run)[0].read_text()
+    main = md[md.index("## Main results"):md.index("## Paired")]
+    spr = table_row(main, "Method").index("securityeval SPR@1")
+    assert table_row(main, "TSP (tree)")[spr] == "100.0 ± 0.0"  # seeds 0, 1, 2 all 100
+    assert table_row(main, "Base model")[spr].startswith("66.7 ± ")  # 100, 100, 0
+    assert table_row(main, "tsp-sibling")[spr] == "50.0 (100.0, 0.0)"  # its own two seeds
+    assert "securityeval: tsp-sibling has no seed 2 (its cells are over seeds 0, 1)" in main
+    assert "left out of this table" not in main
+
+
 def test_main_table_says_when_arms_share_no_seed(tmp_path: Path) -> None:
     run = tmp_path / "run"
     write_eval(run, 0, "base", "securityeval", [generation("t0", "CWE-89", "secure")])

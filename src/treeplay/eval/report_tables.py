@@ -69,22 +69,42 @@ def bench_kind(results: Sequence[EvalResult]) -> str:
     return "security"
 
 
+def _arm_seeds(data: RunData, bench: str, method: str) -> set[int]:
+    return {e.seed for e in data.evals if e.bench == bench and e.method == method}
+
+
 def _common_seeds(data: RunData, bench: str) -> set[int]:
-    seed_sets = [{e.seed for e in data.evals if e.bench == bench and e.method == m} for m in data.methods]
-    seed_sets = [s for s in seed_sets if s]
+    """The seeds on which every main arm (base and the methods of `METHODS`) evaluated on `bench` was
+    evaluated there. An ablation variant does not narrow them: a variant not run on a seed leaves the
+    methods' comparison on all their seeds (its own row is over the seeds it has, said under the table).
+    Without any main arm on the bench, the variants' common seeds."""
+    main = [s for m in data.methods if m in METHODS and (s := _arm_seeds(data, bench, m))]
+    seed_sets = main or [s for m in data.methods if (s := _arm_seeds(data, bench, m))]
     return set.intersection(*seed_sets) if seed_sets else set()
 
 
 def shared_seeds(data: RunData, bench: str) -> list[int]:
-    """The seeds on which every arm evaluated on `bench` was evaluated there: the main table compares
-    rows over the same seeds (an arm's mean over seeds 0-1 beside another's seed 0 alone would mix a
-    seed effect into the method difference). All seeds when the arms share none (said under the table)."""
+    """The seeds the main table uses on `bench` (`_common_seeds`): its rows compare the same seeds (an
+    arm's mean over seeds 0-1 beside another's seed 0 alone would mix a seed effect into the method
+    difference). All seeds when the arms share none (said under the table)."""
     return sorted(_common_seeds(data, bench) or {e.seed for e in data.evals if e.bench == bench})
 
 
+def _variants_short_of(data: RunData, bench: str, common: set[int]) -> list[str]:
+    """'tsp-sibling: no seed 2' for each variant evaluated on `bench` on only some of `common`."""
+    parts = []
+    for method in data.methods:
+        own = _arm_seeds(data, bench, method)
+        if method not in METHODS and own and common - own:
+            missing = ", ".join(str(s) for s in sorted(common - own))
+            parts.append(f"{method} has no seed {missing} (its cells are over seeds {', '.join(map(str, sorted(own & common)))})")
+    return parts
+
+
 def main_table_seeds_note(data: RunData) -> str | None:
-    """Which seeds each bench's columns leave out of the main table (None: every seed is in)."""
-    parts, disjoint = [], []
+    """Which seeds each bench's columns leave out of the main table, and which variants' rows are
+    over fewer seeds than the methods' (None: every seed of every arm is in)."""
+    parts, short, disjoint = [], [], []
     for bench in data.benches:
         common = _common_seeds(data, bench)
         if not common:
@@ -94,11 +114,16 @@ def main_table_seeds_note(data: RunData) -> str | None:
         for seed in extra:
             arms = sorted({e.method for e in data.evals if (e.bench, e.seed) == (bench, seed)}, key=method_rank)
             parts.append(f"{bench}: seed {seed} (only {', '.join(arms)})")
+        short += [f"{bench}: {part}" for part in _variants_short_of(data, bench, common)]
     notes = []
     if parts:
-        notes.append("**Seeds:** each bench's columns use the seeds on which every arm was evaluated there, so "
-                     "the rows compare the same seeds; left out of this table (kept in the per-bench tables and "
+        notes.append("**Seeds:** each bench's columns use the seeds on which base and every method were evaluated "
+                     "there, so the rows compare the same seeds; left out of this table (kept in the per-bench tables and "
                      "the paired differences): " + "; ".join(parts) + ".")
+    if short:
+        notes.append("**Ablation rows over fewer seeds:** a variant not run on every seed does not narrow the "
+                     "methods' seeds; its row is over the seeds it has, so compare it through the paired "
+                     "differences (same seeds): " + "; ".join(short) + ".")
     if disjoint:
         notes.append(f"**Seeds:** on {', '.join(disjoint)} the arms share no seed, so those rows are over "
                      "different seeds (a seed effect is mixed into their differences).")
@@ -106,8 +131,8 @@ def main_table_seeds_note(data: RunData) -> str | None:
 
 
 def main_table(data: RunData) -> Block:
-    """The paper-style table: method × headline metrics (mean ± 95% CI over the seeds all arms share),
-    one row per arm with at least one evaluation."""
+    """The paper-style table: method × headline metrics (mean ± 95% CI over the seeds all main arms
+    share, `shared_seeds`), one row per arm with at least one evaluation."""
     benches = data.benches
     seeds = {b: shared_seeds(data, b) for b in benches}
     by_bench = {b: [e for e in data.evals if e.bench == b and e.seed in seeds[b]] for b in benches}
