@@ -91,7 +91,8 @@ def shared_seeds(data: RunData, bench: str) -> list[int]:
 
 
 def _variants_short_of(data: RunData, bench: str, common: set[int]) -> list[str]:
-    """'tsp-sibling: no seed 2' for each variant evaluated on `bench` on only some of `common`."""
+    """'tsp-sibling has no seed 2 (its cells are over seeds 0, 1)' for each variant evaluated on `bench`
+    on only some of `common`."""
     parts = []
     for method in data.methods:
         own = _arm_seeds(data, bench, method)
