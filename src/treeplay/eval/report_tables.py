@@ -69,8 +69,9 @@ def bench_kind(results: Sequence[EvalResult]) -> str:
     return "security"
 
 
-def _arm_seeds(data: RunData, bench: str, method: str) -> set[int]:
-    return {e.seed for e in data.evals if e.bench == bench and e.method == method}
+def _seeds(data: RunData, bench: str, method: str | None = None) -> set[int]:
+    """The seeds evaluated on `bench` (by `method` only, if given)."""
+    return {e.seed for e in data.evals if e.bench == bench and method in (None, e.method)}
 
 
 def _common_seeds(data: RunData, bench: str) -> set[int]:
@@ -78,8 +79,8 @@ def _common_seeds(data: RunData, bench: str) -> set[int]:
     evaluated there. An ablation variant does not narrow them: a variant not run on a seed leaves the
     methods' comparison on all their seeds (its own row is over the seeds it has, said under the table).
     Without any main arm on the bench, the variants' common seeds."""
-    main = [s for m in data.methods if m in METHODS and (s := _arm_seeds(data, bench, m))]
-    seed_sets = main or [s for m in data.methods if (s := _arm_seeds(data, bench, m))]
+    main = [s for m in data.methods if m in METHODS and (s := _seeds(data, bench, m))]
+    seed_sets = main or [s for m in data.methods if (s := _seeds(data, bench, m))]
     return set.intersection(*seed_sets) if seed_sets else set()
 
 
@@ -87,7 +88,7 @@ def shared_seeds(data: RunData, bench: str) -> list[int]:
     """The seeds the main table uses on `bench` (`_common_seeds`): its rows compare the same seeds (an
     arm's mean over seeds 0-1 beside another's seed 0 alone would mix a seed effect into the method
     difference). All seeds when the arms share none (said under the table)."""
-    return sorted(_common_seeds(data, bench) or {e.seed for e in data.evals if e.bench == bench})
+    return sorted(_common_seeds(data, bench) or _seeds(data, bench))
 
 
 def _variants_short_of(data: RunData, bench: str, common: set[int]) -> list[str]:
@@ -95,10 +96,10 @@ def _variants_short_of(data: RunData, bench: str, common: set[int]) -> list[str]
     on only some of `common`."""
     parts = []
     for method in data.methods:
-        own = _arm_seeds(data, bench, method)
+        own = _seeds(data, bench, method)
         if method not in METHODS and own and common - own:
-            missing = ", ".join(str(s) for s in sorted(common - own))
-            parts.append(f"{method} has no seed {missing} (its cells are over seeds {', '.join(map(str, sorted(own & common)))})")
+            missing, kept = (", ".join(map(str, sorted(s))) for s in (common - own, own & common))
+            parts.append(f"{method} has no seed {missing} (its cells are over seeds {kept})")
     return parts
 
 
@@ -111,7 +112,7 @@ def main_table_seeds_note(data: RunData) -> str | None:
         if not common:
             disjoint.append(bench)
             continue
-        extra = sorted({e.seed for e in data.evals if e.bench == bench} - common)
+        extra = sorted(_seeds(data, bench) - common)
         for seed in extra:
             arms = sorted({e.method for e in data.evals if (e.bench, e.seed) == (bench, seed)}, key=method_rank)
             parts.append(f"{bench}: seed {seed} (only {', '.join(arms)})")
