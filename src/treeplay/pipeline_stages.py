@@ -4,7 +4,9 @@
 - data: build the round's trees with the opponent model and turn them into pairs (TSP and
   self-play), or take the golden paths (SFT); an arm whose data inputs equal an earlier arm's
   (e.g. round 1 of an ablation that differs only in the loss) copies that arm's trees and pairs;
-- train: train the round's model from the pairs (`treeplay.train.trainer`).
+- train: train the round's model from the pairs (`treeplay.train.trainer`); an arm whose train
+  inputs equal an earlier arm's (round 1 of a variant that differs only in its number of rounds)
+  copies that arm's trained model instead of training it again.
 
 Each stage's inputs hash (`digest`) is part of the on-disk contract: the arguments below must not
 change, or every existing run dir would be redone. Algorithm 1 (which stage follows which) is in
@@ -25,8 +27,9 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 
 from treeplay.jsonl import write_jsonl
+from treeplay.run_bundle import MODEL_DIR
 from treeplay.run_layout import RunLayout
-from treeplay.stages import STAGE_FILE, Stage, StageError, digest, progress_bar
+from treeplay.stages import INPUTS_FILE, STAGE_FILE, Stage, StageError, digest, progress_bar
 from treeplay.tasks import Task
 from treeplay.tree import Pair
 
@@ -56,6 +59,7 @@ class StageBuilder:
         self.fingerprint = fingerprint  # None: the installed oracle's, computed for every stage
         self.data_done: dict[str, Path] = {}  # data-stage inputs hash -> directory (shared across arms)
         self.trees_done: dict[str, Path] = {}  # tree inputs hash -> data directory whose trees others reuse
+        self.train_done: dict[str, Path] = {}  # train-stage inputs hash -> directory (shared across arms)
         self._policy_cache: tuple[str, Any] | None = None
 
     def set_train_tasks(self, tasks: Sequence[Task]) -> None:
@@ -194,11 +198,15 @@ class StageBuilder:
         train_cfg = TrainConfig.from_dict(options, source=f"train ({arm.name})")
         inputs = digest("train", arm.method, round_, model_hash, data.inputs_hash, train_cfg.hashed_dict())
         where = f"seed {seed} / {arm.name} / round {round_}"
+        self.train_done.setdefault(inputs, directory)  # a later arm with the same inputs copies this one
 
         def run() -> dict[str, Any]:
             from treeplay.train import train
             from treeplay.train.data import read_pairs
 
+            shared = self.train_done.get(inputs)
+            if shared is not None and shared != directory and _finished(shared, inputs):
+                return _copy_trained(shared, directory)
             pairs = read_pairs(data.directory / "pairs.jsonl")
             if not pairs:
                 return self._untrained(f"{where}: 0 training pairs (see {data.directory / STAGE_FILE})", model_in)
@@ -240,6 +248,47 @@ def _reuse_trees(shared: Path | None, directory: Path) -> Path | None:
     shutil.copyfile(shared / "trees.jsonl", partial)
     partial.replace(directory / "trees.jsonl")
     return shared
+
+
+def _finished(directory: Path, inputs: str) -> bool:
+    """`directory` holds a stage finished with these inputs."""
+    try:
+        return json.loads((directory / STAGE_FILE).read_text(encoding="utf-8")).get("inputs_hash") == inputs
+    except (OSError, json.JSONDecodeError):
+        return False
+
+
+_NOT_COPIED = (STAGE_FILE, INPUTS_FILE, "checkpoints")  # run_stage writes the first two; resume state
+
+
+def _copy_trained(shared: Path, directory: Path) -> dict[str, Any]:
+    """Another arm's finished train stage with the same inputs: its trained model, logs and record,
+    with the paths under the other arm's directory in its JSON files moved to this arm's (the next
+    round and the evaluations load this arm's copy, and a copied round 2 names this arm's round 1).
+    Copied beside `directory` and renamed into place, so a kill mid-copy leaves no model that looks
+    complete; leftovers of this stage's own unfinished training (same inputs) are replaced."""
+    from treeplay.run_reuse import rewrite_paths
+
+    staging = directory.with_name(directory.name + ".copying")
+    if staging.exists():
+        shutil.rmtree(staging)
+    shutil.copytree(shared, staging, symlinks=True, ignore=lambda _, names: [n for n in names if n in _NOT_COPIED])
+    for path in staging.rglob("*.json"):
+        rewrite_paths(path, _arm_dir(shared), _arm_dir(directory))
+    for name in _NOT_COPIED:  # what run_stage wrote for this stage before calling it
+        if (directory / name).is_file():
+            shutil.copyfile(directory / name, staging / name)
+    shutil.rmtree(directory)
+    staging.rename(directory)
+    record = json.loads((shared / STAGE_FILE).read_text(encoding="utf-8"))
+    record = {k: v for k, v in record.items() if k not in ("inputs_hash", "wall_s", "reused_from")}
+    if "untrained" not in record:
+        record["final_model_dir"] = str(directory / MODEL_DIR)
+    return {**record, "copied_from": str(shared)}
+
+
+def _arm_dir(stage_dir: Path) -> Path:
+    return stage_dir.parent.parent  # <seed>/<arm>/round-R/train
 
 
 def _copy_data(shared: Path, directory: Path) -> dict[str, Any]:

@@ -44,12 +44,13 @@ class LineageBuilder(StageBuilder):
     @contextlib.contextmanager
     def _under(self, fingerprint: str) -> Iterator[None]:
         """Build with another oracle fingerprint (and without touching the shared-data table)."""
-        saved, data_done, trees_done = self.fingerprint, dict(self.data_done), dict(self.trees_done)
+        saved, data_done, trees_done, train_done = (self.fingerprint, dict(self.data_done), dict(self.trees_done),
+                                                     dict(self.train_done))
         self.fingerprint = fingerprint
         try:
             yield
         finally:
-            self.fingerprint, self.data_done, self.trees_done = saved, data_done, trees_done
+            self.fingerprint, self.data_done, self.trees_done, self.train_done = saved, data_done, trees_done, train_done
 
     def eval_stages(self, seed: int, arm: str, model: str, model_hash: str,
                     benches: Sequence[str] | None = None) -> list[Stage]:  # fmt: skip

@@ -161,8 +161,9 @@ def plan_lines(config: RunConfig, train: Sequence[Task], benches: dict[str, int]
              f"{len(train)} training tasks",
              f"run dir: {len(planned) - len(pending) - left} of {len(planned)} stages done (inputs unchanged: "
              f"skipped), {skipped}{len(pending)} to run"]  # fmt: skip
-    tree_samples = tree_tokens = copied = reused = 0
+    tree_samples = tree_tokens = copied = reused = copied_models = 0
     for item, key in zip(planned, stage_keys(planned, methods), strict=True):
+        copied_models += not item.done and key[0] == "train" and key[-1] == "copied"
         if item.done or key[0] != "data":
             continue
         copied += key[-1] == "copied"  # same inputs as an earlier arm's data stage: its trees and pairs are copied
@@ -175,9 +176,10 @@ def plan_lines(config: RunConfig, train: Sequence[Task], benches: dict[str, int]
     reuse += f"; {reused} reuse another arm's trees" if reused else ""
     lines.append(f"data: up to {tree_samples} sampled branches in the data stages to run{reuse}")
     trains = sum(s.kind == "train" for s in pending)
+    trains_text = f"{trains} stage(s) to run" + (f" ({copied_models} copied from another arm)" if copied_models else "")
     steps = config.train.given().get("max_steps")
-    lines.append(f"train: {trains} stage(s) to run, {steps} optimizer steps each (variants may override)" if steps
-                 else f"train: {trains} stage(s) to run, {config.train.given().get('epochs', 1)} epoch(s) over the pairs")
+    lines.append(f"train: {trains_text}, {steps} optimizer steps each (variants may override)" if steps
+                 else f"train: {trains_text}, {config.train.given().get('epochs', 1)} epoch(s) over the pairs")
     eval_samples = 0
     for bench, count in benches.items():
         todo = sum(s.kind == "eval" and s.bench == bench for s in pending)

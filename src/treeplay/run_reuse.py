@@ -85,7 +85,7 @@ def copy_reused(reuses: Sequence[Reuse], run_dir: Path, say: Callable[[str], Non
         shutil.copytree(reuse.source, staging, symlinks=True)
         for path in staging.rglob("*.json"):
             if path.stat().st_size <= _REWRITTEN_MAX_BYTES:
-                _rewrite_paths(path, reuse.source_run, run_dir)
+                rewrite_paths(path, reuse.source_run, run_dir)
         marker = staging / STAGE_FILE
         record = {**json.loads(marker.read_text(encoding="utf-8")), REUSED_FROM: str(reuse.source)}
         if reuse.stage.kind == "train" and "untrained" not in record:  # the model the next stages load
@@ -98,7 +98,7 @@ def copy_reused(reuses: Sequence[Reuse], run_dir: Path, say: Callable[[str], Non
     return len(reuses)
 
 
-def _rewrite_paths(path: Path, source_run: Path, run_dir: Path) -> None:
+def rewrite_paths(path: Path, source_run: Path, run_dir: Path) -> None:
     """Every string in the JSON file that is a path under `source_run`, moved under `run_dir`."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))

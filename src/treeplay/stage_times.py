@@ -17,7 +17,7 @@ def stage_keys(planned: Sequence[PlannedStage], methods: Mapping[str, str]) -> l
     """The time key of each planned stage, in order. `methods`: arm name -> method (`base` has
     none). A data stage's key says where its trees come from: `golden` (SFT, nothing sampled),
     `copied` (same inputs as an earlier arm's), `reused` (other pairs from an earlier arm's trees)
-    or `sampled`."""
+    or `sampled`; a train stage with an earlier arm's inputs is `copied`."""
     hashes: set[str] = set()
     trees: set[str] = set()
     keys: list[TimeKey] = []
@@ -32,6 +32,8 @@ def stage_keys(planned: Sequence[PlannedStage], methods: Mapping[str, str]) -> l
 def _key(stage: Stage, method: str, hashes: set[str], trees: set[str]) -> TimeKey:
     if stage.kind == "eval":
         return ("eval", stage.bench or "")
+    if stage.kind == "train" and stage.inputs_hash in hashes:
+        return ("train", method, "copied")  # same inputs as an earlier arm's: its model is copied
     if stage.kind != "data":
         return (str(stage.kind), method)
     if method == "sft":

@@ -266,6 +266,86 @@ def test_an_ablation_reuses_round_one_data_of_its_parent_arm(tmp_path, monkeypat
     assert other.inputs_hash != first.inputs_hash
 
 
+ROUNDS = VARIANTS.replace("variants:\n", "variants:\n  tsp-1round: {method: tsp, rounds: 1}\n")
+
+
+def _finished_training(directory: Path, inputs_hash: str) -> None:
+    """What a train stage leaves: its model, its logs, resume checkpoints and its record (paths as the
+    trainer writes them, relative to the working directory)."""
+    (directory / "final").mkdir(parents=True)
+    (directory / "final" / "adapter_model.safetensors").write_bytes(b"weights")
+    (directory / "checkpoints" / "step-4").mkdir(parents=True)
+    (directory / "checkpoints" / "step-4" / "state.pt").write_bytes(b"resume")
+    (directory / "metrics.jsonl").write_text('{"step": 8, "loss": 0.5}\n')
+    (directory / "result.json").write_text(json.dumps({"final_model_dir": str(directory / "final"), "steps": 8}))
+    (directory / "stage.json").write_text(json.dumps({
+        "inputs_hash": inputs_hash, "wall_s": 600.0, "final_model_dir": str(directory / "final"), "adapter": True,
+        "steps": 8, "tokens": 900, "pairs": 20}))  # fmt: skip
+
+
+def test_a_variant_with_other_rounds_copies_the_trained_model_of_its_parent_arm(tmp_path, monkeypatch):
+    """tsp-1round differs from tsp (2 rounds) only in its number of rounds: its round-1 train stage has
+    tsp's inputs and copies tsp's finished model instead of training again (the training would cost
+    as much as tsp's); the copy names its own directory, so the evaluations load this arm's files."""
+    import treeplay.train
+    from treeplay.pipeline import Pipeline
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("trained again")
+
+    monkeypatch.setattr(treeplay.train, "train", no_training)
+    config = load_config(write(tmp_path, ROUNDS))
+    pipeline = Pipeline(config, tmp_path / "run")
+    arms = {a.name: a for a in config.arms()}
+    data = pipeline.stages.data_stage(0, arms["tsp"], 1, "embedded", "h0")
+    first = pipeline.stages.train_stage(0, arms["tsp"], 1, "embedded", "h0", data)
+    second = pipeline.stages.train_stage(0, arms["tsp-1round"], 1, "embedded", "h0", data)
+    assert first.inputs_hash == second.inputs_hash and first.directory != second.directory
+    _finished_training(first.directory, first.inputs_hash)
+    second.directory.mkdir(parents=True)
+    (second.directory / "checkpoints").mkdir()  # this arm's own training, killed before the copy existed
+
+    record = run_stage(second)
+
+    copy = tmp_path / "run" / "seed-0" / "tsp-1round" / "round-1" / "train"
+    assert second.directory == copy
+    assert (copy / "final" / "adapter_model.safetensors").read_bytes() == b"weights"
+    assert (copy / "metrics.jsonl").read_text() == '{"step": 8, "loss": 0.5}\n'
+    assert not (copy / "checkpoints").exists()  # resume state: not copied, and this arm's leftovers are gone
+    assert json.loads((copy / "result.json").read_text())["final_model_dir"] == str(copy / "final")
+    assert record["final_model_dir"] == str(copy / "final")
+    assert record["copied_from"] == str(first.directory)
+    assert (record["steps"], record["tokens"], record["pairs"]) == (8, 900, 20)
+    assert json.loads((copy / "stage.json").read_text())["inputs_hash"] == first.inputs_hash
+    assert json.loads((copy / "stage.json").read_text())["wall_s"] < 600.0  # this stage's own (short) time
+    assert not copy.with_name("train.copying").exists()
+
+
+def test_a_train_stage_whose_twin_is_not_finished_trains_itself(tmp_path, monkeypatch):
+    """Only a finished stage of the same inputs is copied: one of other inputs is not."""
+    import treeplay.train
+    from treeplay.pipeline import Pipeline
+
+    trained = []
+
+    def fake_train(config, pairs, model_in, directory, resume):
+        trained.append(directory)
+        raise RuntimeError("stop after the call")
+
+    monkeypatch.setattr(treeplay.train, "train", fake_train)
+    monkeypatch.setattr("treeplay.train.data.read_pairs", lambda path: ["a pair"])
+    config = load_config(write(tmp_path, ROUNDS))
+    pipeline = Pipeline(config, tmp_path / "run")
+    arms = {a.name: a for a in config.arms()}
+    data = pipeline.stages.data_stage(0, arms["tsp"], 1, "embedded", "h0")
+    first = pipeline.stages.train_stage(0, arms["tsp"], 1, "embedded", "h0", data)
+    second = pipeline.stages.train_stage(0, arms["tsp-1round"], 1, "embedded", "h0", data)
+    _finished_training(first.directory, "another-hash")  # tsp's model, of other inputs
+    with pytest.raises(RuntimeError, match="stop after the call"):
+        run_stage(second)
+    assert trained == [second.directory]
+
+
 SIBLING = VARIANTS.replace("variants:\n", "variants:\n  tsp-sibling: {method: tsp, pair_mode: sibling}\n")
 
 

@@ -204,6 +204,26 @@ def test_check_counts_no_sampling_for_arms_that_reuse_trees(tmp_path, shared_dat
     assert report.plan[-1].startswith("estimate (stages to run): <= 3328 generated tokens")
 
 
+def test_check_counts_a_copied_round_one_model_as_no_training(tmp_path, shared_data, monkeypatch):
+    """tsp-2rounds is tsp with a second round: its round 1 (data and model) is tsp's, copied; only its
+    round 2 samples trees and trains."""
+    from treeplay.run_check import check_run
+
+    monkeypatch.setenv("TREEPLAY_DATA", str(shared_data))
+    raw = json.loads(json.dumps(CONFIG))
+    raw.update(methods=["tsp"], rounds=1, train={"max_steps": 8},
+               variants={"tsp-2rounds": {"method": "tsp", "rounds": 2}})  # fmt: skip
+    path = tmp_path / "r.yaml"
+    path.write_text(yaml.safe_dump(raw), encoding="utf-8")
+    report = check_run(load_config(path), tmp_path / "empty", source="r.yaml", fingerprint=FINGERPRINT)
+    # tsp's round 1 and tsp-2rounds' round 2 sample: 2 x 2 tasks x min(8, 4 + 4 x 2) branches = 32
+    assert "data: up to 32 sampled branches in the data stages to run; 1 copied from another arm" in report.plan
+    assert (
+        "train: 3 stage(s) to run (1 copied from another arm), 8 optimizer steps each (variants may override)"
+        in report.plan
+    )
+
+
 @pytest.fixture
 def fake_model_work(monkeypatch: pytest.MonkeyPatch) -> None:
     """`Pipeline.run` with the real stage machinery and the model work replaced by fixed records."""
