@@ -256,7 +256,10 @@ def test_report_has_paired_section_forest_plot_and_round_chart(run: Path) -> Non
     assert "| tsp | 1 | 1 | 5 | 1 | 20.0 | 1 | 3 | 0.750 | 0.400 |" in md
     assert "| tsp | 2 | 1 | 6 | 3 | 50.0 | 2 | 5 | 1.000 | 0.900 |" in md
     rounds = parse_svg((run / "report-assets" / "rounds.svg").read_text())
-    assert len(rounds.findall(f".//{SVG}polyline")) == 4  # vulnerable share, pairs, accuracy, margin
+    # vulnerable share, pairs, accuracy, margin, and SPR@1 of tsp's round-2 model (its final one, the only
+    # round evaluated: round 1 has no train record to match)
+    assert len(rounds.findall(f".//{SVG}polyline")) == 5
+    assert "| tsp | 2 | tsp | 0 |" in md and "| tsp | 1 | tsp" not in md
     page = html_path.read_text()
     inline = re.findall(r"<svg .*?</svg>", page, flags=re.S)
     assert len(inline) == 2
@@ -327,3 +330,37 @@ def test_contrasts_are_tsp_vs_selfplay_and_each_ablation_vs_its_method(tmp_path:
     assert diffs[("tsp", "securityeval", "secure", "selfplay")].mean_pp == pytest.approx(-100 / 6)
     assert diffs[("tsp", "securityeval", "vulnerable", "selfplay")].mean_pp == pytest.approx(100 / 6)
     assert paired_contrasts(collect_scores(root), [("tsp-dpo", "tsp")]) == []  # arm absent: nothing
+
+
+def test_each_rounds_model_is_evaluated_as_the_arm_that_ended_on_it(tmp_path: Path) -> None:
+    """tsp-2rounds' round 1 trained the model tsp ended on (same train inputs hash "r1"), so round 1's
+    numbers are tsp's evaluations and round 2's its own; tsp-lr's round 1 matches no arm's final model
+    and gets no row. SALLM func-sec@1 by hand: tsp 1 of 2 tasks = 50.0, tsp-2rounds 2 of 2 = 100.0,
+    tsp-lr 0 of 2 = 0.0."""
+    run = tmp_path / "run"
+    write_gens(run, 0, "tsp", "sallm", [with_tests("t1", True, True), with_tests("t2", True, False)])
+    write_gens(run, 0, "tsp-2rounds", "sallm", [with_tests("t1", True, True), with_tests("t2", True, True)])
+    write_gens(run, 0, "tsp-lr", "sallm", [with_tests("t1", False, False), with_tests("t2", False, False)])
+    for arm, round_no, inputs in [("tsp", 1, "r1"), ("tsp-2rounds", 1, "r1"), ("tsp-2rounds", 2, "r2"),
+                                  ("tsp-lr", 1, "other"), ("tsp-lr", 2, "r3")]:  # fmt: skip
+        train = run / "seed-0" / arm / f"round-{round_no}" / "train"
+        train.mkdir(parents=True)
+        (train / "stage.json").write_text(json.dumps({"inputs_hash": inputs, "steps": 8}))
+    md = write_report(run)[0].read_text()
+    section = md[md.index("## Per round"):]
+    rows = [line for line in section.splitlines() if re.match(r"\| tsp\S* \| \d \| tsp", line)]
+    assert [row.split(" | ")[:5] for row in rows] == [
+        ["| tsp-2rounds", "1", "tsp", "0", "50.0 [0.0, 100.0]"],
+        ["| tsp-2rounds", "2", "tsp-2rounds", "0", "100.0 [100.0, 100.0]"],
+        ["| tsp-lr", "2", "tsp-lr", "0", "0.0 [0.0, 0.0]"],
+    ]
+    chart = parse_svg((run / "report-assets" / "rounds.svg").read_text())
+    assert "sallm func-sec@1 (%) of the round's model" in [t.text for t in chart.iter(f"{SVG}text")]
+
+
+def test_a_one_round_run_has_no_round_evaluations(run: Path) -> None:
+    train = run / "seed-0" / "tsp" / "round-1" / "train"
+    train.mkdir(parents=True)
+    (train / "stage.json").write_text(json.dumps({"inputs_hash": "r1"}))
+    md = write_report(run)[0].read_text()
+    assert "## Per round" not in md and "Each round's model, evaluated" not in md

@@ -6,7 +6,8 @@ the per-round figures in `treeplay.eval.rounds`, the SVG drawing in `treeplay.ev
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from math import comb
 
 from treeplay.eval.paired import (
@@ -20,8 +21,9 @@ from treeplay.eval.paired import (
     paired_contrasts,
     paired_differences,
 )
-from treeplay.eval.report_data import HELDOUT_BENCH, Block, RunData, Section, bench_order
-from treeplay.eval.rounds import RoundRow, round_rows
+from treeplay.eval.report_data import HELDOUT_BENCH, Block, EvalResult, RunData, Section, bench_order
+from treeplay.eval.report_tables import bench_kind, format_over_seeds, headline_columns, metric_value
+from treeplay.eval.rounds import LogKey, RoundRow, round_models, round_rows
 from treeplay.eval.svg import PALETTE, ForestGroup, ForestRow, LinePanel, forest_svg, line_chart_svg
 
 METRIC_ORDER = ("strict_secure", "secure", "vulnerable", "func_sec", "func", "pass")
@@ -203,7 +205,60 @@ def rounds_table(rows: Sequence[RoundRow]) -> Block:
     return Block("table", headers=headers, rows=body)
 
 
-def rounds_chart(rows: Sequence[RoundRow]) -> str:
+@dataclass(frozen=True)
+class RoundEval:
+    """Round `round` of a multi-round `arm`: its model is the final model of `evaluated_as` on `seeds`."""
+
+    arm: str
+    round: int
+    evaluated_as: str
+    seeds: tuple[int, ...]
+
+    def results(self, data: RunData, bench: str) -> list[EvalResult]:
+        return [e for e in data.evals if e.bench == bench and e.method == self.evaluated_as and e.seed in self.seeds]
+
+
+def round_evals(models: Mapping[LogKey, str], arms: Sequence[str]) -> list[RoundEval]:
+    """`round_models` grouped by arm, round and evaluated arm (arms in `arms` order, then rounds)."""
+    seeds: dict[tuple[str, int, str], list[int]] = {}
+    for (seed, arm, round_no), owner in sorted(models.items()):
+        seeds.setdefault((arm, round_no, owner), []).append(seed)
+    order = {arm: i for i, arm in enumerate(arms)}
+    return sorted((RoundEval(arm, n, owner, tuple(s)) for (arm, n, owner), s in seeds.items()),
+                  key=lambda r: (order.get(r.arm, len(order)), r.arm, r.round))  # fmt: skip
+
+
+def round_evals_table(data: RunData, evals: Sequence[RoundEval]) -> Block:
+    """The main table's headline metrics of each round's model (mean over the seeds listed)."""
+    by_bench = {b: [e for e in data.evals if e.bench == b] for b in data.benches}
+    columns = headline_columns(by_bench)
+    rows = [[r.arm, str(r.round), r.evaluated_as, ", ".join(map(str, r.seeds))]
+            + [format_over_seeds(r.results(data, bench), key) for _, bench, key in columns] for r in evals]  # fmt: skip
+    return Block("table", headers=["arm", "round", "evaluated as", "seeds"] + [c[0] for c in columns], rows=rows)
+
+
+def _round_eval_panels(data: RunData, evals: Sequence[RoundEval]) -> list[LinePanel]:
+    """The primary security number (the first executable-test bench's func-sec@1, else the first
+    static bench's SPR@1) and utility (pass@1) of each round's model, mean over its seeds, in %."""
+    by_bench = {b: [e for e in data.evals if e.bench == b] for b in data.benches}
+    columns = headline_columns(by_bench)
+    picked = [next((c for c in columns if bench_kind(by_bench[c[1]]) == kind), None)
+              for kind in ("functional-security", "utility")]  # fmt: skip
+    if picked[0] is None:
+        picked[0] = next((c for c in columns if bench_kind(by_bench[c[1]]) == "security"), None)
+    panels = []
+    for header, bench, key in [c for c in picked if c is not None]:
+        series: dict[str, list[tuple[float, float]]] = {}
+        for r in evals:
+            values = [v for e in r.results(data, bench) if (v := metric_value(e.metrics, key)) is not None]
+            if values:
+                series.setdefault(r.arm, []).append((float(r.round), 100 * sum(values) / len(values)))
+        if series:
+            panels.append(LinePanel(f"{header} (%) of the round's model", series, (0.0, 100.0)))
+    return panels
+
+
+def rounds_chart(rows: Sequence[RoundRow], evals: Sequence[LinePanel] = ()) -> str:
     def series(value: str) -> dict[str, list[tuple[float, float]]]:
         out: dict[str, list[tuple[float, float]]] = {}
         for r in rows:
@@ -221,6 +276,7 @@ def rounds_chart(rows: Sequence[RoundRow]) -> str:
         LinePanel("training pairs", series("pairs"), (0.0, max([float(r.pairs or 0) for r in rows] + [1.0]))),
         LinePanel("final preference accuracy", series("pref_accuracy"), (0.0, 1.0)),
         LinePanel("final reward margin", series("reward_margin")),
+        *evals,
     ]
     return line_chart_svg([p for p in panels if p.series], title="Per round (summed / averaged over seeds)")
 
@@ -240,11 +296,22 @@ def rounds_section(data: RunData) -> Section | None:
             "names or do nothing; neither chosen nor rejected), the training pairs, and the last logged "
             "preference accuracy and reward margin of the round's training (mean over seeds).")  # fmt: skip
     blocks = [Block("text", text=note), rounds_table(rows)]
-    if any(r.branches or r.pairs or r.accuracies or r.margins for r in rows):
-        blocks.append(
-            Block("svg", image=rounds_chart(rows).encode("utf-8"), name=ROUNDS_FILE, text="per-round chart")
-        )
+    evals = round_evals(round_models(data.run_dir), list(order))
+    if evals:
+        blocks += [Block("text", text=_ROUND_EVALS_EXPLAIN), round_evals_table(data, evals)]
+    panels = _round_eval_panels(data, evals)
+    if panels or any(r.branches or r.pairs or r.accuracies or r.margins for r in rows):
+        chart = rounds_chart(rows, panels)
+        blocks.append(Block("svg", image=chart.encode("utf-8"), name=ROUNDS_FILE, text="per-round chart"))
     return Section("Per round", blocks)
+
+
+_ROUND_EVALS_EXPLAIN = (
+    "**Each round's model, evaluated.** An arm's evaluations are of its final model (its last round). An "
+    "earlier round's model is evaluated where an arm of the same seed ended on a model of the same training "
+    "inputs (for a two-round ablation of TSP, round 1 is TSP's model, copied: TSP's evaluations are round 1's). "
+    "Round 2 minus round 1 with a paired CI is that arm vs its one-round arm under the contrasts. Over the seeds "
+    "listed; one seed: value [bootstrap CI over tasks].")
 
 
 def paired_sections(data: RunData) -> list[Section]:

@@ -132,21 +132,28 @@ def main_table_seeds_note(data: RunData) -> str | None:
     return "\n\n".join(notes) or None
 
 
-def main_table(data: RunData) -> Block:
-    """The paper-style table: method × headline metrics (mean ± 95% CI over the seeds all main arms
-    share, `shared_seeds`), one row per arm with at least one evaluation."""
-    benches = data.benches
-    seeds = {b: shared_seeds(data, b) for b in benches}
-    by_bench = {b: [e for e in data.evals if e.bench == b and e.seed in seeds[b]] for b in benches}
-    columns: list[tuple[str, str, str]] = []  # (header, bench, metric key)
-    for bench in benches:
-        kind = bench_kind(by_bench[bench])
+def headline_columns(by_bench: dict[str, list[EvalResult]]) -> list[tuple[str, str, str]]:
+    """(header, bench, metric key) of the main table's columns: per bench in the given order, SPR@1 and
+    strict SPR@1 (static security), func-sec@1 and func@1 (executable tests), or pass@1 (utility)."""
+    columns: list[tuple[str, str, str]] = []
+    for bench, results in by_bench.items():
+        kind = bench_kind(results)
         if kind == "security":
             columns += [(f"{bench} SPR@1", bench, "spr@1"), (f"{bench} strict SPR@1", bench, "strict_spr@1")]
         elif kind == "functional-security":
             columns += [(f"{bench} func-sec@1", bench, "func-sec@1"), (f"{bench} func@1", bench, "func@1")]
         else:
             columns.append((f"{bench} pass@1", bench, "pass@1"))
+    return columns
+
+
+def main_table(data: RunData) -> Block:
+    """The paper-style table: method × headline metrics (mean ± 95% CI over the seeds all main arms
+    share, `shared_seeds`), one row per arm with at least one evaluation."""
+    benches = data.benches
+    seeds = {b: shared_seeds(data, b) for b in benches}
+    by_bench = {b: [e for e in data.evals if e.bench == b and e.seed in seeds[b]] for b in benches}
+    columns = headline_columns(by_bench)
     headers = ["Method"] + [c[0] for c in columns]
     heldout = HELDOUT_BENCH in benches
     if heldout:

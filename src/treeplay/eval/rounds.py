@@ -1,4 +1,5 @@
-"""Per-round figures of a multi-round run: what the opponent sampled, the pairs, the final rewards.
+"""Per-round figures of a multi-round run: what the opponent sampled, the pairs, the final rewards,
+and which arm's evaluations are of each round's model (`round_models`).
 
 For every arm and round (summed over seeds): the branches the round's opponent sampled by oracle
 label (from `round-R/data/trees.jsonl`, or the `branches` label counts of `round-R/data/stage.json`
@@ -130,3 +131,32 @@ def round_rows(
             row.margins.append(margin)
     order = list(dict.fromkeys(arm for arm, _ in rows))
     return sorted(rows.values(), key=lambda r: (order.index(r.arm), r.round))
+
+
+def _train_hash(round_dir: Path) -> str | None:
+    record = _stage_record(round_dir / "train")
+    value = record.get("inputs_hash")
+    return value if isinstance(value, str) else None
+
+
+def round_models(run_dir: Path | str) -> dict[LogKey, str]:
+    """(seed, arm, round) -> the arm whose evaluations are of that round's trained model, for every
+    round of the arms with two or more rounds: the arm itself for its last round (its evaluations are
+    of its final model); for an earlier round, the arm of the same seed whose last round trained a
+    model of the same train inputs hash, so the same model (e.g. `tsp` for round 1 of `tsp-2rounds`,
+    whose round 1 is copied from it). A round no evaluated arm trained is left out."""
+    dirs = round_dirs(Path(run_dir))
+    last: dict[tuple[int, str], int] = {}
+    for seed, arm, round_no, _ in dirs:
+        last[(seed, arm)] = max(round_no, last.get((seed, arm), 0))
+    hashes = {(seed, arm, round_no): _train_hash(directory) for seed, arm, round_no, directory in dirs}
+    final_arm = {(seed, hashes[(seed, arm, n)]): arm for (seed, arm), n in last.items() if hashes[(seed, arm, n)]}
+    models: dict[LogKey, str] = {}
+    for seed, arm, round_no, _ in dirs:
+        if last[(seed, arm)] < 2:
+            continue
+        if round_no == last[(seed, arm)]:
+            models[(seed, arm, round_no)] = arm
+        elif (owner := final_arm.get((seed, hashes[(seed, arm, round_no)]))) is not None:
+            models[(seed, arm, round_no)] = owner
+    return models
