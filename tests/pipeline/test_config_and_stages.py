@@ -283,23 +283,29 @@ def _finished_training(directory: Path, inputs_hash: str) -> None:
         "steps": 8, "tokens": 900, "pairs": 20}))  # fmt: skip
 
 
+def _round_one_train_stages(tmp_path: Path) -> tuple[Stage, Stage]:
+    """The round-1 train stages of tsp and tsp-1round, seed 0, on the same data stage."""
+    from treeplay.pipeline import Pipeline
+
+    config = load_config(write(tmp_path, ROUNDS))
+    pipeline = Pipeline(config, tmp_path / "run")
+    arms = {a.name: a for a in config.arms()}
+    data = pipeline.stages.data_stage(0, arms["tsp"], 1, "embedded", "h0")
+    return (pipeline.stages.train_stage(0, arms["tsp"], 1, "embedded", "h0", data),
+            pipeline.stages.train_stage(0, arms["tsp-1round"], 1, "embedded", "h0", data))  # fmt: skip
+
+
 def test_a_variant_with_other_rounds_copies_the_trained_model_of_its_parent_arm(tmp_path, monkeypatch):
     """tsp-1round differs from tsp (2 rounds) only in its number of rounds: its round-1 train stage has
     tsp's inputs and copies tsp's finished model instead of training again (the training would cost
     as much as tsp's); the copy names its own directory, so the evaluations load this arm's files."""
     import treeplay.train
-    from treeplay.pipeline import Pipeline
 
     def no_training(*args, **kwargs):
         raise AssertionError("trained again")
 
     monkeypatch.setattr(treeplay.train, "train", no_training)
-    config = load_config(write(tmp_path, ROUNDS))
-    pipeline = Pipeline(config, tmp_path / "run")
-    arms = {a.name: a for a in config.arms()}
-    data = pipeline.stages.data_stage(0, arms["tsp"], 1, "embedded", "h0")
-    first = pipeline.stages.train_stage(0, arms["tsp"], 1, "embedded", "h0", data)
-    second = pipeline.stages.train_stage(0, arms["tsp-1round"], 1, "embedded", "h0", data)
+    first, second = _round_one_train_stages(tmp_path)
     assert first.inputs_hash == second.inputs_hash and first.directory != second.directory
     _finished_training(first.directory, first.inputs_hash)
     second.directory.mkdir(parents=True)
@@ -324,7 +330,6 @@ def test_a_variant_with_other_rounds_copies_the_trained_model_of_its_parent_arm(
 def test_a_train_stage_whose_twin_is_not_finished_trains_itself(tmp_path, monkeypatch):
     """Only a finished stage of the same inputs is copied: one of other inputs is not."""
     import treeplay.train
-    from treeplay.pipeline import Pipeline
 
     trained = []
 
@@ -334,12 +339,7 @@ def test_a_train_stage_whose_twin_is_not_finished_trains_itself(tmp_path, monkey
 
     monkeypatch.setattr(treeplay.train, "train", fake_train)
     monkeypatch.setattr("treeplay.train.data.read_pairs", lambda path: ["a pair"])
-    config = load_config(write(tmp_path, ROUNDS))
-    pipeline = Pipeline(config, tmp_path / "run")
-    arms = {a.name: a for a in config.arms()}
-    data = pipeline.stages.data_stage(0, arms["tsp"], 1, "embedded", "h0")
-    first = pipeline.stages.train_stage(0, arms["tsp"], 1, "embedded", "h0", data)
-    second = pipeline.stages.train_stage(0, arms["tsp-1round"], 1, "embedded", "h0", data)
+    first, second = _round_one_train_stages(tmp_path)
     _finished_training(first.directory, "another-hash")  # tsp's model, of other inputs
     with pytest.raises(RuntimeError, match="stop after the call"):
         run_stage(second)
