@@ -190,7 +190,9 @@ def test_a_seed_begun_without_an_evaluation_is_not_counted_as_a_seed(tmp_path: P
     md = write_report(run)[0].read_text()
     assert "seeds: 0 (begun, nothing evaluated yet: 1);" in md
     assert "Seeds and tasks resampled" not in md and "With 2 seeds the seed level is coarse" not in md
-    assert "seed 1 / base: no evaluation on securityeval" in missing_parts(collect_run(run))
+    missing = missing_parts(collect_run(run))
+    assert "base: not run on seed 1 (no seed-S/base/ directory)" in missing
+    assert "seed 1 / sft: no evaluation on securityeval" in missing  # begun: its gaps one by one
 
 
 def test_main_table_rows_compare_the_same_seeds(tmp_path: Path) -> None:
@@ -492,3 +494,20 @@ def test_metrics_to_recompute_from_a_bad_generation_record_are_a_note_not_a_cras
     assert data.notes[0].startswith(f"could not read seed-0/tsp/eval/securityeval: {tsp / 'generations.jsonl'}:2: ")
     assert "verdict.status" in data.notes[0]
     write_report(run)  # renders with the note
+
+
+def test_an_arm_not_run_on_a_seed_is_one_line(tmp_path: Path) -> None:
+    """tsp-dpo ran on seed 0 only (no seed-1/tsp-dpo/): seed 1 gets one "not run" line, not one line
+    per bench, budget and log; its seed-0 gaps (no sallm, no budget) are still listed one by one."""
+    run = tmp_path / "run"
+    for seed in (0, 1):
+        for method in ("base", "tsp"):
+            for bench in ("securityeval", "sallm"):
+                write_eval(run, seed, method, bench, [generation("t0", "CWE-89", "secure", bench=bench)])
+    write_eval(run, 0, "tsp-dpo", "securityeval", [generation("t0", "CWE-89", "secure")])
+    missing = missing_parts(collect_run(run))
+    assert "tsp-dpo: not run on seed 1 (no seed-S/tsp-dpo/ directory)" in missing
+    assert not any(m.startswith("seed 1 / tsp-dpo") for m in missing)
+    assert "seed 0 / tsp-dpo: no evaluation on sallm" in missing
+    assert "seed 0 / tsp-dpo: no budget.json" in missing
+    assert "seed 1 / tsp: no budget.json" in missing  # an arm that ran on the seed keeps its gaps

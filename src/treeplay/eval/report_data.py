@@ -295,8 +295,12 @@ def missing_parts(data: RunData) -> list[str]:
     if absent:
         missing.append("methods not run: " + ", ".join(absent))
     designed = variant_benches(data.config_text)
+    layout = RunLayout(data.run_dir)
+    not_run = {m: [s for s in data.seeds if not layout.arm_dir(s, m).is_dir()] for m in data.methods}
+    missing += [f"{m}: not run on seed {', '.join(map(str, seeds))} (no seed-S/{m}/ directory)"
+                for m, seeds in not_run.items() if seeds]  # fmt: skip
     for seed in data.seeds:
-        for method in data.methods:
+        for method in [m for m in data.methods if seed not in not_run[m]]:
             for bench in data.benches:
                 if data.result(seed, method, bench) is not None:
                     continue
