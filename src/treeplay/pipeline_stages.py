@@ -29,7 +29,7 @@ from rich.console import Console
 from treeplay.jsonl import write_jsonl
 from treeplay.run_bundle import MODEL_DIR
 from treeplay.run_layout import RunLayout
-from treeplay.stages import INPUTS_FILE, STAGE_FILE, Stage, StageError, digest, progress_bar
+from treeplay.stages import INPUTS_FILE, STAGE_FILE, Stage, StageError, digest, progress_bar, read_record
 from treeplay.tasks import Task
 from treeplay.tree import Pair
 
@@ -205,8 +205,9 @@ class StageBuilder:
             from treeplay.train.data import read_pairs
 
             shared = self.train_done.get(inputs)
-            if shared is not None and shared != directory and _finished(shared, inputs):
-                return _copy_trained(shared, directory)
+            record = read_record(shared / STAGE_FILE) if shared is not None and shared != directory else None
+            if shared is not None and record is not None and record.get("inputs_hash") == inputs:
+                return _copy_trained(shared, directory, record)
             pairs = read_pairs(data.directory / "pairs.jsonl")
             if not pairs:
                 return self._untrained(f"{where}: 0 training pairs (see {data.directory / STAGE_FILE})", model_in)
@@ -250,18 +251,10 @@ def _reuse_trees(shared: Path | None, directory: Path) -> Path | None:
     return shared
 
 
-def _finished(directory: Path, inputs: str) -> bool:
-    """`directory` holds a stage finished with these inputs."""
-    try:
-        return json.loads((directory / STAGE_FILE).read_text(encoding="utf-8")).get("inputs_hash") == inputs
-    except (OSError, json.JSONDecodeError):
-        return False
-
-
 _NOT_COPIED = (STAGE_FILE, INPUTS_FILE, "checkpoints")  # run_stage writes the first two; resume state
 
 
-def _copy_trained(shared: Path, directory: Path) -> dict[str, Any]:
+def _copy_trained(shared: Path, directory: Path, record: dict[str, Any]) -> dict[str, Any]:
     """Another arm's finished train stage with the same inputs: its trained model, logs and record,
     with the paths under the other arm's directory in its JSON files moved to this arm's (the next
     round and the evaluations load this arm's copy, and a copied round 2 names this arm's round 1).
@@ -280,7 +273,6 @@ def _copy_trained(shared: Path, directory: Path) -> dict[str, Any]:
             shutil.copyfile(directory / name, staging / name)
     shutil.rmtree(directory)
     staging.rename(directory)
-    record = json.loads((shared / STAGE_FILE).read_text(encoding="utf-8"))
     record = {k: v for k, v in record.items() if k not in ("inputs_hash", "wall_s", "reused_from")}
     if "untrained" not in record:
         record["final_model_dir"] = str(directory / MODEL_DIR)

@@ -228,10 +228,15 @@ def round_evals(models: Mapping[LogKey, str], arms: Sequence[str]) -> list[Round
                   key=lambda r: (order.get(r.arm, len(order)), r.arm, r.round))  # fmt: skip
 
 
+def _columns(data: RunData) -> tuple[dict[str, list[EvalResult]], list[tuple[str, str, str]]]:
+    """The run's evaluations per bench and the main table's headline columns over them."""
+    by_bench = {b: [e for e in data.evals if e.bench == b] for b in data.benches}
+    return by_bench, headline_columns(by_bench)
+
+
 def round_evals_table(data: RunData, evals: Sequence[RoundEval]) -> Block:
     """The main table's headline metrics of each round's model (mean over the seeds listed)."""
-    by_bench = {b: [e for e in data.evals if e.bench == b] for b in data.benches}
-    columns = headline_columns(by_bench)
+    _, columns = _columns(data)
     rows = [[r.arm, str(r.round), r.evaluated_as, ", ".join(map(str, r.seeds))]
             + [format_over_seeds(r.results(data, bench), key) for _, bench, key in columns] for r in evals]  # fmt: skip
     return Block("table", headers=["arm", "round", "evaluated as", "seeds"] + [c[0] for c in columns], rows=rows)
@@ -240,8 +245,7 @@ def round_evals_table(data: RunData, evals: Sequence[RoundEval]) -> Block:
 def _round_eval_panels(data: RunData, evals: Sequence[RoundEval]) -> list[LinePanel]:
     """The primary security number (the first executable-test bench's func-sec@1, else the first
     static bench's SPR@1) and utility (pass@1) of each round's model, mean over its seeds, in %."""
-    by_bench = {b: [e for e in data.evals if e.bench == b] for b in data.benches}
-    columns = headline_columns(by_bench)
+    by_bench, columns = _columns(data)
     picked = [next((c for c in columns if bench_kind(by_bench[c[1]]) == kind), None)
               for kind in ("functional-security", "utility")]  # fmt: skip
     if picked[0] is None:
