@@ -83,21 +83,25 @@ class Pipeline:
         round t's opponent and reference is round t-1's model; then eval the final model."""
         config = self.config
         base_hash = digest("model", config.model)
+        costs = _StageCosts()
         for seed in config.seeds:
             for stage in self.stages.eval_stages(seed, "base", config.model, base_hash):  # noqa: UP028
                 yield stage  # (not `yield from` a list: the driver send()s each record back)
             for arm in config.arms():
-                yield from self.arm_steps(seed, arm, config.model, base_hash)
+                yield from self.arm_steps(seed, arm, config.model, base_hash, costs)
 
-    def arm_steps(self, seed: int, arm: Arm, model: str, model_hash: str) -> Steps:
-        """One arm from the base model: its rounds, its evaluation, its budget."""
-        budget = _Budget()
+    def arm_steps(self, seed: int, arm: Arm, model: str, model_hash: str, costs: _StageCosts | None = None) -> Steps:
+        """One arm from the base model: its rounds, its evaluation, its budget (`costs`: what the
+        stages of earlier arms cost, for the stages this arm copies or whose trees it reuses)."""
+        budget, costs = _Budget(), costs if costs is not None else _StageCosts()
         for round_ in range(1, arm.rounds + 1):
             data = self.stages.data_stage(seed, arm, round_, model, model_hash)
             data_record = yield data
             train = self.stages.train_stage(seed, arm, round_, model, model_hash, data)
             train_record = yield train
             budget.add_round(data_record, train_record)
+            budget.add_stage(*costs.cost_s(data, data_record))
+            budget.add_stage(*costs.cost_s(train, train_record))
             model, model_hash = str(train_record["final_model_dir"]), train.inputs_hash
         self.stages.drop_policy()
         evals = []
@@ -207,11 +211,11 @@ class _Budget:
     tokens: int = 0
     pairs: int = 0
     wall: float = 0.0
+    shared: float = 0.0
     untrained: list[str] = dataclasses.field(default_factory=list)
     by_mode: Counter[str] = dataclasses.field(default_factory=Counter)
 
     def add_round(self, data: dict[str, Any], train: dict[str, Any]) -> None:
-        self.wall += float(data.get("wall_s", 0)) + float(train.get("wall_s", 0))
         self.steps += int(train.get("steps", 0))
         self.tokens += int(train.get("tokens", 0))
         self.pairs += int(data.get("pairs", 0))
@@ -221,12 +225,45 @@ class _Budget:
     def add_evals(self, records: Sequence[dict[str, Any]]) -> None:
         self.wall += sum(float(r.get("wall_s", 0)) for r in records)
 
+    def add_stage(self, cost_s: float, shared_s: float) -> None:
+        """A data or train stage: what it cost, and the part of that an earlier arm ran (`_StageCosts`)."""
+        self.wall += cost_s
+        self.shared += shared_s
+
     def record(self, arm: Arm, final_model: str) -> dict[str, Any]:
         return {
             "method": arm.method, "arm": arm.name, "rounds": arm.rounds, "optimizer_steps": self.steps,
             "tokens": self.tokens, "pairs": self.pairs, "pairs_by_mode": dict(sorted(self.by_mode.items())),
-            "untrained": self.untrained, "wall_s": round(self.wall, 1), "final_model": final_model,
+            "untrained": self.untrained, "wall_s": round(self.wall, 1), "shared_wall_s": round(self.shared, 1),
+            "final_model": final_model,
         }  # fmt: skip
+
+
+class _StageCosts:
+    """The wall time of each stage that did the work, by inputs hash and by the trees it sampled, so
+    an arm's budget counts what its model cost. A stage with an earlier arm's inputs is a copy (a
+    few seconds): it costs what the original cost. A data stage that pairs an earlier arm's trees
+    (same `samples_key`, other inputs) costs its own pairing plus that arm's tree stage (whose wall
+    also holds that arm's pairing, a few seconds). Stages of another run (`--reuse-from`) keep
+    their original wall time in their record already."""
+
+    def __init__(self) -> None:
+        self.by_inputs: dict[str, float] = {}
+        self.by_trees: dict[str, float] = {}
+
+    def cost_s(self, stage: Stage, record: dict[str, Any]) -> tuple[float, float]:
+        """(what `stage` cost this arm, the part of it an earlier arm ran), in wall seconds."""
+        wall = float(record.get("wall_s", 0))
+        if stage.inputs_hash in self.by_inputs:
+            original = self.by_inputs[stage.inputs_hash]
+            return original, original
+        self.by_inputs[stage.inputs_hash] = wall
+        if stage.samples_key in self.by_trees:  # pairs of an earlier arm's trees
+            trees = self.by_trees[stage.samples_key]
+            return wall + trees, trees
+        if stage.samples_key is not None:
+            self.by_trees[stage.samples_key] = wall
+        return wall, 0.0
 
 
 def run_pipeline(config_path: Path | str, run_dir: Path | str | None = None, select: Selection | None = None,

@@ -375,7 +375,7 @@ def test_budget_table_counts_pair_kinds_and_flags_untrained(tmp_path: Path) -> N
     write_eval(run, 0, "tsp", "securityeval", [generation("t0", "CWE-89", "secure")])
     write_eval(run, 0, "sft", "securityeval", [generation("t0", "CWE-89", "secure")])
     budgets = {
-        "tsp": {"optimizer_steps": 4, "tokens": 100, "pairs": 5, "wall_s": 1.0, "untrained": [],
+        "tsp": {"optimizer_steps": 4, "tokens": 100, "pairs": 5, "wall_s": 31.0, "shared_wall_s": 30.0, "untrained": [],
                 "pairs_by_mode": {"golden-vs-branch": 3, "golden-vs-unparseable": 2}},
         "sft": {"optimizer_steps": 0, "tokens": 0, "pairs": 0, "wall_s": 1.0, "pairs_by_mode": {},
                 "untrained": ["seed 0 / sft / round 1: 0 training pairs"]},
@@ -390,10 +390,10 @@ def test_budget_table_counts_pair_kinds_and_flags_untrained(tmp_path: Path) -> N
     write_jsonl(run / "seed-0" / "tsp" / "round-2" / "data" / "trees.jsonl", [one])
     markdown = write_report(run)[0].read_text()
     headers = table_row(markdown, "method | seed | optimizer_steps")
-    assert headers[-6:] == ["wall_s", "sampled branches", "sampled tokens", "pairs: golden-vs-branch",
-                            "pairs: golden-vs-unparseable", "note"]  # fmt: skip
-    assert table_row(markdown, "tsp | 0 | 4")[-5:] == ["3", "9", "3", "2", ""]
-    assert table_row(markdown, "sft | 0 | 0")[-5:] == ["–", "–", "0", "0", "untrained"]
+    assert headers[-7:] == ["wall_s", "shared_wall_s", "sampled branches", "sampled tokens",
+                            "pairs: golden-vs-branch", "pairs: golden-vs-unparseable", "note"]  # fmt: skip
+    assert table_row(markdown, "tsp | 0 | 4")[-7:] == ["31", "30", "3", "9", "3", "2", ""]
+    assert table_row(markdown, "sft | 0 | 0")[-7:] == ["1", "–", "–", "–", "0", "0", "untrained"]  # no field: older budget
     assert ("seed 0 / sft: UNTRAINED, evaluated as the model it started from "
             "(seed 0 / sft / round 1: 0 training pairs)") in markdown
 

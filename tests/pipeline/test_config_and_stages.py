@@ -425,3 +425,40 @@ def test_round_robin_cwe_order_spreads_a_limit_over_cwes():
     tasks = [task("a1", "CWE-502"), task("a2", "CWE-502"), task("a3", "CWE-502"),
              task("b1", "CWE-89"), task("c1", "CWE-79"), task("c2", "CWE-79")]
     assert [t.id for t in round_robin_by_cwe(tasks)] == ["a1", "b1", "c1", "a2", "c2", "a3"]
+
+
+def test_an_arms_budget_counts_what_it_shares_with_an_earlier_arm_at_the_cost_of_the_stage_that_ran_it(tmp_path):
+    """A copied stage takes a second, but the arm's model cost what the original stage cost: the
+    budget counts that, and says how much of it an earlier arm ran. Stages that did the work take
+    100 s (data), 10 s (train), 5 s (eval); a copy 1 s; pairing an earlier arm's trees 2 s."""
+    from treeplay.pipeline import Pipeline
+    from treeplay.stages import walk
+
+    config = load_config(write(tmp_path, ROUNDS.replace("variants:\n", "variants:\n  tsp-sibling: "
+                                                        "{method: tsp, pair_mode: sibling, rounds: 1}\n")))  # fmt: skip
+    pipeline = Pipeline(config, tmp_path / "run")
+    hashes: set[str] = set()
+    trees: set[str | None] = set()
+    budgets: dict[str, dict] = {}
+
+    def on_stage(stage: Stage) -> dict:
+        if stage.inputs_hash in hashes:
+            wall = 1.0
+        elif stage.kind == "data" and stage.samples_key in trees:
+            wall = 2.0
+        else:
+            wall = {"data": 100.0, "train": 10.0, "eval": 5.0}[str(stage.kind)]
+        hashes.add(stage.inputs_hash)
+        trees.add(stage.samples_key)
+        return {"wall_s": wall, "final_model_dir": str(stage.directory / "final"), "steps": 4}
+
+    walk(pipeline.steps(), on_stage, lambda budget: budgets.__setitem__(budget.arm, budget.record))
+    assert [a.name for a in config.arms()] == ["tsp", "sft", "tsp-sibling", "tsp-1round", "tsp-dpo",
+                                               "tsp-oracle-nodes"]  # fmt: skip
+    walls = {arm: (b["wall_s"], b["shared_wall_s"]) for arm, b in budgets.items()}
+    assert walls["tsp"] == (2 * 100 + 2 * 10 + 2 * 5, 0)  # two rounds, two benches
+    assert walls["tsp-1round"] == (100 + 10 + 2 * 5, 100 + 10)  # tsp's round 1, copied
+    assert walls["tsp-dpo"] == (100 + 10 + 2 * 5, 100)  # tsp's round-1 data, its own training
+    assert walls["tsp-sibling"] == (100 + 2 + 10 + 2 * 5, 100)  # tsp's round-1 trees, its own pairs
+    assert walls["tsp-oracle-nodes"] == (2 * 100 + 2 * 10 + 5, 0)  # other trees, one bench
+    assert budgets["tsp-1round"]["optimizer_steps"] == 4  # steps stay the model's own: one round

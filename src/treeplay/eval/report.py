@@ -45,6 +45,13 @@ from treeplay.eval.report_tables import (
 from treeplay.tree.records import Tree
 from treeplay.tree.render import golden_with_markers  # noqa: F401  (re-exported)
 
+BUDGET_NOTE = (
+    "**Budgets** (per method and seed, all rounds). `wall_s`: what the arm's model and its evaluations "
+    "took, counting a stage it copied from an earlier arm (same inputs) or whose trees it paired again "
+    "at the wall time of the stage that did the work; `shared_wall_s`: that part (budgets written "
+    "before 2026-11-29 counted a copy at its own few seconds and have no such field)."
+)
+
 
 def _seeds_text(data: RunData) -> str:
     """The evaluated seeds, and those begun without an evaluation (left out of every table)."""
@@ -114,7 +121,7 @@ def build_sections(data: RunData) -> list[Section]:
         training.blocks.append(table)
     budgets = budget_table(data)
     if budgets:
-        training.blocks.append(Block("text", text="**Budgets** (per method and seed, all rounds):"))
+        training.blocks.append(Block("text", text=BUDGET_NOTE))
         training.blocks.append(budgets)
     contrasts = pair_contrast_table(data)
     if contrasts:

@@ -280,7 +280,7 @@ def sampled_budget(data: RunData, seed: int, method: str) -> tuple[int, int] | N
 def budget_table(data: RunData) -> Block | None:
     if not data.budgets:
         return None
-    keys = ["optimizer_steps", "tokens", "pairs", "wall_s"]
+    keys = ["optimizer_steps", "tokens", "pairs", "wall_s", "shared_wall_s"]
     rows = []
     kinds = sorted({k for b in data.budgets.values() for k in (b.get("pairs_by_mode") or {})})
     for (seed, method), budget in sorted(data.budgets.items(), key=lambda kv: (method_rank(kv[0][1]), kv[0][0])):
