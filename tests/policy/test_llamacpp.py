@@ -44,7 +44,10 @@ def test_samples_are_code_with_aligned_tokens_and_raw_logprobs(qwen_engine: Any)
         assert completion.text.strip(), "empty completion"
         assert "```" not in completion.text
         assert completion.text == decode_tokens(qwen_engine.tokenizer, completion.token_ids)
-        assert len(completion.logprobs) == len(completion.token_ids)
+        assert len(completion.logprobs) == len(completion.token_ids) == len(completion.token_ends)
+        for k, end in enumerate(completion.token_ends):  # where each token ends, as decoding says
+            head = decode_tokens(qwen_engine.tokenizer, completion.token_ids[: k + 1])
+            assert end == (len(head) if completion.text.startswith(head) else -1)
         assert all(lp <= 0.0 for lp in completion.logprobs)
         ast.parse(task.prefix + completion.text)  # a whole function body, correctly indented
     assert "yaml" in out[0].text

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from treeplay.policy.stoprules import StopRule, cut_tokens, strip_markdown_fences
+from treeplay.policy.stoprules import StopRule, cut_tokens, strip_markdown_fences, token_ends
 
 
 def cut_text(language: str, prefix: str, completion: str, stop: tuple[str, ...] = ()) -> str:
@@ -160,6 +160,15 @@ def test_cut_tokens_prefers_boundary_after_trailing_whitespace() -> None:
     assert cut_tokens(decoded, brace_end - 1) == 1  # mid-token cut with code after: back off
     # a cut in whitespace extends to the end of the whitespace-only token
     assert cut_tokens(decoded, len(decoded[2]) + 1) == 3
+
+
+def test_token_ends_are_where_each_decoded_prefix_ends() -> None:
+    pieces = {1: "    x = 1", 2: "\n", 3: "\n    ", 4: "y"}
+    assert token_ends(lambda ids: "".join(pieces[i] for i in ids), [1, 2, 3, 4]) == (9, 10, 15, 16)
+    # a byte-level tokenizer decodes half of "é" as U+FFFD: that prefix ends inside a character
+    halves = {(5,): "a", (5, 6): "a\ufffd", (5, 6, 7): "aé"}
+    assert token_ends(lambda ids: halves[tuple(ids)], [5, 6, 7]) == (1, -1, 2)
+    assert token_ends(lambda ids: "", []) == ()
 
 
 def test_cut_tokens_skips_boundaries_inside_multibyte_characters() -> None:

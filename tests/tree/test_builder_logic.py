@@ -205,3 +205,41 @@ def test_rebranch_phase_adds_a_node_at_the_first_flagged_line_of_a_vulnerable_br
         ("n2", "    return 1\n", "secure"),
     ]
     assert not builder.rebranch(grow, 3)  # the depth-2 branches are secure: nothing to branch on
+
+
+class _ScoreCounter(_CharPolicy):
+    """Scores as `_CharPolicy` (ids 1, one per character) and records what it was asked to score."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.scored: list[str] = []
+
+    def score(self, requests: list[ScoreRequest]) -> list[Scored]:
+        self.scored += [r.continuation for r in requests]
+        return super().score(requests)
+
+
+def test_a_budget_cut_branch_keeps_its_sampled_tokens_up_to_a_newline_that_ends_a_token(sql_task: Task) -> None:
+    """Trimming to the last full line cuts the sampled tokens where a token ends at that newline
+    (no second forward); a newline inside a token (`"\\n    "`, one token) is scored again."""
+    from treeplay.tree.builder import TreeBuilder, _Pending
+
+    policy = _ScoreCounter()
+    builder = TreeBuilder(policy, TreeConfig(k=2), judge=lambda items: [])  # type: ignore[arg-type]
+    # tokens "    x = 1", "\n", "    y" (stopped by the budget): a token ends at the newline
+    on_boundary = Completion("a", 0, "    x = 1\n    y", (11, 12, 13), (-0.1, -0.2, -0.3), "length",
+                             token_ends=(9, 10, 15))  # fmt: skip
+    # tokens "    x = 1", "\n    ", "y": the newline is inside the second token
+    inside = Completion("b", 0, "    x = 1\n    y", (11, 14, 15), (-0.1, -0.4, -0.5), "length",
+                        token_ends=(9, 14, 15))  # fmt: skip
+    ended = Completion("c", 0, "    x = 1\n", (11, 12), (-0.1, -0.2), "stop", token_ends=(9, 10))
+    pending = [_Pending("n1", PREFIX, c) for c in (on_boundary, inside, ended)]
+
+    kept = builder._trim(sql_task, pending)
+
+    assert [p.completion.text for p in kept] == ["    x = 1\n"] * 3
+    assert (kept[0].completion.token_ids, kept[0].completion.logprobs) == ((11, 12), (-0.1, -0.2))
+    assert kept[0].completion.token_ends == (9, 10)
+    assert policy.scored == ["    x = 1\n"]  # only the branch whose newline is inside a token
+    assert kept[1].completion.token_ids == (1,) * 10 and kept[1].completion.logprobs == (-0.1,) * 10
+    assert kept[2] is pending[2]  # ended by the stop rule: not trimmed

@@ -23,7 +23,7 @@ import torch
 
 from treeplay.policy.prompting import PromptFormat, decode_tokens, encode_prompt
 from treeplay.policy.records import Completion, SampleRequest, SamplingParams, Scored, ScoreRequest
-from treeplay.policy.stoprules import StopRule, cut_tokens
+from treeplay.policy.stoprules import StopRule, cut_tokens, token_ends
 
 EXTRA_EOS_TOKENS = ("<|im_end|>", "<|endoftext|>", "<|eot_id|>", "<|end|>", "<|end_of_text|>")
 
@@ -310,6 +310,7 @@ class HFPolicy:
             logprobs=tuple(logprobs),
             finish_reason=row.finish_reason or "length",
             prompt_token_count=len(prompts[row.prompt_index]),
+            token_ends=token_ends(self._decode, ids),
         )
 
     # ------------------------------------------------------------------ scoring

@@ -36,7 +36,7 @@ from treeplay.policy.config import PolicyConfig
 from treeplay.policy.hf import EXTRA_EOS_TOKENS, row_seed
 from treeplay.policy.prompting import PromptFormat, decode_tokens, encode_prompt
 from treeplay.policy.records import Completion, SampleRequest, Scored, ScoreRequest
-from treeplay.policy.stoprules import StopRule, cut_tokens
+from treeplay.policy.stoprules import StopRule, cut_tokens, token_ends
 from treeplay.policy.streaming import StreamCollector
 
 ENGINE_STOP = "```"  # the one stop string the engine itself sees (see `_payload`)
@@ -255,6 +255,7 @@ class LlamaCppPolicy:
             logprobs=tuple(logprobs),
             finish_reason=finish,
             prompt_token_count=len(prompt),
+            token_ends=token_ends(lambda part: decode_tokens(self.tokenizer, part), ids),
         )
 
     # ------------------------------------------------------------------ scoring

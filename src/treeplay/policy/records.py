@@ -50,6 +50,10 @@ class Completion:
     logprobs: tuple[float, ...]
     finish_reason: str  # "stop" (stop rule / EOS) or "length"
     prompt_token_count: int = 0
+    # where each token ends in `text` (len(decode(token_ids[:k+1]))), -1 where a token ends inside a
+    # character; lets a caller cut the completion on a token boundary without scoring it again
+    # (`treeplay.tree.builder` trims budget-cut branches so). Empty: the backend gave none.
+    token_ends: tuple[int, ...] = ()
 
 
 @dataclass(frozen=True)

