@@ -170,9 +170,9 @@ class TreeBuilder:
 
         A completion stopped mid-expression by `max_new_tokens` is unparseable for reasons that
         say nothing about security. Its text up to the last newline is kept, with the sampled
-        tokens up to there when a token ends at the newline (`Completion.token_ends`; 87% of
-        newlines in the 2026-11-29 trees of Qwen2.5-Coder), else re-scored by the policy (one
-        forward), so token ids and raw log-probs stay aligned with the kept text.
+        tokens up to there when a token ends at the newline (`Completion.token_ends`; all 34 trims
+        of benchmarks/tree_trim.py, docs/tree.md), else re-scored by the policy (one forward), so
+        token ids and raw log-probs stay aligned with the kept text.
         """
         cuts = [
             (i, p.completion.text[: p.completion.text.rfind("\n") + 1])
