@@ -90,10 +90,10 @@ class Pipeline:
             for arm in config.arms():
                 yield from self.arm_steps(seed, arm, config.model, base_hash, costs)
 
-    def arm_steps(self, seed: int, arm: Arm, model: str, model_hash: str, costs: _StageCosts | None = None) -> Steps:
+    def arm_steps(self, seed: int, arm: Arm, model: str, model_hash: str, costs: _StageCosts) -> Steps:
         """One arm from the base model: its rounds, its evaluation, its budget (`costs`: what the
         stages of earlier arms cost, for the stages this arm copies or whose trees it reuses)."""
-        budget, costs = _Budget(), costs if costs is not None else _StageCosts()
+        budget = _Budget()
         for round_ in range(1, arm.rounds + 1):
             data = self.stages.data_stage(seed, arm, round_, model, model_hash)
             data_record = yield data

@@ -73,6 +73,16 @@ def _default_tests(task: Task, code: str, timeout_s: float) -> TestResult:
     return run_task_tests(task, code, timeout_s=timeout_s)
 
 
+def _cut_on_sampled_tokens(completion: Completion, text: str) -> Completion | None:
+    """`completion` cut to its first `len(text)` characters on its own tokens, or None when no
+    sampled token ends there."""
+    if len(text) not in completion.token_ends:
+        return None
+    keep = completion.token_ends.index(len(text)) + 1
+    return dataclasses.replace(completion, text=text, token_ids=completion.token_ids[:keep],
+                               logprobs=completion.logprobs[:keep], token_ends=completion.token_ends[:keep])  # fmt: skip
+
+
 @dataclass
 class _Pending:
     """A sampled, not yet labelled branch."""
@@ -183,11 +193,8 @@ class TreeBuilder:
         result = list(pending)
         rescore = []
         for i, text in cuts:
-            completion = pending[i].completion
-            if len(text) in completion.token_ends:
-                keep = completion.token_ends.index(len(text)) + 1
-                cut = dataclasses.replace(completion, text=text, token_ids=completion.token_ids[:keep],
-                                          logprobs=completion.logprobs[:keep], token_ends=completion.token_ends[:keep])  # fmt: skip
+            cut = _cut_on_sampled_tokens(pending[i].completion, text)
+            if cut is not None:
                 result[i] = _Pending(pending[i].node_id, pending[i].prefix, cut)
             else:
                 rescore.append((i, text))
