@@ -90,6 +90,10 @@ def test_evaluate_embedded_on_securityeval_and_resume(embedded_policy, shared_da
     assert all(r["verdict"]["analyzers_run"] == ["bandit", "semgrep"] for r in records
                if r["verdict"]["status"] != "unparseable")
     assert metrics["counts"]["generations"] == 2  # strict SPR@1 by hand: test_strict_spr_by_hand
+    engine = metrics["engine_this_run"]  # the torch sampler's own counters
+    assert sorted(engine) == ["decode_steps", "generated_tokens", "prefill_tokens"]
+    assert engine["generated_tokens"] >= sum(r["n_tokens"] for r in records)  # decoded, before stop cuts
+    assert engine["prefill_tokens"] > 0
     assert json.loads((out / "metrics.json").read_text())["generations"] == 2
 
     # Simulate a kill while the second task was being written: resume redoes only that task.
@@ -180,3 +184,36 @@ def test_strict_spr_by_hand(tmp_path: Path) -> None:
     assert metrics["insecure_strict_share"]["value"] == pytest.approx(4 / 5)
     assert metrics["counts"]["attempted"] == 2 and metrics["counts"]["empty"] == 2
     assert metrics["analyzers_run"] == {"bandit": 4, "semgrep": 4}
+
+
+class TokenCountingPolicy(ScriptedPolicy):
+    """A scripted policy that keeps llama.cpp-style token counters: each request costs a 10-token prompt,
+    4 of them cached, and one generated token per character of its completion."""
+
+    def __init__(self, texts: dict[str, str]) -> None:
+        super().__init__(texts)
+        # counters already in use when this evaluation starts (the engine served earlier work)
+        self.counts = {"requests": 7, "prompt_tokens": 70, "cached_tokens": 0, "generated_tokens": 100}
+
+    def sample(self, requests: list[SampleRequest]) -> list[Completion]:
+        completions = super().sample(requests)
+        for completion in completions:
+            self.counts["requests"] += 1
+            self.counts["prompt_tokens"] += 10
+            self.counts["cached_tokens"] += 4
+            self.counts["generated_tokens"] += len(completion.text)
+        return completions
+
+
+def test_metrics_record_what_this_runs_sampling_cost_the_engine(tmp_path: Path) -> None:
+    texts = {"a": "    return 1\n", "b": "    return x + 2\n"}  # 13 and 17 characters
+    tasks = [Task(id=k, language="py", cwe=("CWE-78",), instruction="", prefix="def f(x):\n") for k in texts]
+    metrics = evaluate(TokenCountingPolicy(texts), tasks, bench="hand", max_new_tokens=8, out_dir=tmp_path,
+                       batch_tasks=1)
+    # only this evaluation's two requests, not the 7 the engine had served before it
+    assert metrics["engine_this_run"] == {"requests": 2, "prompt_tokens": 20, "cached_tokens": 8,
+                                          "generated_tokens": 30}
+    assert json.loads((tmp_path / "metrics.json").read_text())["engine_this_run"]["prompt_tokens"] == 20
+    # a policy without counters (the scripted one) records none
+    other = evaluate(ScriptedPolicy(texts), tasks, bench="hand", max_new_tokens=8, out_dir=tmp_path / "o")
+    assert other["engine_this_run"] == {}

@@ -324,6 +324,7 @@ def evaluate(
         temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, stop=settings.stop, seed=seed
     )
     timings = {"sample_s": 0.0, "judge_s": 0.0, "test_s": 0.0}
+    counts_before = engine_counts(policy)
     total = len(tasks)
     if progress:
         progress(total - len(todo), total)
@@ -355,7 +356,15 @@ def evaluate(
         )
         if progress:
             progress(total - len(todo) + start + len(batch), total)
-    return write_metrics(out, tasks=tasks, settings=settings, timings=timings)
+    engine = {key: value - counts_before.get(key, 0) for key, value in engine_counts(policy).items()}
+    return write_metrics(out, tasks=tasks, settings=settings, timings=timings, engine=engine)
+
+
+def engine_counts(policy: Any) -> dict[str, int]:
+    """The policy's running token counters (llama.cpp: requests, prompt, cached and generated tokens;
+    torch: prefill tokens, decode steps, generated tokens); {} for a policy that keeps none."""
+    counts = getattr(policy, "counts", None)
+    return {str(k): int(v) for k, v in counts.items()} if isinstance(counts, dict) else {}
 
 
 def compute_metrics(records: Sequence[Generation], *, humaneval: bool = False, seed: int = 0) -> dict[str, Any]:
@@ -406,6 +415,7 @@ def write_metrics(
     tasks: Sequence[Task],
     settings: EvalSettings,
     timings: dict[str, float] | None = None,
+    engine: dict[str, int] | None = None,
 ) -> dict[str, Any]:
     wanted = {t.id for t in tasks}
     records = [r for r in load_complete_records(out_dir / GENERATIONS_FILE, settings.n) if r.task_id in wanted]
@@ -416,6 +426,8 @@ def write_metrics(
         "tasks_evaluated": len({r.task_id for r in records}),
         "generations": len(records),
         "timings_this_run": timings or {},
+        # what sampling this run's generations cost the engine: prefill (prompt - cached) vs decode
+        "engine_this_run": engine or {},
     }
     metrics.update(compute_metrics(records, humaneval=is_humaneval(tasks)))
     write_text_atomic(out_dir / METRICS_FILE, json.dumps(metrics, indent=2) + "\n")
