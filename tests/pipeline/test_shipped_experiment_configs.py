@@ -40,8 +40,8 @@ def test_the_one_session_config_trains_on_the_first_24_of_the_full_designs_36_ta
     full = load_config(FULL).model_copy(update={"data_root": str(shared_data)})
     cut = load_config(CUT).model_copy(update={"data_root": str(shared_data)})
     full_ids = [task.id for task in load_train_tasks(full)]
-    cut_ids = [task.id for task in load_train_tasks(cut)]
+    cut_tasks = load_train_tasks(cut)
     assert len(full_ids) == 36
-    assert cut_ids == full_ids[:24]
+    assert [task.id for task in cut_tasks] == full_ids[:24]
     # all nine Python CWEs of SafeCoder train stay in (the header says so)
-    assert len({cwe for task in load_train_tasks(cut) for cwe in task.cwe}) == 9
+    assert len({cwe for task in cut_tasks for cwe in task.cwe}) == 9

@@ -324,7 +324,7 @@ def evaluate(
         temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, stop=settings.stop, seed=seed
     )
     timings = {"sample_s": 0.0, "judge_s": 0.0, "test_s": 0.0}
-    counts_before = engine_counts(policy)
+    counts_before = _engine_counts(policy)
     total = len(tasks)
     if progress:
         progress(total - len(todo), total)
@@ -356,11 +356,11 @@ def evaluate(
         )
         if progress:
             progress(total - len(todo) + start + len(batch), total)
-    engine = {key: value - counts_before.get(key, 0) for key, value in engine_counts(policy).items()}
+    engine = {key: value - counts_before.get(key, 0) for key, value in _engine_counts(policy).items()}
     return write_metrics(out, tasks=tasks, settings=settings, timings=timings, engine=engine)
 
 
-def engine_counts(policy: Any) -> dict[str, int]:
+def _engine_counts(policy: Any) -> dict[str, int]:
     """The policy's running token counters (llama.cpp: requests, prompt, cached and generated tokens;
     torch: prefill tokens, decode steps, generated tokens); {} for a policy that keeps none."""
     counts = getattr(policy, "counts", None)
