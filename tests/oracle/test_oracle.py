@@ -89,6 +89,31 @@ def test_every_v3_taint_rule_has_a_twin_pair_it_flags(pair_verdicts: list, fixtu
     assert "py3-shell-command-param" in flagged_by["py3-env-command"]
 
 
+# issue #16, 2026-11-30: the taint classes the other languages lacked (CWE-113, 117, 943 in JS and Go;
+# 113, 117, 918, 502, 1333, 89 in Java; 918, 113, 117, 1333, 79, 611 in Ruby)
+ROUND_2026_11_30 = {
+    "javascript": ["js-header-injection", "js-log-injection", "js-nosql-injection"],
+    "go": ["go-log-injection", "go-header-injection", "go-nosql-where"],
+    "java": ["java-header-injection", "java-log-injection", "java-ssrf", "java-deserialization",
+             "java-regex-from-input", "java-sql-tainted"],
+    "ruby": ["rb-ssrf", "rb-header-injection", "rb-log-injection", "rb-regex-from-input", "rb-xss-render", "rb-xxe"],
+}
+
+
+@pytest.mark.parametrize("stem", sorted(ROUND_2026_11_30))
+def test_each_new_taint_rule_flags_its_own_twin_and_not_the_fix(pair_verdicts: list, stem: str) -> None:
+    from treeplay.oracle.config import RULES_DIR
+
+    in_file = {r["id"] for r in yaml.safe_load((RULES_DIR / f"{stem}.yaml").read_text())["rules"]}
+    by_id = {pair["id"]: (vuln, secure) for _, pair, vuln, secure in pair_verdicts}
+    for rule in ROUND_2026_11_30[stem]:
+        assert rule in in_file, f"{rule} is not in rules/{stem}.yaml"
+        assert rule in by_id, f"no twin pair named {rule}"
+        vuln, secure = by_id[rule]
+        assert rule in {f.rule for f in vuln.findings}, (rule, vuln.findings)
+        assert rule not in {f.rule for f in secure.findings}, (rule, secure.findings)
+
+
 def test_analyzers_run_are_listed(pair_verdicts: list) -> None:
     by_lang = {lang: vuln.analyzers_run for lang, _, vuln, _ in pair_verdicts}
     assert set(by_lang["py"]) == {"bandit", "semgrep"}
