@@ -123,9 +123,6 @@ RULES_WITHOUT_TWIN = {
     # same shape in JavaScript: `new URL(req.query.url)` checked against ALLOWED_HOSTS, then
     # axios.get(target.toString()), and FEEDS[req.query.feed] are both flagged
     "js-ssrf": "flags the allow-listed fix: the rule has no sanitizer or guard",
-    # the sink `subprocess.$F($CMD, ...)` with `pattern-not: [...]` is tested on the whole call before
-    # focus-metavariable, so the argv-list fix subprocess.run(["ping", "-c", "1", "--", host]) is flagged
-    "py-os-command-tainted": "flags the argument-list fix subprocess.run([..., host]) (pattern-not [...] never applies)",
 }
 
 
