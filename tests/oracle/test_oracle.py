@@ -116,13 +116,9 @@ def test_each_new_taint_rule_flags_its_own_twin_and_not_the_fix(pair_verdicts: l
 
 # Rules of the six language files that have no own twin pair, on purpose: each is a known gap of the
 # rule (the rule is left as is), kept here so that the gap stays visible.
-RULES_WITHOUT_TWIN = {
-    # no sanitizer and no allow-list guard: the host allow-list fix (url.Parse, check u.Hostname() in
-    # allowedHosts, then http.Get(u.String())) and a map lookup (feeds[r.URL.Query().Get("feed")]) are flagged
-    "go-ssrf": "flags the allow-listed fix: the rule has no sanitizer or guard",
-    # same shape in JavaScript: `new URL(req.query.url)` checked against ALLOWED_HOSTS, then
-    # axios.get(target.toString()), and FEEDS[req.query.feed] are both flagged
-    "js-ssrf": "flags the allow-listed fix: the rule has no sanitizer or guard",
+RULES_WITHOUT_TWIN: dict[str, str] = {
+    # none since oracle v11: go-ssrf, js-ssrf (allow-list fixes flagged) and py-os-command-tainted
+    # (argument-list fix flagged) were listed here until their rules were fixed (docs/oracle.md)
 }
 
 
