@@ -26,12 +26,14 @@ from typing import TYPE_CHECKING, Any, Literal
 from rich.console import Console
 
 from treeplay.jsonl import write_text_atomic
+from treeplay.peak_rss import peak_rss_mb, reset_peak_rss
 
 if TYPE_CHECKING:
     from treeplay.stage_times import StageTimes
 
 STAGE_FILE = "stage.json"
 INPUTS_FILE = "inputs.json"
+PEAK_RSS = "peak_rss_mb"  # stage.json: this process's peak resident memory during the stage, in MB
 StageKind = Literal["eval", "data", "train"]
 
 
@@ -170,8 +172,12 @@ def run_stage(stage: Stage, archive: Path | None = None) -> dict[str, Any]:
     stage.directory.mkdir(parents=True, exist_ok=True)
     (stage.directory / INPUTS_FILE).write_text(json.dumps({"inputs_hash": stage.inputs_hash}), encoding="utf-8")
     started = time.monotonic()
+    measured = reset_peak_rss()
     result = stage.run()
     record = {"inputs_hash": stage.inputs_hash, "wall_s": round(time.monotonic() - started, 2), **result}
+    peak = peak_rss_mb() if measured else None
+    if peak is not None:  # this process's peak resident memory during this stage (`treeplay.peak_rss`)
+        record[PEAK_RSS] = peak
     write_text_atomic(stage.directory / STAGE_FILE, json.dumps(record, indent=2, default=str))
     return record
 
@@ -300,7 +306,8 @@ class StageClock:
         if self.times is not None:
             self.times.add(stage, time.monotonic() - t0)
         shown = {k: v for k, v in record.items() if k in _SHOWN}
-        self.console.print(f"  done in {time.monotonic() - t0:.0f}s {json.dumps(shown, default=str)}")
+        memory = f", peak RSS {record[PEAK_RSS] / 1024:.1f} GB" if PEAK_RSS in record else ""
+        self.console.print(f"  done in {time.monotonic() - t0:.0f}s{memory} {json.dumps(shown, default=str)}")
         return record
 
     def _eta(self) -> str:
