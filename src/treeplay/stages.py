@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from rich.console import Console
 
 from treeplay.jsonl import write_text_atomic
-from treeplay.peak_rss import peak_rss_mb, reset_peak_rss
+from treeplay.peak_rss import PeakRss
 
 if TYPE_CHECKING:
     from treeplay.stage_times import StageTimes
@@ -172,12 +172,11 @@ def run_stage(stage: Stage, archive: Path | None = None) -> dict[str, Any]:
     stage.directory.mkdir(parents=True, exist_ok=True)
     (stage.directory / INPUTS_FILE).write_text(json.dumps({"inputs_hash": stage.inputs_hash}), encoding="utf-8")
     started = time.monotonic()
-    measured = reset_peak_rss()
-    result = stage.run()
+    with PeakRss() as memory:
+        result = stage.run()
     record = {"inputs_hash": stage.inputs_hash, "wall_s": round(time.monotonic() - started, 2), **result}
-    peak = peak_rss_mb() if measured else None
-    if peak is not None:  # this process's peak resident memory during this stage (`treeplay.peak_rss`)
-        record[PEAK_RSS] = peak
+    if memory.peak_mb is not None:  # this process's peak resident memory during this stage (`treeplay.peak_rss`)
+        record[PEAK_RSS] = memory.peak_mb
     write_text_atomic(stage.directory / STAGE_FILE, json.dumps(record, indent=2, default=str))
     return record
 
