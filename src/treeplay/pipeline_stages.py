@@ -29,16 +29,7 @@ from rich.console import Console
 from treeplay.jsonl import write_jsonl
 from treeplay.run_bundle import MODEL_DIR
 from treeplay.run_layout import RunLayout
-from treeplay.stages import (
-    INPUTS_FILE,
-    PEAK_RSS,
-    STAGE_FILE,
-    Stage,
-    StageError,
-    digest,
-    progress_bar,
-    read_record,
-)
+from treeplay.stages import INPUTS_FILE, STAGE_FILE, Stage, StageError, digest, progress_bar, read_record
 from treeplay.tasks import Task
 from treeplay.tree import Pair
 
@@ -282,7 +273,7 @@ def _copy_trained(shared: Path, directory: Path, record: dict[str, Any]) -> dict
             shutil.copyfile(directory / name, staging / name)
     shutil.rmtree(directory)
     staging.rename(directory)
-    record = {k: v for k, v in record.items() if k not in ("inputs_hash", "wall_s", PEAK_RSS, "reused_from")}
+    record = {k: v for k, v in record.items() if k not in ("inputs_hash", "wall_s", "reused_from")}
     if "untrained" not in record:
         record["final_model_dir"] = str(directory / MODEL_DIR)
     return {**record, "copied_from": str(shared)}
@@ -299,7 +290,7 @@ def _copy_data(shared: Path, directory: Path) -> dict[str, Any]:
         if (shared / name).is_file():
             shutil.copyfile(shared / name, directory / name)
     record = json.loads((shared / STAGE_FILE).read_text(encoding="utf-8"))
-    record = {k: v for k, v in record.items() if k not in ("inputs_hash", "wall_s", PEAK_RSS, "rekeyed")}
+    record = {k: v for k, v in record.items() if k not in ("inputs_hash", "wall_s", "rekeyed")}
     return {**record, "pairs_file": str(directory / "pairs.jsonl"), "copied_from": str(shared)}
 
 

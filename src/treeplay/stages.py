@@ -175,6 +175,7 @@ def run_stage(stage: Stage, archive: Path | None = None) -> dict[str, Any]:
     with PeakRss() as memory:
         result = stage.run()
     record = {"inputs_hash": stage.inputs_hash, "wall_s": round(time.monotonic() - started, 2), **result}
+    record.pop(PEAK_RSS, None)  # a record copied from another arm's stage: its peak is not this stage's
     if memory.peak_mb is not None:  # this process's peak resident memory during this stage (`treeplay.peak_rss`)
         record[PEAK_RSS] = memory.peak_mb
     write_text_atomic(stage.directory / STAGE_FILE, json.dumps(record, indent=2, default=str))

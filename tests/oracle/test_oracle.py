@@ -100,12 +100,23 @@ ROUND_2026_11_30 = {
 }
 
 
-@pytest.mark.parametrize("stem", sorted(ROUND_2026_11_30))
-def test_each_new_taint_rule_flags_its_own_twin_and_not_the_fix(pair_verdicts: list, stem: str) -> None:
+RULE_FILES = ("c", "go", "java", "javascript", "python", "ruby")
+
+
+def _rule_ids(stem: str) -> set[str]:
     from treeplay.oracle.config import RULES_DIR
 
-    in_file = {r["id"] for r in yaml.safe_load((RULES_DIR / f"{stem}.yaml").read_text())["rules"]}
-    by_id = {pair["id"]: (vuln, secure) for _, pair, vuln, secure in pair_verdicts}
+    return {r["id"] for r in yaml.safe_load((RULES_DIR / f"{stem}.yaml").read_text())["rules"]}
+
+
+def _twins_by_id(pair_verdicts: list) -> dict[str, tuple[Verdict, Verdict]]:
+    return {pair["id"]: (vuln, secure) for _, pair, vuln, secure in pair_verdicts}
+
+
+@pytest.mark.parametrize("stem", sorted(ROUND_2026_11_30))
+def test_each_new_taint_rule_flags_its_own_twin_and_not_the_fix(pair_verdicts: list, stem: str) -> None:
+    in_file = _rule_ids(stem)
+    by_id = _twins_by_id(pair_verdicts)
     for rule in ROUND_2026_11_30[stem]:
         assert rule in in_file, f"{rule} is not in rules/{stem}.yaml"
         assert rule in by_id, f"no twin pair named {rule}"
@@ -123,21 +134,16 @@ RULES_WITHOUT_TWIN: dict[str, str] = {
 
 
 def test_rules_without_twin_are_rules() -> None:
-    from treeplay.oracle.config import RULES_DIR
-
-    all_ids = {r["id"] for stem in ("c", "go", "java", "javascript", "python", "ruby")
-               for r in yaml.safe_load((RULES_DIR / f"{stem}.yaml").read_text())["rules"]}
+    all_ids = set().union(*(_rule_ids(stem) for stem in RULE_FILES))
     assert set(RULES_WITHOUT_TWIN) <= all_ids
 
 
-@pytest.mark.parametrize("stem", ["c", "go", "java", "javascript", "python", "ruby"])
+@pytest.mark.parametrize("stem", RULE_FILES)
 def test_every_rule_flags_its_own_twin_and_not_the_fix(pair_verdicts: list, stem: str) -> None:
     """Each rule of rules/<stem>.yaml has a pair named after it (or `<id>-twin`) whose vulnerable side
     it flags and whose fixed side it does not (that side being `secure` is checked for every pair above)."""
-    from treeplay.oracle.config import RULES_DIR
-
-    rule_ids = {r["id"] for r in yaml.safe_load((RULES_DIR / f"{stem}.yaml").read_text())["rules"]}
-    by_id = {pair["id"]: (vuln, secure) for _, pair, vuln, secure in pair_verdicts}
+    rule_ids = _rule_ids(stem)
+    by_id = _twins_by_id(pair_verdicts)
     assert len(rule_ids) >= 13
     for rule in sorted(rule_ids - set(RULES_WITHOUT_TWIN)):
         name = rule if rule in by_id else f"{rule}-twin"
